@@ -1,0 +1,122 @@
+"""Benchmark `maskgen build-smfer` on a FER2013-format CSV.
+
+Measures wall time, rows/s, peak memory (parent and workers), the fraction of rows masked
+per class, QA pass rate, and, on the same rows with the same number of workers, the time of
+bare dlib work alone (HOG detection on the same upscaled image + 68-point landmarks): the
+floor our pipeline builds on.
+
+    python benchmarks/build_smfer.py ../shared/data/fer2013.csv.gz [--jobs 2] [--limit N] [--write-docs]
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from maskgen.dataset import EMOTIONS, FerTable, read_fer_csv, write_fer_csv
+from maskgen.parallel import chunk_ranges, default_jobs, map_chunks
+from maskgen.pipeline import BuildConfig
+from maskgen.smfer import build_smfer
+
+#: the bare-dlib floor uses the same upscale and padding as maskgen's HOG stage
+BARE_UPSCALE = 2
+BARE_PAD = 16
+
+
+def _bare_dlib_chunk(images: np.ndarray) -> tuple[int, int]:
+    """HOG detection + 68 points on each image (upscaled, edge-padded); returns (faces found, rows)."""
+    import cv2
+    import dlib
+
+    from maskgen._resources import SHAPE_PREDICTOR_68, dlib_model_path
+
+    global _BARE_MODELS
+    try:
+        detector, predictor = _BARE_MODELS
+    except NameError:
+        detector = dlib.get_frontal_face_detector()
+        predictor = dlib.shape_predictor(str(dlib_model_path(SHAPE_PREDICTOR_68)))
+        _BARE_MODELS = detector, predictor
+    found = 0
+    for img in images:
+        big = cv2.resize(img, None, fx=BARE_UPSCALE, fy=BARE_UPSCALE, interpolation=cv2.INTER_LINEAR)
+        big = cv2.copyMakeBorder(big, BARE_PAD, BARE_PAD, BARE_PAD, BARE_PAD, cv2.BORDER_REPLICATE)
+        boxes = detector(big, 0)
+        if boxes:
+            predictor(big, boxes[0])
+            found += 1
+    return found, len(images)
+
+
+def bare_dlib(table: FerTable, jobs: int) -> tuple[float, int]:
+    """(seconds, rows with a HOG face) for bare dlib over the table with ``jobs`` workers."""
+    chunks = [(table.images[a:b],) for a, b in chunk_ranges(len(table), 256)]
+    t0 = time.perf_counter()
+    found = sum(f for f, _ in map_chunks(_bare_dlib_chunk, chunks, jobs=jobs))
+    return time.perf_counter() - t0, found
+
+
+def _peak_mib() -> tuple[float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return own, children
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv", type=Path)
+    parser.add_argument("--jobs", type=int, default=0, help="workers (0 = all cores)")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N rows")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-bare", action="store_true", help="don't time bare dlib")
+    args = parser.parse_args(argv)
+    jobs = args.jobs or default_jobs()
+
+    source = args.csv
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.limit:
+            table = read_fer_csv(source)
+            idx = slice(0, args.limit)
+            sub = FerTable(path=source, images=table.images[idx], emotion=table.emotion[idx],
+                           usage=None if table.usage is None else table.usage[idx])
+            source = Path(tmp) / "subset.csv"
+            write_fer_csv(source, sub)
+        out = Path(tmp) / "smfer2013.csv"
+        t0 = time.perf_counter()
+        report = build_smfer(source, out, config=BuildConfig(seed=args.seed), jobs=jobs, progress=True)
+        wall = time.perf_counter() - t0
+        parent_mib, worker_mib = _peak_mib()
+        result = read_fer_csv(out)
+        src = read_fer_csv(source)
+        same_meta = bool(np.array_equal(result.emotion, src.emotion)) and (
+            src.usage is None or bool(np.array_equal(result.usage, src.usage)))
+        bare_s, bare_found = (float("nan"), 0) if args.skip_bare else bare_dlib(src, jobs)
+
+    n = report.rows
+    lines = [
+        f"- rows: {n}; jobs: {jobs}; machine: {platform.processor() or platform.machine()}, "
+        f"{default_jobs()} cores, Python {platform.python_version()}",
+        f"- wall time: **{wall:.1f} s** ({n / wall:.0f} rows/s); stages (s): {report.timings_s}",
+        f"- peak RSS: parent {parent_mib:.0f} MiB, largest worker {worker_mib:.0f} MiB",
+        f"- output rows {len(result)}, emotion and Usage identical to input: {same_meta}; "
+        f"all pixel strings parse to 48x48 uint8: {result.images.shape[1:] == (48, 48)}",
+        f"- status: {report.status_counts}; landmark sources: {report.landmark_sources}",
+        f"- QA passed: {report.qa_passed}/{n} ({100 * report.qa_passed / n:.2f}%)",
+        "- masked per class: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in report.masked_per_class.items()),
+    ]
+    if not args.skip_bare:
+        lines.append(f"- bare dlib (HOG on {BARE_UPSCALE}x upscale + {BARE_PAD}px pad, + 68 points), same rows, "
+                     f"{jobs} jobs: {bare_s:.1f} s ({n / bare_s:.0f} rows/s); HOG found a face in "
+                     f"{bare_found}/{n} ({100 * bare_found / n:.1f}%)")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
