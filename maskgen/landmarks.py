@@ -1,0 +1,501 @@
+"""68-point facial landmarks that never silently miss.
+
+Two entry points:
+
+* :func:`landmarks_for_crop` for aligned face crops such as FER2013 rows
+  ((48, 48) uint8). A chain of methods is tried, each result tagged with its
+  ``source``:
+
+  1. ``"hog"``   dlib's HOG detector on an upscaled, edge-padded copy of the crop,
+     then the 68-point shape predictor in the detected box;
+  2. ``"prior"`` the shape predictor in a *prior box* learned from the rows where
+     HOG succeeds (FER2013 faces are centred), refined by re-fitting the box to
+     the predicted points and predicting again, until the box stops moving;
+  3. ``"cnn"``   dlib's CNN (MMOD) face detector. It is 50-100x slower than the
+     rest, so it runs only when neither HOG nor the prior fit gave a plausible
+     shape (measured order; see docs/results.md ``## Landmarks``).
+
+  Every shape gets a plausibility ``score`` (Procrustes distance to the mean
+  face shape; lower is better) and, for crops, a check that its box is where
+  aligned faces are. The first plausible shape wins; when none is plausible the
+  best one is returned with ``accepted=False`` so the caller can record it.
+
+* :func:`detect_faces` for any photo (gray or RGB, several faces). Faces come
+  only from a detector (HOG, or the CNN when HOG finds none), and each shape
+  must be plausible: a flat or noise image gives ``[]``.
+
+Coordinates are always (x, y) in pixels of the *input* image, pixel centres at
+integer positions. Models are loaded lazily, once per process.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from maskgen._resources import CNN_FACE_DETECTOR, SHAPE_PREDICTOR_68, dlib_model_path
+
+__all__ = [
+    "LANDMARK_GROUPS",
+    "N_POINTS",
+    "Landmarks",
+    "LandmarkDetector",
+    "LandmarkPrior",
+    "get_detector",
+    "detect_faces",
+    "landmarks_for_crop",
+    "procrustes_distance",
+    "fit_box_to_points",
+    "load_prior",
+    "PRIOR_PATH",
+]
+
+N_POINTS = 68
+
+#: Named groups of the dlib / iBUG 68-point convention, defined once.
+#: "right"/"left" are the subject's: ``right_eye`` (36-41) is on the image's left.
+LANDMARK_GROUPS: dict[str, np.ndarray] = {
+    "jaw": np.arange(0, 17),
+    "right_eyebrow": np.arange(17, 22),
+    "left_eyebrow": np.arange(22, 27),
+    "nose_bridge": np.arange(27, 31),
+    "nose_tip": np.arange(31, 36),
+    "right_eye": np.arange(36, 42),
+    "left_eye": np.arange(42, 48),
+    # outer upper lip then inner upper lip (as face_recognition's api.py)
+    "top_lip": np.array([48, 49, 50, 51, 52, 53, 54, 64, 63, 62, 61, 60]),
+    # outer lower lip then inner lower lip (as face_recognition's api.py)
+    "bottom_lip": np.array([54, 55, 56, 57, 58, 59, 48, 60, 67, 66, 65, 64]),
+    # convenience unions
+    "nose": np.arange(27, 36),
+    "eyes": np.arange(36, 48),
+    "mouth": np.arange(48, 68),
+}
+for _idx in LANDMARK_GROUPS.values():
+    _idx.setflags(write=False)
+
+#: index of the nose tip (bottom of the nose bridge) and of the chin
+NOSE_TIP_POINT = 30
+CHIN_POINT = 8
+
+# ---------------------------------------------------------------- crop mode
+#: crops are resized so that their longer side is this many pixels before HOG
+#: (48 -> 120, i.e. 2.5x: dlib's HOG window is 80x80 pixels)
+CROP_TARGET_SIZE = 120
+#: edge padding (replicated border) added around the crop before upscaling,
+#: in input pixels per 48 pixels of crop
+CROP_PAD_PER_48 = 4
+#: HOG decision threshold for crops; below dlib's default 0 because the box is
+#: checked against the prior and the shape must pass the plausibility test
+CROP_HOG_THRESHOLD = -0.5
+#: refinement of the prior box: at most this many re-fits, stop when the box
+#: moves less than REFINE_TOL (fraction of the box size)
+REFINE_MAX_ITER = 4
+REFINE_TOL = 0.01
+
+# --------------------------------------------------------------- photo mode
+#: photos whose longer side is below these sizes are upsampled by dlib (x2 per step)
+PHOTO_UPSAMPLE_BELOW = (200, 600)
+#: HOG decision threshold in photo mode (dlib's default)
+PHOTO_HOG_THRESHOLD = 0.0
+#: the CNN runs on photos only when HOG finds nothing and the (upsampled) image has
+#: at most this many pixels (it costs ~1 s per megapixel on one core)
+PHOTO_CNN_MAX_PIXELS = 1_200_000
+#: minimum MMOD confidence for a CNN face
+CNN_CONFIDENCE = 0.3
+#: two detections whose boxes overlap more than this (IoU) are the same face
+DUPLICATE_IOU = 0.4
+
+#: the learned prior (box, mean shape, thresholds); produced by
+#: ``python benchmarks/landmarks.py DATA --fit-prior`` (see docs/results.md)
+PRIOR_PATH = Path(__file__).with_name("landmark_prior.json")
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """68 facial landmarks of one face.
+
+    ``points`` is (68, 2) float32 in (x, y) order, pixel coordinates of the input
+    image. ``box`` is (left, top, right, bottom) in the same coordinates.
+    ``score`` is the Procrustes distance to the mean face shape (lower = better),
+    ``accepted`` whether the shape passed the plausibility checks.
+    """
+
+    points: np.ndarray
+    source: str
+    score: float
+    accepted: bool
+    box: tuple[float, float, float, float]
+    #: detector confidence (HOG / CNN score) where a detector produced the box, else nan
+    confidence: float = field(default=float("nan"), compare=False)
+
+    def group(self, name: str) -> np.ndarray:
+        """(k, 2) float32 points of a named group (see :data:`LANDMARK_GROUPS`)."""
+        try:
+            idx = LANDMARK_GROUPS[name]
+        except KeyError:
+            raise ValueError(f"unknown landmark group {name!r}; valid: {sorted(LANDMARK_GROUPS)}") from None
+        return self.points[idx]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (no points) for per-row sidecars."""
+        return {
+            "landmark_source": self.source,
+            "landmark_score": round(float(self.score), 5),
+            "landmark_accepted": bool(self.accepted),
+        }
+
+
+# ------------------------------------------------------------------ geometry
+def procrustes_distance(points: np.ndarray, reference: np.ndarray) -> float:
+    """Full Procrustes distance (translation, scale, rotation removed) in [0, 1].
+
+    ``points`` and ``reference`` are (n, 2) arrays; returns sqrt(1 - (sum of
+    singular values)^2) for centred, unit-norm shapes (0 = same shape).
+    """
+    a = np.asarray(points, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na < 1e-9 or nb < 1e-9:
+        return 1.0
+    s = np.linalg.svd((a / na).T @ (b / nb), compute_uv=False)
+    return float(np.sqrt(max(0.0, 1.0 - float(s.sum()) ** 2)))
+
+
+def fit_box_to_points(points: np.ndarray, mean_shape: np.ndarray) -> tuple[float, float, float, float]:
+    """Square box (left, top, right, bottom) that maps ``mean_shape`` best onto ``points``.
+
+    ``mean_shape`` is (68, 2) in box-normalised coordinates ((0, 0) = top-left,
+    (1, 1) = bottom-right of the face box); least squares over scale and
+    translation (no rotation: boxes are axis-aligned).
+    """
+    p = np.asarray(points, dtype=np.float64)
+    m = np.asarray(mean_shape, dtype=np.float64)
+    mc, pc = m.mean(axis=0), p.mean(axis=0)
+    dm = m - mc
+    scale = float((dm * (p - pc)).sum() / (dm * dm).sum())
+    left, top = pc - scale * mc
+    return (float(left), float(top), float(left + scale), float(top + scale))
+
+
+def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+# --------------------------------------------------------------------- prior
+@dataclass(frozen=True)
+class LandmarkPrior:
+    """What the crop fallback and the plausibility checks know about aligned faces.
+
+    box:        (left, top, right, bottom) of the typical face box as fractions of
+                the crop's width / height
+    mean_shape: (68, 2) mean landmarks in box-normalised coordinates
+    max_score:  Procrustes distance above which a shape is implausible
+    max_center_offset: largest allowed distance of a crop's box centre from the
+                prior box centre, as a fraction of the prior box size
+    size_range: allowed (min, max) box size as a fraction of the prior box size
+    """
+
+    box: tuple[float, float, float, float]
+    mean_shape: np.ndarray
+    max_score: float
+    max_center_offset: float
+    size_range: tuple[float, float]
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "box": [round(v, 6) for v in self.box],
+            "max_score": round(self.max_score, 6),
+            "max_center_offset": round(self.max_center_offset, 6),
+            "size_range": [round(v, 6) for v in self.size_range],
+            "mean_shape": np.round(self.mean_shape, 5).tolist(),
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LandmarkPrior:
+        shape = np.asarray(data["mean_shape"], dtype=np.float64)
+        if shape.shape != (N_POINTS, 2):
+            raise ValueError(f"prior mean_shape must be ({N_POINTS}, 2), got {shape.shape}")
+        box = tuple(float(v) for v in data["box"])
+        if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
+            raise ValueError(f"prior box must be (left, top, right, bottom) with left<right, top<bottom: {box}")
+        return cls(
+            box=box,  # type: ignore[arg-type]
+            mean_shape=shape,
+            max_score=float(data["max_score"]),
+            max_center_offset=float(data["max_center_offset"]),
+            size_range=(float(data["size_range"][0]), float(data["size_range"][1])),
+            meta=dict(data.get("meta", {})),
+        )
+
+
+def load_prior(path: str | Path = PRIOR_PATH) -> LandmarkPrior:
+    """Read a :class:`LandmarkPrior` from JSON (default: the one shipped with maskgen)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"landmark prior {path} missing; create it with `python benchmarks/landmarks.py DATA --fit-prior`"
+        ) from None
+    return LandmarkPrior.from_json(data)
+
+
+# ------------------------------------------------------------------ detector
+@dataclass
+class _Canvas:
+    """An upscaled, edge-padded copy of a crop and the map back to input coords."""
+
+    image: np.ndarray  # (H', W') uint8
+    scale: float
+    pad: int
+
+    def to_input(self, xy: np.ndarray) -> np.ndarray:
+        return ((xy + 0.5) / self.scale - 0.5 - self.pad).astype(np.float32)
+
+    def box_to_input(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        l, t, r, b = box
+        s, p = self.scale, self.pad
+        return ((l + 0.5) / s - 0.5 - p, (t + 0.5) / s - 0.5 - p, (r + 0.5) / s - 0.5 - p, (b + 0.5) / s - 0.5 - p)
+
+    def box_from_input(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        l, t, r, b = box
+        s, p = self.scale, self.pad
+        return ((l + p + 0.5) * s - 0.5, (t + p + 0.5) * s - 0.5, (r + p + 0.5) * s - 0.5, (b + p + 0.5) * s - 0.5)
+
+
+def _to_gray_uint8(image: np.ndarray, what: str) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"{what}: expected a uint8 image, got dtype {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_RGB2GRAY)
+    if arr.ndim != 2:
+        raise ValueError(f"{what}: expected (H, W) or (H, W, 3) image, got shape {arr.shape}")
+    if min(arr.shape) < 8:
+        raise ValueError(f"{what}: image too small ({arr.shape[1]}x{arr.shape[0]}), need at least 8x8")
+    return np.ascontiguousarray(arr)
+
+
+class LandmarkDetector:
+    """Holds the dlib models (loaded lazily on first use) and the crop prior."""
+
+    def __init__(self, prior: LandmarkPrior | None = None) -> None:
+        self._prior = prior
+
+    # lazily loaded members (never at import / construction time)
+    @cached_property
+    def prior(self) -> LandmarkPrior:
+        return self._prior if self._prior is not None else load_prior()
+
+    @cached_property
+    def hog(self) -> Any:
+        import dlib
+
+        return dlib.get_frontal_face_detector()
+
+    @cached_property
+    def predictor(self) -> Any:
+        import dlib
+
+        return dlib.shape_predictor(str(dlib_model_path(SHAPE_PREDICTOR_68)))
+
+    @cached_property
+    def cnn(self) -> Any:
+        import dlib
+
+        return dlib.cnn_face_detection_model_v1(str(dlib_model_path(CNN_FACE_DETECTOR)))
+
+    def __getstate__(self) -> dict[str, Any]:  # dlib models don't pickle; reload in the child
+        return {"_prior": self._prior}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._prior = state["_prior"]
+
+    # ---------------------------------------------------------------- shared
+    def _predict(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """Shape predictor in ``box`` (coords of ``image``) -> (68, 2) float64 points."""
+        import dlib
+
+        l, t, r, b = (int(round(v)) for v in box)
+        shape = self.predictor(image, dlib.rectangle(l, t, r, b))
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+    def score(self, points: np.ndarray) -> float:
+        """Procrustes distance of (68, 2) points to the prior's mean shape (lower = better)."""
+        return procrustes_distance(points, self.prior.mean_shape)
+
+    def _box_plausible(self, box: tuple[float, float, float, float], width: int, height: int) -> bool:
+        """Is a face box (input coords) where aligned crops have their face?"""
+        pl, pt, pr, pb = self.prior.box
+        pl, pr = pl * width, pr * width
+        pt, pb = pt * height, pb * height
+        psize = ((pr - pl) + (pb - pt)) / 2
+        size = ((box[2] - box[0]) + (box[3] - box[1])) / 2
+        lo, hi = self.prior.size_range
+        if not (lo * psize <= size <= hi * psize):
+            return False
+        dx = (box[0] + box[2]) / 2 - (pl + pr) / 2
+        dy = (box[1] + box[3]) / 2 - (pt + pb) / 2
+        return bool(np.hypot(dx, dy) <= self.prior.max_center_offset * psize)
+
+    # ------------------------------------------------------------- crop mode
+    def crop_canvas(self, gray: np.ndarray) -> _Canvas:
+        """Upscaled, edge-padded copy of a crop used by every crop-mode stage."""
+        h, w = gray.shape
+        pad = max(1, int(round(CROP_PAD_PER_48 * max(h, w) / 48)))
+        scale = CROP_TARGET_SIZE / max(h, w)
+        padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        big = cv2.resize(padded, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        return _Canvas(image=big, scale=scale, pad=pad)
+
+    def _crop_result(
+        self, canvas: _Canvas, box_big: tuple[float, float, float, float], points_big: np.ndarray, source: str,
+        shape: tuple[int, int], confidence: float = float("nan"),
+    ) -> Landmarks:
+        points = canvas.to_input(points_big)
+        box = canvas.box_to_input(box_big)
+        score = self.score(points)
+        ok = score <= self.prior.max_score and self._box_plausible(
+            fit_box_to_points(points, self.prior.mean_shape), shape[1], shape[0]
+        )
+        return Landmarks(points=points, source=source, score=score, accepted=bool(ok), box=box, confidence=confidence)
+
+    def crop_hog(self, gray: np.ndarray, canvas: _Canvas | None = None,
+                 threshold: float = CROP_HOG_THRESHOLD) -> Landmarks | None:
+        """HOG stage for a crop: best detection whose box is plausible, or None."""
+        canvas = canvas or self.crop_canvas(gray)
+        rects, scores, _ = self.hog.run(canvas.image, 0, threshold)
+        best = None
+        for rect, conf in sorted(zip(rects, scores), key=lambda rs: -rs[1]):
+            box_big = (rect.left(), rect.top(), rect.right(), rect.bottom())
+            if not self._box_plausible(canvas.box_to_input(box_big), gray.shape[1], gray.shape[0]):
+                continue
+            best = self._crop_result(canvas, box_big, self._predict(canvas.image, box_big), "hog", gray.shape, conf)
+            break
+        return best
+
+    def crop_prior(self, gray: np.ndarray, canvas: _Canvas | None = None,
+                   max_iter: int = REFINE_MAX_ITER) -> Landmarks:
+        """Prior-box stage: predictor in the learned prior box, refined by re-fitting the box."""
+        canvas = canvas or self.crop_canvas(gray)
+        h, w = gray.shape
+        pl, pt, pr, pb = self.prior.box
+        box = (pl * w, pt * h, pr * w, pb * h)
+        box_big = canvas.box_from_input(box)
+        pts_big = self._predict(canvas.image, box_big)
+        for _ in range(max_iter):
+            new_box = fit_box_to_points(canvas.to_input(pts_big), self.prior.mean_shape)
+            size = new_box[2] - new_box[0]
+            moved = max(abs(a - b) for a, b in zip(new_box, box)) / max(size, 1e-6)
+            box = new_box
+            box_big = canvas.box_from_input(box)
+            pts_big = self._predict(canvas.image, box_big)
+            if moved < REFINE_TOL:
+                break
+        return self._crop_result(canvas, box_big, pts_big, "prior", gray.shape)
+
+    def crop_cnn(self, gray: np.ndarray, canvas: _Canvas | None = None) -> Landmarks | None:
+        """CNN (MMOD) stage for a crop: best plausible detection, or None. Slow (~30-80 ms)."""
+        canvas = canvas or self.crop_canvas(gray)
+        best = None
+        for det in sorted(self.cnn(canvas.image, 0), key=lambda d: -d.confidence):
+            r = det.rect
+            box_big = (r.left(), r.top(), r.right(), r.bottom())
+            if not self._box_plausible(canvas.box_to_input(box_big), gray.shape[1], gray.shape[0]):
+                continue
+            best = self._crop_result(canvas, box_big, self._predict(canvas.image, box_big), "cnn", gray.shape,
+                                     float(det.confidence))
+            break
+        return best
+
+    def for_crop(self, gray: np.ndarray) -> Landmarks:
+        """Landmarks for an aligned face crop ((H, W) uint8, e.g. a (48, 48) FER2013 row).
+
+        Tries HOG, then the refined prior box, then the CNN; returns the first
+        accepted shape, else the lowest-score one with ``accepted=False``.
+        Never raises for a valid image.
+        """
+        gray = _to_gray_uint8(gray, "for_crop")
+        canvas = self.crop_canvas(gray)
+        tried: list[Landmarks] = []
+        for stage in (self.crop_hog, self.crop_prior, self.crop_cnn):
+            lm = stage(gray, canvas)
+            if lm is None:
+                continue
+            if lm.accepted:
+                return lm
+            tried.append(lm)
+        return min(tried, key=lambda lm: lm.score)
+
+    # ------------------------------------------------------------ photo mode
+    def detect_faces(self, image: np.ndarray) -> list[Landmarks]:
+        """All faces in a photo ((H, W) or (H, W, 3) uint8 RGB), left to right; [] if none.
+
+        Small images are upsampled; HOG first, the CNN only when HOG finds nothing
+        (and the image is not huge). Each shape must pass the Procrustes test;
+        nothing is ever invented without a detection.
+        """
+        gray = _to_gray_uint8(image, "detect_faces")
+        longest = max(gray.shape)
+        upsample = sum(longest < limit for limit in PHOTO_UPSAMPLE_BELOW)
+        rects, scores, _ = self.hog.run(gray, upsample, PHOTO_HOG_THRESHOLD)
+        found: list[tuple[tuple[float, float, float, float], float, str]] = [
+            ((r.left(), r.top(), r.right(), r.bottom()), float(s), "hog") for r, s in zip(rects, scores)
+        ]
+        if not found:
+            cnn_upsample = upsample
+            while cnn_upsample > 0 and gray.size * 4**cnn_upsample > PHOTO_CNN_MAX_PIXELS:
+                cnn_upsample -= 1
+            if gray.size * 4**cnn_upsample <= PHOTO_CNN_MAX_PIXELS:
+                for det in self.cnn(gray, cnn_upsample):
+                    if det.confidence >= CNN_CONFIDENCE:
+                        r = det.rect
+                        found.append(((r.left(), r.top(), r.right(), r.bottom()), float(det.confidence), "cnn"))
+        faces: list[Landmarks] = []
+        for box, conf, source in sorted(found, key=lambda f: -f[1]):
+            if any(_box_iou(box, f.box) > DUPLICATE_IOU for f in faces):
+                continue
+            points = self._predict(gray, box).astype(np.float32)
+            score = self.score(points)
+            if score > self.prior.max_score:
+                continue
+            faces.append(Landmarks(points=points, source=source, score=score, accepted=True,
+                                   box=tuple(float(v) for v in box), confidence=conf))  # type: ignore[arg-type]
+        return sorted(faces, key=lambda f: f.box[0])
+
+
+_DETECTOR: LandmarkDetector | None = None
+
+
+def get_detector() -> LandmarkDetector:
+    """Process-wide detector (one per worker process); models load on first use."""
+    global _DETECTOR
+    if _DETECTOR is None:
+        _DETECTOR = LandmarkDetector()
+    return _DETECTOR
+
+
+def detect_faces(image: np.ndarray) -> list[Landmarks]:
+    """All faces in a photo; see :meth:`LandmarkDetector.detect_faces`."""
+    return get_detector().detect_faces(image)
+
+
+def landmarks_for_crop(gray: np.ndarray) -> Landmarks:
+    """Landmarks for an aligned crop; see :meth:`LandmarkDetector.for_crop`."""
+    return get_detector().for_crop(gray)
