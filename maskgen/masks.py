@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
+from maskgen.landmarks import CHIN_POINT, LANDMARK_GROUPS, N_POINTS, NOSE_TIP_POINT
 from maskgen.render import FITS, apply_mask, prepare_template, render_mask
 
 __all__ = [
@@ -29,20 +30,16 @@ __all__ = [
     "resolve_landmark",
 ]
 
-N_LANDMARKS = 68
-#: landmark groups of the 68-point convention: name -> (first index, count)
-_GROUP_RANGES: dict[str, tuple[int, int]] = {
-    "jaw": (0, 17), "right_eyebrow": (17, 5), "left_eyebrow": (22, 5), "nose_bridge": (27, 4),
-    "nose_tip": (31, 5), "right_eye": (36, 6), "left_eye": (42, 6), "mouth_outer": (48, 12), "mouth_inner": (60, 8),
-}
+N_LANDMARKS = N_POINTS
 #: readable aliases for single landmarks ("right" = the subject's right = image left, as in dlib)
 _ALIASES: dict[str, int] = {
-    "chin": 8, "nose_bridge_top": 27, "nose_tip": 30, "nose_bottom": 33, "mouth_right": 48, "mouth_left": 54,
-    "upper_lip_top": 51, "lower_lip_bottom": 57,
+    "chin": CHIN_POINT, "nose_bridge_top": 27, "nose_tip": NOSE_TIP_POINT, "nose_bottom": 33, "mouth_right": 48,
+    "mouth_left": 54, "upper_lip_top": 51, "lower_lip_bottom": 57,
 }
-#: every landmark name a spec may use -> index: "<group>_<k>" (e.g. "jaw_8"), aliases, or "lm_<i>" (0..67)
+#: every landmark name a spec may use -> index: "<group>_<k>" = k-th point of a group of
+#: maskgen.landmarks.LANDMARK_GROUPS (e.g. "jaw_8", "mouth_3"), the aliases above, or "lm_<i>" (0..67)
 LANDMARK_NAMES: dict[str, int] = {
-    **{f"{g}_{k}": start + k for g, (start, n) in _GROUP_RANGES.items() for k in range(n)},
+    **{f"{g}_{k}": int(i) for g, idx in LANDMARK_GROUPS.items() for k, i in enumerate(idx)},
     **_ALIASES,
     **{f"lm_{i}": i for i in range(N_LANDMARKS)},
 }
@@ -75,7 +72,7 @@ def resolve_landmark(ref: Any, *, mask: str = "?", anchor: str = "?") -> np.ndar
                 return one(int(r))
             raise MaskSpecError(
                 f"mask {mask!r}, anchor {anchor!r}: unknown landmark name {r!r}; use an index 0..67, "
-                f"'<group>_<k>' with groups {sorted(_GROUP_RANGES)}, or one of {sorted(_ALIASES)}")
+                f"'<group>_<k>' with groups {sorted(LANDMARK_GROUPS)}, or one of {sorted(_ALIASES)}")
         raise MaskSpecError(f"mask {mask!r}, anchor {anchor!r}: landmark must be a name, an index or a "
                             f"{{name: weight}} table, got {r!r}")
 
@@ -371,7 +368,7 @@ def load_mask_spec(path: str | Path, *, register: bool = True) -> MaskTemplate:
 #: gray-tone jitter (relative) around a colour's luminance, and bounds of the sampled knobs
 TONE_JITTER = 0.08
 SHADING_RANGE = (0.6, 1.0)
-NOISE_RANGE = (0.015, 0.04)
+NOISE_RANGE = (0.008, 0.025)
 PLACEMENT_JITTER = 0.03      # +- fraction of the face height for the mask's top edge
 WIDTH_JITTER = 0.04          # +- relative width change
 

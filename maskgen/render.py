@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from maskgen.qa import FITS  # ways of wearing a mask (MaskedFace-Net style incorrect wear), defined once
+
 if TYPE_CHECKING:  # only for type hints; masks.py imports this module
     from maskgen.masks import MaskParams, MaskTemplate
 
-#: ways of wearing a mask (MaskedFace-Net style incorrect wear)
-FITS = ("correct", "nose_exposed", "chin_only")
 #: supersampling factor of the render canvas
 SUPERSAMPLE = 4
 #: feather (Gaussian sigma) of the mask edge, in output pixels
@@ -50,6 +50,9 @@ SHADE_RANGE = (0.55, 1.5)
 KNEE = 0.82                 # values above this roll off softly towards 1
 #: the template pyramid stops at this many pixels wide
 MIN_LEVEL_WIDTH = 16
+#: the warp map is computed every MAP_STEP canvas pixels and bilinearly upsampled (it is continuous)
+MAP_STEP = 2
+OUTSIDE = -1e4              # template coordinate for canvas pixels outside every triangle
 FIXED_SHIFT = 4             # sub-pixel bits for cv2.fillConvexPoly
 
 
@@ -252,23 +255,29 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: "MaskTemplate",
     f = float(2 ** level)
     src_l = (prep.src + 0.5) / f - 0.5
 
-    # per-triangle affine maps canvas (x, y, 1) -> template level (x, y)
+    # per-triangle affine maps (x, y, 1) on a coarse grid (every MAP_STEP canvas pixels) -> template level
+    # (x, y); the piece-wise affine map is continuous, so it is bilinearly upsampled to the canvas
+    r = MAP_STEP
+    mw, mh = -(-bw // r), -(-bh // r)
+    dst_m = (dst_ss + 0.5) / r - 0.5
     tri = prep.triangles
-    d = np.concatenate([dst_ss[tri], np.ones((len(tri), 3, 1))], axis=2)   # (T, 3, 3)
-    det = np.linalg.det(d)
-    ok = np.abs(det) > 1e-9
+    d = np.concatenate([dst_m[tri], np.ones((len(tri), 3, 1))], axis=2)     # (T, 3, 3)
+    ok = np.abs(np.linalg.det(d)) > 1e-9
     coef = np.zeros((len(tri) + 1, 3, 2), np.float64)
-    coef[0, 2] = -1e4                                                       # "no triangle" -> outside
+    coef[0, 2] = OUTSIDE                                                    # "no triangle" -> transparent
     coef[1:][ok] = np.linalg.solve(d[ok], src_l[tri][ok])
-    index = np.zeros((bh, bw), np.uint16)
-    fixed = np.round(dst_ss * (1 << FIXED_SHIFT)).astype(np.int32)
+    coef = coef.reshape(len(tri) + 1, 6).astype(np.float32)                 # [ax, ay, bx, by, cx, cy]
+    index = np.zeros((mh, mw), np.uint16)
+    fixed = np.round(dst_m * (1 << FIXED_SHIFT)).astype(np.int32)
     for t in np.flatnonzero(ok):
         cv2.fillConvexPoly(index, fixed[tri[t]], int(t + 1), cv2.LINE_8, FIXED_SHIFT)
-    c = coef[index].astype(np.float32)                                      # (bh, bw, 3, 2)
-    xs = np.arange(bw, dtype=np.float32)[None, :]
-    ys = np.arange(bh, dtype=np.float32)[:, None]
-    map_x = c[..., 0, 0] * xs + c[..., 1, 0] * ys + c[..., 2, 0]
-    map_y = c[..., 0, 1] * xs + c[..., 1, 1] * ys + c[..., 2, 1]
+    c = coef[index]                                                          # (mh, mw, 6)
+    xs = np.arange(mw, dtype=np.float32)[None, :]
+    ys = np.arange(mh, dtype=np.float32)[:, None]
+    maps = np.dstack([c[..., 0] * xs + c[..., 2] * ys + c[..., 4], c[..., 1] * xs + c[..., 3] * ys + c[..., 5]])
+    if r > 1:
+        maps = cv2.resize(maps, (mw * r, mh * r), interpolation=cv2.INTER_LINEAR)[:bh, :bw]
+    map_x, map_y = np.ascontiguousarray(maps[..., 0]), np.ascontiguousarray(maps[..., 1])
     canvas = cv2.remap(layers, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if canvas.ndim == 2:
         canvas = canvas[..., None]

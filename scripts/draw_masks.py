@@ -78,10 +78,10 @@ ANCHOR_LANDMARKS: dict[str, object] = {
     "nose_bridge": "nose_bridge_1",
     "nose_tip": "nose_bridge_3",
     "nose_bottom": "nose_tip_2",
-    "mouth_right": "mouth_outer_0",
-    "mouth_left": "mouth_outer_6",
-    "upper_lip": "mouth_outer_3",
-    "lower_lip": "mouth_outer_9",
+    "mouth_right": "mouth_0",
+    "mouth_left": "mouth_6",
+    "upper_lip": "mouth_3",
+    "lower_lip": "mouth_9",
     "cheek_right": {"jaw_2": 0.5, "nose_tip_0": 0.5},
     "cheek_left": {"jaw_14": 0.5, "nose_tip_4": 0.5},
 }
@@ -89,7 +89,7 @@ _NAME_TO_INDEX = {
     **{f"jaw_{i}": i for i in range(17)},
     **{f"nose_bridge_{i}": 27 + i for i in range(4)},
     **{f"nose_tip_{i}": 31 + i for i in range(5)},
-    **{f"mouth_outer_{i}": 48 + i for i in range(12)},
+    **{f"mouth_{i}": 48 + i for i in range(20)},
 }
 
 
@@ -232,7 +232,7 @@ def draw_surgical() -> Canvas:
                                       [1.40 * s, 1.05], [1.10 * s, 0.97]]), 24)
         c.line(loop, 0.022, 0.97, alpha=True)
     c.shade(side_falloff(c, 1.25, 0.22))
-    c.grain(0.025, 0.05)
+    c.grain(0.012, 0.05)
     return c
 
 
@@ -260,7 +260,7 @@ def draw_n95() -> Canvas:
         for y0, y1 in ((0.55, 0.45), (1.35, 1.45)):
             strap = np.array([[0.9 * s, y0], [1.2 * s, (y0 + y1) / 2], [1.55 * s, y1]])
             c.line(strap, 0.05, 0.9, alpha=True)
-    c.grain(0.03, 0.04)
+    c.grain(0.012, 0.04)
     return c
 
 
@@ -291,7 +291,7 @@ def draw_kn95() -> Canvas:
                                       [1.38 * s, 1.0], [1.07 * s, 0.97]]), 24)
         c.line(loop, 0.022, 0.97, alpha=True)
     c.shade(side_falloff(c, 1.2, 0.15))
-    c.grain(0.02, 0.05)
+    c.grain(0.01, 0.05)
     return c
 
 
@@ -312,7 +312,7 @@ def draw_cloth() -> Canvas:
                                       [1.40 * s, 1.05], [1.08 * s, 1.0]]), 24)
         c.line(loop, 0.04, 0.9, alpha=True)
     c.shade(side_falloff(c, 1.25, 0.25))
-    c.grain(0.05, 0.025)
+    c.grain(0.025, 0.025)
     return c
 
 
@@ -321,15 +321,18 @@ def draw_gaiter() -> Canvas:
     c = Canvas()
     top = np.array([[-1.22, 0.36], [-0.6, 0.27], [-0.2, 0.14], [0.0, 0.12], [0.2, 0.14],
                     [0.6, 0.27], [1.22, 0.36]])
-    bottom = np.array([[1.25, 2.3], [0.0, 2.34], [-1.25, 2.3]])
-    outline = np.vstack([smooth_curve(top, 24), [[1.22, 1.2]], bottom, [[-1.22, 1.2]]])
+    # sides hug the jaw down to the jaw corner, then fall straight to the (narrower) neck
+    side_left = jaw_curve(0.1, 11, 15)[::-1]          # image right, from the top (jaw 15) down to jaw 11
+    side_right = jaw_curve(0.1, 1, 5)[::-1]           # image left, from jaw 5 up to jaw 1
+    neck = np.array([[0.84, 1.8], [0.82, 2.34], [-0.82, 2.34], [-0.84, 1.8]])
+    outline = np.vstack([smooth_curve(top, 24), smooth_curve(side_left, 12), neck, smooth_curve(side_right, 12)])
     body = c.fill(outline)
     # folds: wavy horizontal ripples, denser below the chin where the tube bunches up
     ripple = np.sin(c.fy * (8 + 4 * np.clip(c.fy - 1.5, 0, 1)) * np.pi / 2 + 0.5 * np.sin(c.fx * 3))
     c.shade(1 + 0.07 * ripple, where=body)
     c.line(smooth_curve(top, 24), 0.06, 0.85, within=body)   # rolled top edge
     c.shade(side_falloff(c, 1.3, 0.35))
-    c.grain(0.04, 0.03)
+    c.grain(0.02, 0.03)
     return c
 
 
