@@ -116,6 +116,10 @@ def _print_report(report) -> None:
     click.echo(f"  QA passed: {report.qa_passed}/{report.rows}")
     click.echo(f"  sidecar:   {report.metadata}")
     click.echo(f"  manifest:  {report.manifest}")
+    errors = report.status_counts.get("error", 0)
+    if errors:
+        click.echo(f"maskgen: warning: {errors} rows could not be masked and were kept unchanged; "
+                   f"their error text is in {report.metadata}", err=True)
 
 
 @main.command("list-masks")
