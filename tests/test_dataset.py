@@ -126,3 +126,25 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     with atomic_write(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole" and list(tmp_path.iterdir()) == [target]
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+
+@settings(max_examples=25, deadline=None)
+@given(images=arrays(np.uint8, st.tuples(st.integers(1, 4), st.just(48), st.just(48))),
+       newline=st.sampled_from(["\n", "\r\n"]), data=st.data())
+def test_roundtrip_property(tmp_path_factory, images: np.ndarray, newline: str, data) -> None:
+    """Any images and labels survive write -> read unchanged, and rewriting is byte-identical."""
+    n = len(images)
+    labels = data.draw(st.lists(st.integers(0, 6), min_size=n, max_size=n))
+    usages = data.draw(st.lists(st.sampled_from(["Training", "PublicTest", "PrivateTest"]), min_size=n, max_size=n))
+    folder = tmp_path_factory.mktemp("prop")
+    src = folder / "in.csv"
+    src.write_bytes(fer_csv_text(images, labels, usages, newline=newline).encode())
+    table = read_fer_csv(src)
+    assert np.array_equal(table.images, images) and table.emotion.tolist() == labels
+    write_fer_csv(folder / "out.csv", table, table.images.copy())
+    assert (folder / "out.csv").read_bytes() == src.read_bytes()
