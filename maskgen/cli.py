@@ -150,3 +150,124 @@ def demo_cmd(outdir: Path, rows: int, seed: int, jobs: int) -> None:
     paths = run_demo(outdir, rows=rows, seed=seed, jobs=jobs)
     for label, path in paths.items():
         click.echo(f"{label:>9}: {path}")
+
+
+@main.command("build-mfer")
+@click.argument("fer_csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("smfer_csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output CSV [default: mfer2013.csv next to FER_CSV].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for class under/oversampling.")
+@click.option("--balance", type=click.Choice(["pairs", "none"]), default="pairs", show_default=True,
+              help="pairs: each used face once unmasked and once masked (equal masked/unmasked counts per "
+                   "class); none: all unmasked rows plus every masked row.")
+@click.option("--classes", type=click.Choice(["none", "undersample", "oversample"]), default="none",
+              show_default=True, help="Balance classes within each Usage by sampling sources.")
+@_friendly_errors
+def build_mfer_cmd(fer_csv: Path, smfer_csv: Path, output: Path | None, seed: int, balance: str,
+                   classes: str) -> None:
+    """Mix FER_CSV and its masked copy SMFER_CSV into MFER2013 (adds columns source, masked).
+
+    Usage follows the source row, so a face and its masked copy stay on the same side of the
+    standard split. See docs/splits.md.
+    """
+    from maskgen.mfer import build_mfer, format_counts
+
+    report = build_mfer(fer_csv, smfer_csv, output, seed=seed, balance=balance, classes=classes)
+    click.echo(f"wrote {report.output} ({report.rows} rows from {report.sources} sources; "
+               f"{report.smfer_unchanged_rows} SMFER rows were unmasked) in {report.timings_s['total']:.1f} s")
+    click.echo(format_counts(report.counts))
+    click.echo(f"manifest: {report.manifest}")
+
+
+@main.command("audit")
+@click.argument("data_csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--split", "splits", type=click.Choice(["usage", "paper", "grouped"]), multiple=True,
+              help="Split(s) to audit; may be repeated [default: usage, paper, grouped].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the paper / grouped split.")
+@click.option("--near-threshold", type=float, default=2.0, show_default=True,
+              help="Near duplicate: mean absolute pixel difference (grey levels) at most this.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the full result as JSON here ('-' for stdout instead of the table).")
+@_friendly_errors
+def audit_cmd(data_csv: Path, splits: tuple[str, ...], seed: int, near_threshold: float,
+              json_path: Path | None) -> None:
+    """Count classes x masked x split, twins (same source) and exact / near duplicate images
+    shared between train, val and test of DATA_CSV. See docs/splits.md."""
+    from maskgen.audit import audit, format_audit
+    from maskgen.dataset import atomic_write, read_fer_csv
+
+    table = read_fer_csv(data_csv)
+    kinds = splits or (("usage",) if table.usage is not None else ()) + ("paper", "grouped")
+    result = audit(table, kinds, seed, near_threshold=near_threshold)
+    text = json.dumps(result, indent=2)
+    if json_path is not None and str(json_path) == "-":
+        click.echo(text)
+        return
+    click.echo(format_audit(result))
+    if json_path is not None:
+        with atomic_write(json_path) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"\njson: {json_path}")
+
+
+@main.command("preview")
+@click.argument("input_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-n", "--rows", type=int, default=64, show_default=True, help="Random rows to show.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("preview.png"),
+              show_default=True, help="PNG contact sheet to write.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for choosing rows and for masking them (same as build-smfer --seed).")
+@click.option("--landmarks", "draw_landmarks", is_flag=True, help="Draw the 68 landmarks on the originals.")
+@click.option("--masks", "mask_names", metavar="NAMES", help="Comma-separated mask types [default: all].")
+@click.option("--mask-spec", "mask_specs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Custom mask spec file (JSON/TOML + RGBA PNG) to register; may be repeated.")
+@click.option("--fit", "fit_text", metavar="FIT=P,...", help="Fit probabilities [default: correct=1].")
+@click.option("--cols", type=int, default=8, show_default=True, help="Pairs per row of the sheet.")
+@click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor of the faces.")
+@_friendly_errors
+def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landmarks: bool, mask_names: str | None,
+                mask_specs: tuple[str, ...], fit_text: str | None, cols: int, scale: int) -> None:
+    """Contact sheet of random rows of INPUT_CSV: original beside masked, labelled with mask and fit."""
+    from maskgen.dataset import read_fer_csv
+    from maskgen.pipeline import BuildConfig
+    from maskgen.preview import preview_table, save_png
+
+    config = BuildConfig(seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
+                         mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs))
+    table = read_fer_csv(input_csv)
+    sheet, results = preview_table(table.images, rows, seed=seed, config=config, draw_landmarks=draw_landmarks,
+                                   cols=cols, scale=scale)
+    save_png(output, sheet)
+    failed = sum(1 for r in results if r.qa is not None and not r.qa.passed)
+    click.echo(f"wrote {output} ({len(results)} faces, {failed} failed QA)")
+
+
+@main.command("mask-image")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the masked photos (same relative names as the inputs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--masks", "mask_names", metavar="NAMES", help="Comma-separated mask types [default: all].")
+@click.option("--mask-spec", "mask_specs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Custom mask spec file (JSON/TOML + RGBA PNG) to register; may be repeated.")
+@click.option("--fit", "fit_text", metavar="FIT=P,...", help="Fit probabilities [default: correct=1].")
+@click.option("--gray-masks", is_flag=True, help="Gray-toned masks even on colour photos.")
+@_friendly_errors
+def mask_image_cmd(paths: tuple[Path, ...], outdir: Path, seed: int, mask_names: str | None,
+                   mask_specs: tuple[str, ...], fit_text: str | None, gray_masks: bool) -> None:
+    """Mask every detected face in photos (files or folders of photos); report photos with no face."""
+    from maskgen.masks import load_mask_spec
+    from maskgen.photo import mask_files
+
+    for spec in mask_specs:
+        load_mask_spec(spec)
+    report = mask_files(paths, outdir, seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
+                        color=not gray_masks)
+    click.echo(f"masked {sum(report.faces.values())} faces in {len(report.written)} photos -> {outdir}")
+    for path in report.no_face:
+        click.echo(f"  no face found: {path}")
+    for path, reason in report.failed:
+        click.echo(f"  failed: {path}: {reason}")
+    if not report.written:
+        sys.exit(1)

@@ -1,0 +1,288 @@
+"""Build MFER2013: FER2013 faces and their SMFER2013 masked copies in one class-balanced file.
+
+Output: a FER2013-format CSV with columns ``emotion,pixels[,Usage],source,masked``:
+
+- ``source``: the 0-based FER2013 row index the image comes from (a face and its masked copy
+  share it, so splits can keep them together: see :mod:`maskgen.splits`);
+- ``masked``: 1 for the SMFER2013 image, 0 for the original;
+- ``Usage`` is the source row's, so the standard split stays leakage-free by construction.
+
+Rows are ordered by (source, masked). Balancing (recorded in ``<out>.manifest.json``):
+
+``balance`` (masked vs unmasked, the paper's "balance the class distributions of both masked and
+unmasked samples"):
+
+- ``"pairs"`` (default): a source is used only if SMFER2013 actually changed its image (a row the
+  masking pipeline kept unmasked would be an unmasked image labelled masked), and then both its
+  unmasked and masked image are written. So in every class and every Usage the numbers of
+  masked and unmasked rows are exactly equal, and the class distribution of the masked rows is
+  exactly that of the unmasked rows.
+- ``"none"``: every FER2013 row unmasked, plus the masked copy of every row SMFER2013 changed.
+
+``classes`` (across emotions, applied to sources, within each Usage separately so the splits keep
+their sizes' proportions; the random choice uses ``numpy.random.default_rng([seed, usage, class])``):
+
+- ``"none"`` (default): keep FER2013's class imbalance;
+- ``"undersample"``: in each Usage, every class keeps a random subset of its sources as large as
+  the smallest class of that Usage (with ``pairs``: equal row counts for all class x masked cells);
+- ``"oversample"``: in each Usage, every class is filled up to the largest class by repeating
+  randomly chosen sources (each kept once, extra copies drawn with replacement). Repeated rows
+  are exact duplicates with the same ``source``; use the ``grouped`` or ``usage`` split.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskgen import __version__
+from maskgen.dataset import EMOTIONS, USAGES, FerTable, atomic_write, format_pixels, read_fer_csv, write_lines
+
+BALANCE_MODES = ("pairs", "none")
+CLASS_MODES = ("none", "undersample", "oversample")
+MFER_COLUMNS = ("source", "masked")
+NO_USAGE = "(all)"
+
+
+def default_output(fer_path: str | Path) -> Path:
+    """``fer2013.csv[.gz]`` -> ``mfer2013.csv`` next to it; ``x.csv`` -> ``x_mfer.csv``."""
+    path = Path(fer_path)
+    stem = path.name
+    for suffix in (".gz", ".csv"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    name = stem.replace("fer2013", "mfer2013") if "fer2013" in stem else f"{stem}_mfer"
+    return path.with_name(f"{name}.csv")
+
+
+def manifest_path(out_path: str | Path) -> Path:
+    """``mfer2013.csv`` -> ``mfer2013.manifest.json`` next to it."""
+    out = Path(out_path)
+    stem = out.name
+    for suffix in (".gz", ".csv"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return out.with_name(f"{stem}.manifest.json")
+
+
+def check_inputs(fer: FerTable, smfer: FerTable) -> None:
+    """Raise ValueError unless ``smfer`` is a masked copy of ``fer`` row by row.
+
+    Same row count, same label per row, same ``Usage`` per row (or both without one), and
+    ``fer`` is not already an MFER file.
+    """
+    for table in (fer, smfer):
+        present = [c for c in MFER_COLUMNS if c in table.extra]
+        if present:
+            raise ValueError(f"{table.path} already has column(s) {', '.join(present)}: expected a "
+                             f"FER2013 / SMFER2013 file, not an MFER2013 file")
+    if len(fer) != len(smfer):
+        raise ValueError(f"row counts differ: {fer.path} has {len(fer)} rows, {smfer.path} has {len(smfer)}; "
+                         f"SMFER2013 must be built from this FER2013 file")
+    bad = np.flatnonzero(fer.emotion != smfer.emotion)
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(f"labels differ in {bad.size} row(s); first at line {k + 2}: {fer.path} has "
+                         f"{fer.emotion[k]}, {smfer.path} has {smfer.emotion[k]}")
+    if (fer.usage is None) != (smfer.usage is None):
+        has, lacks = (fer, smfer) if smfer.usage is None else (smfer, fer)
+        raise ValueError(f"{has.path} has a Usage column but {lacks.path} does not")
+    if fer.usage is not None:
+        bad = np.flatnonzero(fer.usage != smfer.usage)
+        if bad.size:
+            k = int(bad[0])
+            raise ValueError(f"Usage differs in {bad.size} row(s); first at line {k + 2}: {fer.path} has "
+                             f"{fer.usage[k]}, {smfer.path} has {smfer.usage[k]}")
+
+
+def select_rows(emotion: np.ndarray, usage: np.ndarray | None, masked_ok: np.ndarray, *, seed: int = 0,
+                balance: str = "pairs", classes: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """Choose the MFER2013 rows.
+
+    Args:
+        emotion: (N,) int labels of the FER2013 rows.
+        usage: (N,) str Usage per row, or None.
+        masked_ok: (N,) bool, whether SMFER2013 changed row i (a usable masked copy exists).
+        seed, balance, classes: see the module docstring.
+
+    Returns:
+        (source, masked): (M,) int64 FER2013 row index and (M,) int64 0/1, ordered by
+        (source, masked); with "oversample" a (source, masked) pair may repeat.
+    """
+    if balance not in BALANCE_MODES:
+        raise ValueError(f"unknown balance {balance!r}; expected one of {', '.join(BALANCE_MODES)}")
+    if classes not in CLASS_MODES:
+        raise ValueError(f"unknown class balancing {classes!r}; expected one of {', '.join(CLASS_MODES)}")
+    emotion = np.asarray(emotion, np.int64)
+    masked_ok = np.asarray(masked_ok, bool)
+    n = emotion.size
+    usable = masked_ok if balance == "pairs" else np.ones(n, bool)
+    units = np.flatnonzero(usable)  # sources; each contributes its rows below
+    if classes != "none":
+        groups = np.zeros(n, np.int64) if usage is None else np.array(
+            [USAGES.index(u) if u in USAGES else len(USAGES) for u in usage], np.int64)
+        chosen: list[np.ndarray] = []
+        for g in np.unique(groups[units]):
+            in_group = units[groups[units] == g]
+            per_class = [in_group[emotion[in_group] == c] for c in range(len(EMOTIONS))]
+            sizes = [p.size for p in per_class if p.size]
+            target = min(sizes) if classes == "undersample" else max(sizes)
+            for c, members in enumerate(per_class):
+                if not members.size:
+                    continue
+                rng = np.random.default_rng([seed, int(g), c])
+                if classes == "undersample":
+                    chosen.append(rng.choice(members, size=target, replace=False))
+                else:
+                    chosen.append(members)
+                    chosen.append(rng.choice(members, size=target - members.size, replace=True))
+        units = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+    # every unit gives its unmasked row, and its masked row when one exists
+    with_mask = masked_ok[units]
+    source = np.concatenate([units, units[with_mask]])
+    masked = np.concatenate([np.zeros(units.size, np.int64), np.ones(int(with_mask.sum()), np.int64)])
+    order = np.lexsort((masked, source))
+    return source[order].astype(np.int64), masked[order]
+
+
+@dataclass
+class MferReport:
+    """What a build did; also the core of the manifest."""
+
+    fer: str
+    smfer: str
+    output: str
+    manifest: str
+    seed: int
+    balance: str
+    classes: str
+    rows: int
+    sources: int
+    smfer_unchanged_rows: int
+    counts: dict[str, dict[str, dict[str, int]]]  # usage -> emotion -> {"unmasked", "masked"}
+    timings_s: dict[str, float]
+
+
+def _counts(emotion: np.ndarray, usage: np.ndarray | None, masked: np.ndarray) -> dict[str, dict[str, dict[str, int]]]:
+    usages = list(USAGES) if usage is not None else [NO_USAGE]
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for u in usages:
+        in_u = np.ones(emotion.size, bool) if usage is None else usage == u
+        out[u] = {
+            name: {"unmasked": int(np.sum(in_u & (emotion == c) & (masked == 0))),
+                   "masked": int(np.sum(in_u & (emotion == c) & (masked == 1)))}
+            for c, name in enumerate(EMOTIONS)
+        }
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_mfer(fer_path: str | Path, smfer_path: str | Path, output_path: str | Path | None = None, *,
+               seed: int = 0, balance: str = "pairs", classes: str = "none") -> MferReport:
+    """Mix FER2013 and SMFER2013 into MFER2013 (see the module docstring) and write it atomically.
+
+    Both inputs are read and validated completely, then checked against each other
+    (:func:`check_inputs`), before anything is written. Writes the CSV and
+    ``<out>.manifest.json``; output bytes depend only on the inputs, ``seed``, ``balance``
+    and ``classes``.
+    """
+    t0 = time.perf_counter()
+    fer_path, smfer_path = Path(fer_path), Path(smfer_path)
+    out = Path(output_path) if output_path is not None else default_output(fer_path)
+    for p in (fer_path, smfer_path):
+        if p.exists() and out.resolve() == p.resolve():
+            raise ValueError(f"output {out} would overwrite the input {p}")
+    if balance not in BALANCE_MODES:
+        raise ValueError(f"unknown balance {balance!r}; expected one of {', '.join(BALANCE_MODES)}")
+    if classes not in CLASS_MODES:
+        raise ValueError(f"unknown class balancing {classes!r}; expected one of {', '.join(CLASS_MODES)}")
+    fer = read_fer_csv(fer_path)
+    smfer = read_fer_csv(smfer_path)
+    check_inputs(fer, smfer)
+    t_read = time.perf_counter()
+
+    n = len(fer)
+    masked_ok = (fer.images != smfer.images).reshape(n, -1).any(axis=1)
+    source, masked = select_rows(fer.emotion, fer.usage, masked_ok, seed=seed, balance=balance, classes=classes)
+    header = ["emotion", "pixels"] + (["Usage"] if fer.usage is not None else []) + list(MFER_COLUMNS)
+    lines = []
+    for s, m in zip(source.tolist(), masked.tolist()):
+        fields = [str(int(fer.emotion[s])), format_pixels((smfer if m else fer).images[s])]
+        if fer.usage is not None:
+            fields.append(str(fer.usage[s]))
+        fields += [str(s), str(m)]
+        lines.append(",".join(fields))
+    t_format = time.perf_counter()
+
+    usage_rows = fer.usage[source] if fer.usage is not None else None
+    mpath = manifest_path(out)
+    report = MferReport(
+        fer=str(fer_path), smfer=str(smfer_path), output=str(out), manifest=str(mpath), seed=seed,
+        balance=balance, classes=classes, rows=int(source.size), sources=int(np.unique(source).size),
+        smfer_unchanged_rows=int((~masked_ok).sum()),
+        counts=_counts(fer.emotion[source], usage_rows, masked), timings_s={},
+    )
+    with atomic_write(mpath) as tmp_manifest:
+        write_lines(out, header, lines, newline="\n", trailing_newline=True)
+        t_write = time.perf_counter()
+        report.timings_s = {"read": round(t_read - t0, 3), "format": round(t_format - t_read, 3),
+                            "write": round(t_write - t_format, 3), "total": round(t_write - t0, 3)}
+        manifest = {
+            "tool": "maskgen build-mfer",
+            "version": __version__,
+            "columns": header,
+            "row_order": "by (source, masked)",
+            "balance_rule": _RULES[balance],
+            "classes_rule": _RULES[classes if classes != "none" else "classes_none"],
+            "fer_sha256": _sha256(fer_path),
+            "smfer_sha256": _sha256(smfer_path),
+            "smfer_unchanged_per_class": {name: int(np.sum(~masked_ok & (fer.emotion == c)))
+                                          for c, name in enumerate(EMOTIONS)},
+            "machine": {"python": platform.python_version(), "platform": platform.platform()},
+            **asdict(report),
+        }
+        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+_RULES = {
+    "pairs": "a source is used only if SMFER2013 changed its image; then both its unmasked and masked "
+             "image are written: masked and unmasked counts are equal in every class and Usage",
+    "none": "every FER2013 row unmasked plus the masked copy of every row SMFER2013 changed",
+    "classes_none": "no balancing across classes (FER2013's class distribution)",
+    "undersample": "within each Usage, every class keeps a random subset (rng [seed, usage, class]) of its "
+                   "sources as large as the smallest class of that Usage",
+    "oversample": "within each Usage, every class keeps all its sources plus random repeats (with "
+                  "replacement, rng [seed, usage, class]) up to the largest class of that Usage",
+}
+
+
+def format_counts(counts: dict[str, dict[str, dict[str, int]]]) -> str:
+    """Readable table: one line per Usage, class columns as unmasked/masked."""
+    width = max(len(u) for u in counts) if counts else 5
+    head = " ".join(f"{name:>13}" for name in EMOTIONS)
+    lines = [f"{'':{width}} {head}   (unmasked/masked)"]
+    for u, per_class in counts.items():
+        cells = " ".join(f"{str(v['unmasked']) + '/' + str(v['masked']):>13}" for v in per_class.values())
+        lines.append(f"{u:{width}} {cells}")
+    return "\n".join(lines)
+
+
+def counts_total(counts: dict[str, dict[str, dict[str, int]]]) -> Sequence[int]:
+    """(unmasked, masked) totals over a counts dict."""
+    um = sum(v["unmasked"] for per in counts.values() for v in per.values())
+    m = sum(v["masked"] for per in counts.values() for v in per.values())
+    return um, m
