@@ -41,13 +41,14 @@ CHIN, NOSE_TOP, NOSE_BRIDGE, NOSE_BOTTOM, UPPER_LIP, LOWER_LIP = 8, 27, 28, 33, 
 JAW_RIGHT_SIDE = np.arange(0, 9)        # jaw 0 (top, image left) .. 8 (chin)
 JAW_LEFT_SIDE = np.arange(16, 7, -1)    # jaw 16 (top, image right) .. 8 (chin)
 #: where the top edge goes for incorrect fits, as (landmark a, landmark b, t): height = lerp(h[a], h[b], t)
-FIT_TOP = {"nose_exposed": (NOSE_BOTTOM, UPPER_LIP, 0.55), "chin_only": (LOWER_LIP, CHIN, 0.3)}
+FIT_TOP = {"nose_exposed": (NOSE_BOTTOM, UPPER_LIP, 0.2), "chin_only": (LOWER_LIP, CHIN, 0.3)}
 #: lighting: reference skin albedo (exposure = mean face luminance / this), exposure clip, shading blur
 SKIN_ALBEDO = 0.5
 EXPOSURE_RANGE = (0.2, 1.9)
 SHADE_SIGMA = 0.12          # of the face height (nose top to chin)
 SHADE_RANGE = (0.55, 1.5)
-KNEE = 0.82                 # values above this roll off softly towards 1
+KNEE = 0.7                  # values above this roll off softly towards 1
+EXPOSURE_GAMMA = 0.75       # exposure = (mean luminance / SKIN_ALBEDO) ** this (bright faces: less blown out)
 #: the template pyramid stops at this many pixels wide
 MIN_LEVEL_WIDTH = 16
 #: the warp map is computed every MAP_STEP canvas pixels and bilinearly upsampled (it is continuous)
@@ -317,7 +318,7 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: "MaskTemplate",
     if wsum < 1e-6:
         return out, alpha_full
     mean_lum = float((blur * a).sum() / wsum)
-    exposure = float(np.clip(mean_lum / SKIN_ALBEDO, *EXPOSURE_RANGE))
+    exposure = float(np.clip(mean_lum / SKIN_ALBEDO, *EXPOSURE_RANGE)) ** EXPOSURE_GAMMA
     shade = np.clip(blur / max(mean_lum, 1e-3), *SHADE_RANGE) ** params.shading
     noise = np.random.default_rng(params.noise_seed).standard_normal(a.shape).astype(np.float32)
     light = (exposure * shade * (1.0 + params.noise * noise))[..., None]
