@@ -20,6 +20,7 @@ from fer_models.models.mini_xception import (  # noqa: E402
     MINI_XCEPTION_WIDTHS,
     MiniXception,
     XceptionBlock,
+    analytic_cost,
 )
 from fer_models.summary import count_flops, count_params  # noqa: E402
 
@@ -239,6 +240,16 @@ def test_custom_widths_and_validation() -> None:
         MiniXception(widths=())
     with pytest.raises(ValueError, match="unknown attention"):
         MiniXception(attention="squeeze")
+
+
+@pytest.mark.parametrize(
+    ("widths", "stem_width", "attention"),
+    [(MINI_XCEPTION_WIDTHS, 8, None), ((24, 40, 200), 16, "cbam"), ((8, 16, 32, 64), 4, "channel"),
+     ((16, 32, 64, 128), 8, "spatial")],
+)
+def test_analytic_cost_matches_counters(widths, stem_width, attention) -> None:
+    model = MiniXception(widths=widths, stem_width=stem_width, attention=attention)
+    assert analytic_cost(widths, stem_width, attention) == (count_params(model), count_flops(model) // 2)
 
 
 def test_paper_variants_near_paper_sizes() -> None:

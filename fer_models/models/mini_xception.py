@@ -28,10 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+
 import torch
 from torch import nn
 
-from fer_models.layers import SeparableConv2d, make_attention
+from fer_models.layers import SPATIAL_KERNEL, SeparableConv2d, channel_hidden_width, make_attention
 from fer_models.models._registry import DEFAULT_NUM_CLASSES, register_model
 
 #: Block widths of the reference Mini-Xception.
@@ -123,6 +125,44 @@ class MiniXception(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.head(self.forward_features(x))).flatten(1)
+
+
+def analytic_cost(
+    widths: Sequence[int] = MINI_XCEPTION_WIDTHS,
+    stem_width: int = MINI_XCEPTION_STEM_WIDTH,
+    attention: str | None = None,
+    num_classes: int = DEFAULT_NUM_CLASSES,
+    in_chans: int = DEFAULT_IN_CHANS,
+    size: int = 48,
+) -> tuple[int, int]:
+    """Closed-form (trainable params, multiply-adds) of a MiniXception on a size x size image.
+
+    Multiply-adds count convolutions only, like ``FlopCounterMode`` / 2. Used to
+    search the ``_paper`` widths (docs/models.md) without building models.
+    """
+    k2 = 3 * 3
+    params = k2 * in_chans * stem_width + k2 * stem_width * stem_width + 4 * stem_width
+    h = size - 2
+    macs = h * h * k2 * in_chans * stem_width
+    h -= 2
+    macs += h * h * k2 * stem_width * stem_width
+    c_in = stem_width
+    for w in widths:
+        h_out = math.ceil(h / POOL_STRIDE)
+        # shortcut 1x1 + BN, two separable convs + BN
+        params += c_in * w + 2 * w + (k2 * c_in + c_in * w + 2 * w) + (k2 * w + w * w + 2 * w)
+        macs += h_out * h_out * c_in * w + h * h * (k2 * c_in + c_in * w + k2 * w + w * w)
+        if attention in ("channel", "cbam"):
+            hidden = channel_hidden_width(w)
+            params += 2 * w * hidden
+            macs += 2 * 2 * w * hidden  # MLP on the avg- and max-pooled vectors
+        if attention in ("spatial", "cbam"):
+            params += 2 * SPATIAL_KERNEL**2 + 1
+            macs += h_out * h_out * 2 * SPATIAL_KERNEL**2
+        h, c_in = h_out, w
+    params += k2 * c_in * num_classes + num_classes
+    macs += h * h * k2 * c_in * num_classes
+    return params, macs
 
 
 def _mini_xception(num_classes: int, attention: str | None, paper: bool, **kwargs) -> MiniXception:
