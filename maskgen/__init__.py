@@ -8,3 +8,15 @@ Public API (models load lazily, on first use, never at import time):
 - mask registry: :func:`register_mask`, :func:`get_mask`, :func:`list_masks`
 """
 __version__ = "0.1.0"
+
+#: names re-exported from maskgen.masks, imported on first access (keeps ``import maskgen`` light)
+_MASK_API = ("register_mask", "unregister_mask", "get_mask", "list_masks", "load_mask_spec", "sample_params",
+             "apply_mask", "MaskTemplate", "MaskParams")
+
+
+def __getattr__(name: str):
+    if name in _MASK_API:
+        from maskgen import masks
+
+        return getattr(masks, name)
+    raise AttributeError(f"module 'maskgen' has no attribute {name!r}")

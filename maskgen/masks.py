@@ -26,7 +26,7 @@ from maskgen.render import FITS, apply_mask, prepare_template, render_mask
 
 __all__ = [
     "FITS", "LANDMARK_NAMES", "MaskSpecError", "MaskTemplate", "MaskParams", "PATTERNS",
-    "register_mask", "get_mask", "list_masks", "load_mask_spec", "sample_params", "apply_mask", "render_mask",
+    "BUILTIN_MASKS", "register_mask", "unregister_mask", "get_mask", "build_template", "list_masks", "load_mask_spec", "sample_params", "apply_mask", "render_mask",
     "resolve_landmark",
 ]
 
@@ -189,6 +189,8 @@ def _make_pattern(pattern: str, w: int, h: int) -> np.ndarray:
 _LOCK = threading.RLock()
 _REGISTRY: dict[str, MaskTemplate] = {}
 _BUILTINS_LOADED = False
+#: the built-in mask types (assets/masks/<name>.png + .json, drawn by scripts/draw_masks.py), in sampling order
+BUILTIN_MASKS = ("surgical", "n95", "kn95", "cloth", "gaiter")
 
 
 def _builtin_dir() -> Path:
@@ -208,12 +210,16 @@ def _ensure_builtins() -> None:
         if _BUILTINS_LOADED:
             return
         folder = _builtin_dir()
-        specs = sorted(folder.glob("*.json"))
-        if not specs:
-            raise FileNotFoundError(f"no built-in mask specs in {folder}; run scripts/draw_masks.py")
-        for spec in specs:
-            t = load_mask_spec(spec, register=False)
-            _REGISTRY.setdefault(t.name, t)
+        loaded = {}
+        for name in BUILTIN_MASKS:
+            spec = folder / f"{name}.json"
+            if not spec.is_file():
+                raise FileNotFoundError(f"built-in mask spec {spec} is missing; run scripts/draw_masks.py")
+            loaded[name] = load_mask_spec(spec, register=False)
+        custom = {k: v for k, v in _REGISTRY.items() if k not in loaded}
+        _REGISTRY.clear()
+        _REGISTRY.update(loaded)
+        _REGISTRY.update(custom)
         _BUILTINS_LOADED = True
 
 
@@ -239,10 +245,23 @@ def register_mask(name: str | MaskTemplate, image: np.ndarray | str | Path | Non
                                   colors=colors, patterns=patterns)
     _ensure_builtins()
     with _LOCK:
+        if template.name in BUILTIN_MASKS and _REGISTRY.get(template.name) is not template:
+            raise ValueError(f"{template.name!r} is a built-in mask; register yours under another name")
         if template.name in _REGISTRY and not overwrite and _REGISTRY[template.name] is not template:
             raise ValueError(f"mask {template.name!r} is already registered (pass overwrite=True to replace it)")
         _REGISTRY[template.name] = template
     return template
+
+
+def unregister_mask(name: str) -> None:
+    """Remove a custom mask (built-ins cannot be removed); unknown name -> ValueError."""
+    _ensure_builtins()
+    with _LOCK:
+        if name not in _REGISTRY:
+            raise ValueError(f"unknown mask {name!r}; valid masks: {', '.join(_REGISTRY)}")
+        if name in BUILTIN_MASKS:
+            raise ValueError(f"{name!r} is a built-in mask and cannot be unregistered")
+        del _REGISTRY[name]
 
 
 def get_mask(name: str) -> MaskTemplate:
