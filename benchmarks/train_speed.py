@@ -1,0 +1,173 @@
+"""Training speed (images/s) on this CPU: a naive loop vs fer_models' loop, same model and batch size.
+
+- naive: float32 NCHW model; a ``Dataset`` that augments one image at a time (OpenCV
+  ``warpAffine`` with the same rotation / shift / zoom / flip, border replicated) and
+  a ``DataLoader`` (``num_workers=0``) that collates the batch; Adam; class-weighted CE.
+- fp32+cl: our batched tensor augmentation, channels_last, float32.
+- ours: batched augmentation, channels_last, bf16 autocast (the ``fer-models train`` default).
+- ours+compile (``--compile``): the same under ``torch.compile``.
+
+All variants run in one process on the same synthetic uint8 batches (content does not
+change the speed), after ``--warmup`` untimed steps; each figure is images / wall second over
+``--steps`` steps (median of ``--repeats``). Usage::
+
+    flock /tmp/maskgen-cpu.lock python benchmarks/train_speed.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from fer_models import create_model
+from fer_models.data import AugmentConfig, augment_batch, to_float
+from fer_models.train import _autocast
+
+SIDE = 48
+NUM_CLASSES = 7
+DEFAULT_MODELS = ("mini_xception_cbam", "mini_xception_cbam_paper")
+
+
+class NaiveDataset(Dataset):
+    """Per-image augmentation as a typical loop does it: one cv2.warpAffine per __getitem__."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, aug: AugmentConfig, seed: int = 0) -> None:
+        self.images, self.labels, self.aug = images, labels, aug
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        a = self.aug
+        angle = self.rng.uniform(-a.rotation_deg, a.rotation_deg)
+        zoom = self.rng.uniform(1 - a.scale, 1 + a.scale)
+        tx, ty = self.rng.uniform(-a.translate, a.translate, 2) * SIDE
+        m = cv2.getRotationMatrix2D((SIDE / 2 - 0.5, SIDE / 2 - 0.5), angle, zoom)
+        m[:, 2] += (tx, ty)
+        img = cv2.warpAffine(self.images[i], m, (SIDE, SIDE), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+        if a.hflip and self.rng.random() < 0.5:
+            img = img[:, ::-1]
+        x = torch.from_numpy(img.astype(np.float32) / 127.5 - 1.0).unsqueeze(0)
+        return x, int(self.labels[i])
+
+
+def _time_steps(step: Callable[[], None], warmup: int, steps: int, repeats: int) -> float:
+    for _ in range(warmup):
+        step()
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(steps / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def naive_rate(name: str, images: np.ndarray, labels: np.ndarray, bs: int, args: argparse.Namespace) -> float:
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    crit = nn.CrossEntropyLoss(weight=torch.ones(NUM_CLASSES))
+    loader = DataLoader(NaiveDataset(images, labels, AugmentConfig()), batch_size=bs, shuffle=True,
+                        drop_last=True, num_workers=0)
+    it = iter(loader)
+
+    def step() -> None:
+        nonlocal it
+        try:
+            x, y = next(it)
+        except StopIteration:
+            it = iter(loader)
+            x, y = next(it)
+        loss = crit(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return bs * _time_steps(step, args.warmup, args.steps, args.repeats)
+
+
+def ours_rate(name: str, images: np.ndarray, labels: np.ndarray, bs: int, args: argparse.Namespace,
+              amp: str, compile_: bool = False) -> float:
+    torch.manual_seed(0)
+    model = create_model(name).to(memory_format=torch.channels_last).train()
+    run = torch.compile(model) if compile_ else model
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    crit = nn.CrossEntropyLoss(weight=torch.ones(NUM_CLASSES))
+    x_all = torch.from_numpy(images).unsqueeze(1)
+    y_all = torch.from_numpy(labels)
+    gen = torch.Generator().manual_seed(0)
+    aug = AugmentConfig()
+    n = len(labels)
+
+    def step() -> None:
+        idx = torch.randint(0, n, (bs,), generator=gen)
+        x = augment_batch(to_float(x_all[idx]), aug, gen).contiguous(memory_format=torch.channels_last)
+        with _autocast(amp):
+            logits = run(x)
+        loss = crit(logits.float(), y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return bs * _time_steps(step, args.warmup, args.steps, args.repeats)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    n = 2048
+    images = rng.integers(0, 256, (n, SIDE, SIDE), dtype=np.uint8)
+    labels = rng.integers(0, NUM_CLASSES, n).astype(np.int64)
+    bs = args.batch_size
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {bs}, "
+          f"{args.steps} steps x {args.repeats} repeats (median), warmup {args.warmup}")
+    results = []
+    header = f"{'model':<26} {'naive':>8} {'fp32+cl':>8} {'ours':>8}" + (f" {'ours+compile':>13}" if args.compile else "") + f" {'speedup':>8}"
+    print(header)
+    for name in args.models:
+        row = {"model": name, "batch_size": bs, "threads": args.threads}
+        row["naive"] = naive_rate(name, images, labels, bs, args)
+        row["fp32_channels_last"] = ours_rate(name, images, labels, bs, args, amp="none")
+        row["ours"] = ours_rate(name, images, labels, bs, args, amp="bf16")
+        if args.compile:
+            try:
+                row["ours_compile"] = ours_rate(name, images, labels, bs, args, amp="bf16", compile_=True)
+            except Exception as exc:  # noqa: BLE001  (report, don't hide: compile is optional)
+                print(f"  torch.compile failed for {name}: {type(exc).__name__}: {str(exc)[:200]}")
+                row["ours_compile"] = math.nan
+        row["speedup"] = row["ours"] / row["naive"]
+        results.append(row)
+        line = f"{name:<26} {row['naive']:8.0f} {row['fp32_channels_last']:8.0f} {row['ours']:8.0f}"
+        if args.compile:
+            line += f" {row['ours_compile']:13.0f}"
+        print(line + f" {row['speedup']:7.2f}x", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""FER2013-format CSV -> uint8 tensors in memory, train/val/test splits, batched augmentation.
+
+The CSV is read once (``maskgen.dataset.read_fer_csv``, plain or gzip) into a
+(N, 1, 48, 48) uint8 tensor; batches are indexed out of it, converted to float
+and augmented on the whole batch at once (one ``affine_grid`` + ``grid_sample``
+call), so there is no per-image Python work in the training loop.
+
+Splits (``SPLITS``):
+
+- ``usage``: FER2013's own ``Usage`` column: train on ``Training``, select on
+  ``PublicTest``, report on ``PrivateTest`` (``USAGE_SPLIT``).
+- ``paper``: a seeded random 80/10/10 split of the rows.
+- ``grouped``: a seeded 80/10/10 split of the *groups* named by the ``source``
+  column (MFER2013), so that no face is in two subsets.
+
+Each split is a dict ``{"train", "val", "test"} -> int64 row indices``
+(increasing); ``subset="all"`` means every row.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from maskgen.dataset import EMOTIONS, SIDE, read_fer_csv
+
+#: Names accepted by :func:`split_indices`.
+SPLITS = ("usage", "paper", "grouped")
+#: Subsets of a split; "all" is every row of the file.
+SUBSETS = ("train", "val", "test", "all")
+#: ``usage`` split: subset -> FER2013 ``Usage`` value.
+USAGE_SPLIT: Mapping[str, str] = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+#: ``paper`` / ``grouped`` split fractions (train, val); test gets the rest.
+SPLIT_FRACTIONS = (0.8, 0.1)
+#: Column naming the source image of each row (MFER2013), used by the ``grouped`` split.
+GROUP_COLUMN = "source"
+#: Pixel scaling: x / 255 * SCALE + OFFSET maps 0..255 to [-1, 1] (as the Keras reference).
+PIXEL_SCALE = 2.0 / 255.0
+PIXEL_OFFSET = -1.0
+
+
+@dataclass
+class FerTensors:
+    """A FER2013-format file in memory.
+
+    Attributes:
+        images: (N, 1, 48, 48) uint8 tensor.
+        labels: (N,) int64 tensor, 0..6.
+        usage: (N,) object array of str or None (no ``Usage`` column).
+        groups: (N,) object array of str from the ``source`` column, or None.
+        path: the file read.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    usage: np.ndarray | None
+    groups: np.ndarray | None
+    path: Path
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images (n, 1, 48, 48) uint8, labels (n,) int64) for int64 row indices ``rows``."""
+        idx = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+        return self.images[idx], self.labels[idx]
+
+
+def load_fer_tensors(path: str | os.PathLike) -> FerTensors:
+    """Read and validate a FER2013-format CSV (``.csv`` or ``.csv.gz``) into tensors."""
+    table = read_fer_csv(path)
+    images = torch.from_numpy(np.ascontiguousarray(table.images)).unsqueeze(1)
+    labels = torch.from_numpy(table.emotion.astype(np.int64))
+    groups = np.array(table.extra[GROUP_COLUMN], dtype=object) if GROUP_COLUMN in table.extra else None
+    return FerTensors(images=images, labels=labels, usage=table.usage, groups=groups, path=Path(path))
+
+
+def _usage_split(data: FerTensors) -> dict[str, np.ndarray]:
+    if data.usage is None:
+        raise ValueError(f"{data.path}: split 'usage' needs a Usage column; use --split paper or grouped")
+    out = {name: np.flatnonzero(data.usage == usage) for name, usage in USAGE_SPLIT.items()}
+    empty = [f"{name} ({USAGE_SPLIT[name]})" for name, rows in out.items() if rows.size == 0]
+    if empty:
+        raise ValueError(f"{data.path}: split 'usage' has no rows for {', '.join(empty)}")
+    return out
+
+
+def _cut(n: int) -> tuple[int, int]:
+    """Boundaries (end of train, end of val) of an 80/10/10 cut of n items."""
+    n_train = int(math.floor(SPLIT_FRACTIONS[0] * n))
+    n_val = int(math.floor(SPLIT_FRACTIONS[1] * n))
+    return n_train, n_train + n_val
+
+
+def _paper_split(n: int, seed: int) -> dict[str, np.ndarray]:
+    order = np.random.default_rng([seed, n]).permutation(n)
+    a, b = _cut(n)
+    return {"train": np.sort(order[:a]), "val": np.sort(order[a:b]), "test": np.sort(order[b:])}
+
+
+def _grouped_split(groups: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """80/10/10 of the distinct groups (seeded permutation); each row follows its group."""
+    names, inverse = np.unique(groups.astype(str), return_inverse=True)
+    order = np.random.default_rng([seed, len(names)]).permutation(len(names))
+    a, b = _cut(len(names))
+    which = np.empty(len(names), np.int64)
+    which[order[:a]], which[order[a:b]], which[order[b:]] = 0, 1, 2
+    row_subset = which[inverse]
+    return {name: np.flatnonzero(row_subset == k) for k, name in enumerate(("train", "val", "test"))}
+
+
+def split_indices(data: FerTensors, split: str = "usage", seed: int = 0) -> dict[str, np.ndarray]:
+    """Row indices of each subset: ``{"train", "val", "test", "all"} -> (n,) int64``, increasing.
+
+    ``seed`` only affects the random ``paper`` and ``grouped`` splits.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    n = len(data)
+    if split == "usage":
+        out = _usage_split(data)
+    elif split == "paper":
+        out = _paper_split(n, seed)
+    else:
+        if data.groups is None:
+            raise ValueError(f"{data.path}: split 'grouped' needs a {GROUP_COLUMN!r} column (MFER2013)")
+        out = _grouped_split(data.groups, seed)
+    out["all"] = np.arange(n, dtype=np.int64)
+    return out
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The paper's augmentation: random rotation, translation, zoom and horizontal flip.
+
+    Attributes:
+        rotation_deg: rotation drawn uniformly from [-rotation_deg, +rotation_deg] degrees.
+        translate: shift in x and y, each uniform in [-translate, +translate] of the image size.
+        scale: zoom factor uniform in [1 - scale, 1 + scale].
+        hflip: flip left-right with probability 1/2.
+    Gaps are filled by repeating the border pixels (``grid_sample(padding_mode="border")``).
+    """
+
+    rotation_deg: float = 20.0
+    translate: float = 0.1
+    scale: float = 0.1
+    hflip: bool = True
+
+
+def sample_affine(n: int, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """(n, 2, 3) float32 ``affine_grid`` matrices: output (x, y) -> input (x, y), in [-1, 1] units.
+
+    The forward map is input -> flip -> scale * rotate -> + shift; the matrix is its inverse,
+    as ``affine_grid`` expects. Draws 5 uniforms per image from ``generator``.
+    """
+    u = torch.rand(n, 5, generator=generator, dtype=torch.float64)
+    angle = torch.deg2rad((2 * u[:, 0] - 1) * config.rotation_deg)
+    shift = (2 * u[:, 1:3] - 1) * config.translate * 2.0  # fraction of size -> [-1, 1] units
+    zoom = 1.0 + (2 * u[:, 3] - 1) * config.scale
+    flip = torch.where((u[:, 4] < 0.5) & config.hflip, -1.0, 1.0).to(torch.float64)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # inverse of zoom * R(angle): R(-angle) / zoom
+    inv = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2) / zoom[:, None, None]
+    inv[:, 0, :] *= flip[:, None]  # flipping x of the input point is the last inverse step
+    offset = -(inv @ shift.unsqueeze(-1))
+    return torch.cat([inv, offset], dim=2).to(torch.float32)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) 0..255 -> float32 in [-1, 1], same shape."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 images, got {images.dtype}")
+    return images.to(torch.float32).mul_(PIXEL_SCALE).add_(PIXEL_OFFSET)
+
+
+def augment_batch(
+    images: torch.Tensor, config: AugmentConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """Randomly rotate/shift/zoom/flip a whole batch at once (bilinear, border pixels repeated).
+
+    Args:
+        images: (N, C, H, W) float tensor.
+        generator: the only source of randomness (same state -> same output).
+    Returns:
+        (N, C, H, W) tensor of the same dtype.
+    """
+    if images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"expected a float (N, C, H, W) batch, got {tuple(images.shape)} {images.dtype}")
+    theta = sample_affine(images.shape[0], config, generator).to(images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def class_weights(labels: torch.Tensor, num_classes: int = len(EMOTIONS)) -> torch.Tensor:
+    """(num_classes,) float32 'balanced' weights n / (k * count_c); 0 for absent classes."""
+    counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
+    present = counts > 0
+    weights = torch.zeros(num_classes, dtype=torch.float64)
+    weights[present] = labels.numel() / (int(present.sum()) * counts[present])
+    return weights.to(torch.float32)
+
+
+__all__ = [
+    "SIDE", "SPLITS", "SUBSETS", "USAGE_SPLIT", "AugmentConfig", "FerTensors", "augment_batch",
+    "class_weights", "load_fer_tensors", "sample_affine", "split_indices", "to_float",
+]
