@@ -32,8 +32,9 @@ from maskgen.qa import FITS  # ways of wearing a mask (MaskedFace-Net style inco
 if TYPE_CHECKING:  # only for type hints; masks.py imports this module
     from maskgen.masks import MaskParams, MaskTemplate
 
-#: supersampling factor of the render canvas
+#: supersampling factor of the render canvas (lowered for big masks so the canvas stays <= MAX_CANVAS_SIDE)
 SUPERSAMPLE = 4
+MAX_CANVAS_SIDE = 1024
 #: feather (Gaussian sigma) of the mask edge, in output pixels
 FEATHER_SIGMA = 0.3
 #: landmark indices used by the fit geometry (dlib 68-point convention)
@@ -41,7 +42,7 @@ CHIN, NOSE_TOP, NOSE_BRIDGE, NOSE_BOTTOM, UPPER_LIP, LOWER_LIP = 8, 27, 28, 33, 
 JAW_RIGHT_SIDE = np.arange(0, 9)        # jaw 0 (top, image left) .. 8 (chin)
 JAW_LEFT_SIDE = np.arange(16, 7, -1)    # jaw 16 (top, image right) .. 8 (chin)
 #: where the top edge goes for incorrect fits, as (landmark a, landmark b, t): height = lerp(h[a], h[b], t)
-FIT_TOP = {"nose_exposed": (NOSE_BOTTOM, UPPER_LIP, 0.2), "chin_only": (LOWER_LIP, CHIN, 0.3)}
+FIT_TOP = {"nose_exposed": (NOSE_BOTTOM, UPPER_LIP, 0.2), "chin_only": (LOWER_LIP, CHIN, 0.15)}
 #: lighting: reference skin albedo (exposure = mean face luminance / this), exposure clip, shading blur
 SKIN_ALBEDO = 0.5
 EXPOSURE_RANGE = (0.2, 1.9)
@@ -245,7 +246,8 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: "MaskTemplate",
     y1 = min(H_img, int(np.ceil(dst[:, 1].max())) + 2)
     if x1 <= x0 or y1 <= y0:
         return out, alpha_full
-    S = SUPERSAMPLE
+    # supersample small masks (anti-aliasing); big ones (photos) are already fine enough
+    S = int(np.clip(MAX_CANVAS_SIDE // max(x1 - x0, y1 - y0), 1, SUPERSAMPLE))
     bw, bh = (x1 - x0) * S, (y1 - y0) * S
     dst_ss = (dst - [x0, y0] + 0.5) * S - 0.5
 

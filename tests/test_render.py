@@ -273,3 +273,13 @@ def test_render_mask_takes_an_explicit_template(faces):
     out2, a2 = apply_mask(gray, pts, _params("surgical"), template=t)   # template wins over params.mask
     np.testing.assert_array_equal(a1, a2)
     assert set(FITS) == {"correct", "nose_exposed", "chin_only"}
+
+
+def test_big_photo_renders_with_bounded_canvas(astronaut):
+    img, pts = astronaut
+    k = 8                                                     # 2048 x 2048 photo, mask ~1000 px wide
+    big = cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_LINEAR)
+    _, a_big = apply_mask(big, (pts + 0.5) * k - 0.5, _params("surgical"))
+    _, a_small = apply_mask(img, pts, _params("surgical"))
+    a_down = cv2.resize(a_big, img.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(a_down - a_small).mean() < 0.02

@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""Mask library benchmarks: render speed on 48x48 faces, and QA pass rates of a build-smfer sidecar.
+
+Speed (apply_mask only; landmarks are computed once beforehand and not timed)::
+
+    python benchmarks/masks.py speed ../shared/data/fer2013.csv.gz --rows 2000
+
+QA pass rates per fit and per mask, from the sidecar of a full build::
+
+    maskgen build-smfer ../shared/data/fer2013.csv.gz -o /tmp/smfer.csv -j 2
+    python benchmarks/masks.py qa /tmp/smfer.meta.csv
+
+Run anything longer than ~30 s of CPU under the shared lock (``flock /tmp/maskgen-cpu.lock ...``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def speed(csv_path: Path, rows: int, seed: int, repeats: int) -> None:
+    """Time apply_mask (all built-in masks, default sampling) on ``rows`` random FER rows."""
+    from maskgen.dataset import read_fer_csv
+    from maskgen.landmarks import get_detector
+    from maskgen.masks import apply_mask, list_masks, sample_params
+
+    table = read_fer_csv(csv_path)
+    idx = np.sort(np.random.default_rng(seed).choice(len(table), size=min(rows, len(table)), replace=False))
+    det = get_detector()
+    t0 = time.perf_counter()
+    pts = [det.for_crop(table.images[i]).points for i in idx]
+    t_lm = (time.perf_counter() - t0) / len(idx)
+    params = [sample_params(np.random.default_rng([seed, int(i)]), p) for i, p in zip(idx, pts)]
+    apply_mask(table.images[idx[0]], pts[0], params[0])             # warm the per-template caches
+    for name in list_masks():
+        apply_mask(table.images[idx[0]], pts[0], params[0].__class__(mask=name))
+    per_mask: dict[str, list[float]] = defaultdict(list)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for k, i in enumerate(idx):
+            s = time.perf_counter()
+            apply_mask(table.images[i], pts[k], params[k])
+            per_mask[params[k].mask].append(time.perf_counter() - s)
+        best = min(best, (time.perf_counter() - t0) / len(idx))
+    print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}")
+    print(f"rows: {len(idx)}, landmarks (for_crop): {t_lm * 1e3:.2f} ms/row (1 process)")
+    print(f"apply_mask: {best * 1e3:.3f} ms/row (best of {repeats} passes, 1 process)")
+    for name, ts in sorted(per_mask.items()):
+        print(f"  {name:10s} median {np.median(ts) * 1e3:.3f} ms  p95 {np.percentile(ts, 95) * 1e3:.3f} ms")
+
+
+def qa(sidecar: Path) -> None:
+    """Pass rates of the QA check per fit and per (fit, mask), from a build-smfer sidecar CSV."""
+    total: Counter = Counter()
+    passed: Counter = Counter()
+    status: Counter = Counter()
+    fails: Counter = Counter()
+    with open(sidecar, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            status[row["status"]] += 1
+            if row["qa_passed"] == "":
+                continue
+            for key in (("all", row["fit"]), (row["mask"], row["fit"])):
+                total[key] += 1
+                passed[key] += int(row["qa_passed"])
+            if row["qa_passed"] == "0":
+                why = [k for k in ("nose_covered", "mouth_covered", "eyes_visible", "chin_covered")
+                       if row[f"qa_{k}"] == "1"]
+                fails[(row["fit"], ",".join(why))] += 1
+    print(f"sidecar: {sidecar}")
+    print(f"status: {dict(status)}")
+    print("| mask | fit | rows | QA passed |")
+    print("|---|---|---:|---:|")
+    for (mask, fit) in sorted(total, key=lambda k: (k[0] != "all", k[0], k[1])):
+        n, p = total[(mask, fit)], passed[(mask, fit)]
+        print(f"| {mask} | {fit} | {n} | {p / n:.2%} ({n - p} fail) |")
+    print("most common failures (fit, flags that were true):")
+    for (fit, flags), n in fails.most_common(8):
+        print(f"  {fit:13s} {n:5d}  true: {flags or '-'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("speed")
+    s.add_argument("csv", type=Path)
+    s.add_argument("--rows", type=int, default=2000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--repeats", type=int, default=3)
+    q = sub.add_parser("qa")
+    q.add_argument("sidecar", type=Path)
+    args = ap.parse_args()
+    if args.cmd == "speed":
+        speed(args.csv, args.rows, args.seed, args.repeats)
+    else:
+        qa(args.sidecar)
+
+
+if __name__ == "__main__":
+    main()
