@@ -271,3 +271,7 @@ def mask_image_cmd(paths: tuple[Path, ...], outdir: Path, seed: int, mask_names:
         click.echo(f"  failed: {path}: {reason}")
     if not report.written:
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
