@@ -1,0 +1,4 @@
+"""``python -m maskgen`` is the ``maskgen`` command."""
+from maskgen.cli import main
+
+main()
