@@ -205,9 +205,14 @@ def render_section(
     throughput_repeats: int,
     warmup: int,
     channels_last: bool,
+    note: str | None = None,
 ) -> str:
-    """The ``## Model cost`` section of docs/results.md (ends with a newline)."""
+    """The ``## Model cost`` section of docs/results.md (ends with a newline).
+
+    ``note``, if given, is added as a paragraph under the machine line.
+    """
     layout = "channels_last" if channels_last else "NCHW"
+    note_lines = [note, ""] if note else []
     return "\n".join(
         [
             SECTION_HEADING,
@@ -216,6 +221,7 @@ def render_section(
             "",
             f"Machine: {machine_description()}.",
             "",
+            *note_lines,
             "- params: trainable parameters (BatchNorm running statistics excluded), 7 classes, "
             "1x48x48 input.",
             "- FLOPs: `torch.utils.flop_counter.FlopCounterMode` on one image; it counts a "

@@ -160,14 +160,13 @@ def test_channels_last_backward_odd_batches_regression() -> None:
         """
         import torch
         from fer_models.models import create_model
-        for name in ("mini_xception", "mini_xception_cbam"):
-            torch.manual_seed(0)
-            model = create_model(name).train().to(memory_format=torch.channels_last)
-            for batch in (3, 5, 7):
-                x = torch.randn(batch, 1, 48, 48).to(memory_format=torch.channels_last)
-                y = model(x)
-                y.logsumexp(1).sum().backward()
-                assert torch.isfinite(y).all()
+        torch.manual_seed(0)
+        model = create_model("mini_xception_cbam").train().to(memory_format=torch.channels_last)
+        for batch in (3, 5, 7):
+            x = torch.randn(batch, 1, 48, 48).to(memory_format=torch.channels_last)
+            y = model(x)
+            y.logsumexp(1).sum().backward()
+            assert torch.isfinite(y).all()
         print("ok")
         """
     )

@@ -106,15 +106,16 @@ def test_cli_summary_writes_section(tmp_path: Path, restore_threads: None) -> No
     result = CliRunner().invoke(
         main,
         ["summary", "--models", "mini_xception", "--threads", "1", "--repeats", "1",
-         "--throughput-repeats", "1", "--warmup", "0", "--write", str(out)],
+         "--throughput-repeats", "1", "--warmup", "0", "--write", str(out), "--note", "Quiet machine."],
     )
     assert result.exit_code == 0, result.output
     assert "| mini_xception | 56,951 |" in result.output
     text = out.read_text()
     assert text.count(SECTION_HEADING + "\n") == 1
-    assert "fer-models summary --models 'mini_xception' --threads 1 --repeats 1" in text
+    assert "fer-models summary --models mini_xception --threads 1 --repeats 1" in text
     assert "1 intra-op threads" in text and "2 FLOPs" in text
     assert "## Accuracy" in text and "old table" not in text
+    assert "\nQuiet machine.\n" in text and "--note 'Quiet machine.'" in text
 
 
 def test_cli_summary_unknown_pattern() -> None:
