@@ -13,13 +13,15 @@ Splits (``SPLITS``):
 - ``grouped``: a seeded 80/10/10 split of the *groups* named by the ``source``
   column (MFER2013), so that no face is in two subsets.
 
+The splits are computed by :mod:`maskgen.splits` (the same code the MFER2013 leakage
+audit uses).
+
 Each split is a dict ``{"train", "val", "test"} -> int64 row indices``
 (increasing); ``subset="all"`` means every row.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,8 +39,6 @@ SPLITS = ("usage", "paper", "grouped")
 SUBSETS = ("train", "val", "test", "all")
 #: ``usage`` split: subset -> FER2013 ``Usage`` value.
 USAGE_SPLIT: Mapping[str, str] = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
-#: ``paper`` / ``grouped`` split fractions (train, val); test gets the rest.
-SPLIT_FRACTIONS = (0.8, 0.1)
 #: Column naming the source image of each row (MFER2013), used by the ``grouped`` split.
 GROUP_COLUMN = "source"
 #: Pixel scaling: x / 255 * SCALE + OFFSET maps 0..255 to [-1, 1] (as the Keras reference).
@@ -82,56 +82,31 @@ def load_fer_tensors(path: str | os.PathLike) -> FerTensors:
     return FerTensors(images=images, labels=labels, usage=table.usage, groups=groups, path=Path(path))
 
 
-def _usage_split(data: FerTensors) -> dict[str, np.ndarray]:
-    if data.usage is None:
-        raise ValueError(f"{data.path}: split 'usage' needs a Usage column; use --split paper or grouped")
-    out = {name: np.flatnonzero(data.usage == usage) for name, usage in USAGE_SPLIT.items()}
-    empty = [f"{name} ({USAGE_SPLIT[name]})" for name, rows in out.items() if rows.size == 0]
-    if empty:
-        raise ValueError(f"{data.path}: split 'usage' has no rows for {', '.join(empty)}")
-    return out
-
-
-def _cut(n: int) -> tuple[int, int]:
-    """Boundaries (end of train, end of val) of an 80/10/10 cut of n items."""
-    n_train = int(math.floor(SPLIT_FRACTIONS[0] * n))
-    n_val = int(math.floor(SPLIT_FRACTIONS[1] * n))
-    return n_train, n_train + n_val
-
-
-def _paper_split(n: int, seed: int) -> dict[str, np.ndarray]:
-    order = np.random.default_rng([seed, n]).permutation(n)
-    a, b = _cut(n)
-    return {"train": np.sort(order[:a]), "val": np.sort(order[a:b]), "test": np.sort(order[b:])}
-
-
-def _grouped_split(groups: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """80/10/10 of the distinct groups (seeded permutation); each row follows its group."""
-    names, inverse = np.unique(groups.astype(str), return_inverse=True)
-    order = np.random.default_rng([seed, len(names)]).permutation(len(names))
-    a, b = _cut(len(names))
-    which = np.empty(len(names), np.int64)
-    which[order[:a]], which[order[a:b]], which[order[b:]] = 0, 1, 2
-    row_subset = which[inverse]
-    return {name: np.flatnonzero(row_subset == k) for k, name in enumerate(("train", "val", "test"))}
-
-
 def split_indices(data: FerTensors, split: str = "usage", seed: int = 0) -> dict[str, np.ndarray]:
     """Row indices of each subset: ``{"train", "val", "test", "all"} -> (n,) int64``, increasing.
 
-    ``seed`` only affects the random ``paper`` and ``grouped`` splits.
+    The split itself is :func:`maskgen.splits.make_split` (shared with the MFER2013 leakage
+    audit, so training and audit see the same rows); ``seed`` only affects the random
+    ``paper`` and ``grouped`` splits. Without a ``source`` column, ``grouped`` treats each
+    row as its own group.
+
+    Raises:
+        ValueError: unknown split, no ``Usage`` column for ``usage``, or an empty subset.
     """
+    from maskgen.splits import make_split
+
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     n = len(data)
-    if split == "usage":
-        out = _usage_split(data)
-    elif split == "paper":
-        out = _paper_split(n, seed)
-    else:
-        if data.groups is None:
-            raise ValueError(f"{data.path}: split 'grouped' needs a {GROUP_COLUMN!r} column (MFER2013)")
-        out = _grouped_split(data.groups, seed)
+    columns = {"rows": np.arange(n), "usage": data.usage, GROUP_COLUMN: data.groups}
+    try:
+        out = make_split(split, columns, seed)
+    except ValueError as exc:
+        raise ValueError(f"{data.path}: {exc}") from None
+    empty = [name for name, rows in out.items() if rows.size == 0]
+    if empty:
+        what = [f"{name} ({USAGE_SPLIT[name]})" for name in empty] if split == "usage" else empty
+        raise ValueError(f"{data.path}: split {split!r} has no rows for {', '.join(what)}")
     out["all"] = np.arange(n, dtype=np.int64)
     return out
 

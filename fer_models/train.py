@@ -376,61 +376,7 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
     return {**extra, **report}
 
 
-# ---------------------------------------------------------------- command line (registered in fer_models.cli)
-
-import click  # noqa: E402  (kept next to the commands it serves)
-
-
-def _parse_model_kw(items: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--model-kw")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-@click.command("train")
-@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="FER2013-format CSV (.csv or .csv.gz).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory (checkpoints, log, test report).")
-@click.option("--model", default="mini_xception_cbam", show_default=True, help="Registered model name (fer-models summary lists them).")
-@click.option("--model-kw", multiple=True, metavar="KEY=VALUE", help="Extra model argument (JSON value), repeatable.")
-@click.option("--split", type=click.Choice(["usage", "paper", "grouped"]), default="usage", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=int, default=100, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--lr-step", type=int, default=30, show_default=True, help="Multiply the lr by --lr-gamma every this many epochs.")
-@click.option("--lr-gamma", type=float, default=0.1, show_default=True)
-@click.option("--class-weighted/--no-class-weighted", default=True, show_default=True)
-@click.option("--augment/--no-augment", default=True, show_default=True)
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True)
-@click.option("--amp", type=click.Choice(list(AMP_CHOICES)), default="bf16", show_default=True)
-@click.option("--compile", "compile_", is_flag=True, help="Run the model under torch.compile.")
-@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
-@click.option("--max-steps-per-epoch", type=int, default=None, help="Cap steps per epoch (smoke tests).")
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt (same options; --epochs may grow).")
-@click.option("--progress/--no-progress", default=True)
-def train_command(data: str, out: str, model: str, model_kw: tuple[str, ...], split: str, seed: int, epochs: int,
-                  batch_size: int, lr: float, weight_decay: float, lr_step: int, lr_gamma: float,
-                  class_weighted: bool, augment: bool, channels_last: bool, amp: str, compile_: bool,
-                  threads: int | None, max_steps_per_epoch: int | None, resume: bool, progress: bool) -> None:
-    """Train a model on a FER2013-format CSV (defaults: the paper's recipe)."""
-    config = TrainConfig(
-        data=data, out=out, model=model, model_kwargs=_parse_model_kw(model_kw), split=split, seed=seed,
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, lr_step=lr_step,
-        lr_gamma=lr_gamma, class_weighted=class_weighted, augment=augment, channels_last=channels_last,
-        amp=amp, compile=compile_, threads=threads, max_steps_per_epoch=max_steps_per_epoch, progress=progress,
-    )
-    try:
-        main(config, resume=resume)
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+# ---------------------------------------------------------------- evaluation of a saved run
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str | None = None,
@@ -466,29 +412,21 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
     return {**extra, **report, "paths": {k: str(v) for k, v in paths.items()}}
 
 
-@click.command("evaluate")
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False), help="best.pt or checkpoint.pt of a run.")
-@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="FER2013-format CSV to score on (any file).")
-@click.option("--split", type=click.Choice(["usage", "paper", "grouped"]), default=None, help="Default: the checkpoint's split.")
-@click.option("--subset", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder (default next to the checkpoint).")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--amp", type=click.Choice(list(AMP_CHOICES)), default=None, help="Default: as trained.")
-@click.option("--threads", type=int, default=None, help="torch intra-op threads.")
-def evaluate_command(checkpoint: str, data: str, split: str | None, subset: str, out: str | None,
-                     batch_size: int, amp: str | None, threads: int | None) -> None:
-    """Accuracy, per-class / macro precision, recall, F1 and a confusion matrix of a checkpoint on a CSV."""
-    from fer_models.metrics import format_report
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        report = evaluate_checkpoint(checkpoint, data, split, subset, out, batch_size, amp)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(format_report(report, f"{report['model']} on {Path(data).name} [{report['split']}/{subset}]"))
-    click.echo(f"report: {report['paths']['json']}  confusion matrix: {report['paths']['png']}")
+def parse_model_kw(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``["widths=[8,16]", "attention=cbam"]`` -> ``{"widths": [8, 16], "attention": "cbam"}`` (JSON values, else str)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
-if __name__ == "__main__":
-    train_command()
+if __name__ == "__main__":  # same command as `fer-models train`
+    from fer_models.cli import train as _train_command
+
+    _train_command()

@@ -27,7 +27,7 @@ def write_csv(path: Path, n: int, *, usage: bool = True, source: bool = False, s
         if usage:
             fields.append(USAGE_CYCLE[i % len(USAGE_CYCLE)])
         if source:
-            fields.append(f"img{i // 3}")  # three rows per source face
+            fields.append(str(i // 3))  # three rows per source face (FER2013 row id)
         lines.append(",".join(fields))
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -73,12 +73,19 @@ def test_paper_split_partitions_and_is_seeded(tmp_path: Path) -> None:
 def test_grouped_split_keeps_groups_together(tmp_path: Path) -> None:
     data = load_fer_tensors(write_csv(tmp_path / "a.csv", 90, source=True))
     s = split_indices(data, "grouped", seed=0)
-    groups = {k: set(data.groups[s[k]]) for k in ("train", "val", "test")}
+    groups = {k: set(data.groups[s[k]].tolist()) for k in ("train", "val", "test")}
     assert not (groups["train"] & groups["val"] or groups["train"] & groups["test"] or groups["val"] & groups["test"])
     assert sum(len(s[k]) for k in ("train", "val", "test")) == 90
     assert (len(groups["train"]), len(groups["val"]), len(groups["test"])) == (24, 3, 3)
-    with pytest.raises(ValueError, match="source"):
-        split_indices(load_fer_tensors(write_csv(tmp_path / "b.csv", 9)), "grouped")
+    # without a source column every row is its own group: still a seeded 80/10/10 partition
+    plain = split_indices(load_fer_tensors(write_csv(tmp_path / "b.csv", 20)), "grouped", seed=0)
+    assert (len(plain["train"]), len(plain["val"]), len(plain["test"])) == (16, 2, 2)
+
+
+def test_usage_split_rejects_empty_subset(tmp_path: Path) -> None:
+    data = load_fer_tensors(write_csv(tmp_path / "a.csv", 3))  # Training rows only
+    with pytest.raises(ValueError, match="PublicTest"):
+        split_indices(data, "usage")
 
 
 def test_to_float_range() -> None:

@@ -12,9 +12,10 @@ torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
+from fer_models.cli import evaluate as evaluate_command  # noqa: E402
+from fer_models.cli import train as train_command  # noqa: E402
 from fer_models.train import (  # noqa: E402
-    TrainConfig, evaluate_checkpoint, evaluate_command, load_checkpoint, main, model_from_checkpoint, predict,
-    train_command,
+    TrainConfig, evaluate_checkpoint, load_checkpoint, main, model_from_checkpoint, parse_model_kw, predict,
 )
 from fer_models.data import load_fer_tensors  # noqa: E402
 
@@ -144,3 +145,17 @@ def test_odd_batch_channels_last_backward(batch: int) -> None:
             loss = model(x).float().logsumexp(1).mean()
         loss.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_parse_model_kw() -> None:
+    assert parse_model_kw(["widths=[8, 16]", "attention=cbam", "stem_width=4"]) == {
+        "widths": [8, 16], "attention": "cbam", "stem_width": 4}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_model_kw(["oops"])
+
+
+def test_model_kw_reaches_the_model(csv_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small"
+    main(config(csv_path, out, epochs=1, max_steps_per_epoch=1, model_kwargs={"widths": [8, 16]}))
+    model, cfg = model_from_checkpoint(load_checkpoint(out / "best.pt"))
+    assert cfg.model_kwargs == {"widths": [8, 16]} and model.widths == (8, 16)
