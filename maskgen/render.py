@@ -43,6 +43,13 @@ JAW_RIGHT_SIDE = np.arange(0, 9)        # jaw 0 (top, image left) .. 8 (chin)
 JAW_LEFT_SIDE = np.arange(16, 7, -1)    # jaw 16 (top, image right) .. 8 (chin)
 #: where the top edge goes for incorrect fits, as (landmark a, landmark b, t): height = lerp(h[a], h[b], t)
 FIT_TOP = {"nose_exposed": (NOSE_BOTTOM, UPPER_LIP, 0.2), "chin_only": (LOWER_LIP, CHIN, 0.15)}
+#: eye guard (correct fit): the mask top stays this far (fraction of face height) below the lowest eye point
+EYES = np.arange(36, 48)
+EYE_GAP = 0.03
+NOSE_TIP, NOSE_GAP = 30, 0.1
+#: points a correctly worn mask must cover (nose tip, nostrils, outer lips) and their margin from the jaw outline
+MUST_COVER = np.r_[30:36, 48:60]
+SIDE_GAP = 0.06
 #: lighting: reference skin albedo (exposure = mean face luminance / this), exposure clip, shading blur
 SKIN_ALBEDO = 0.5
 EXPOSURE_RANGE = (0.2, 1.9)
@@ -54,6 +61,7 @@ EXPOSURE_GAMMA = 0.75       # exposure = (mean luminance / SKIN_ALBEDO) ** this 
 MIN_LEVEL_WIDTH = 16
 #: the warp map is computed every MAP_STEP canvas pixels and bilinearly upsampled (it is continuous)
 MAP_STEP = 2
+MIN_AREA_RATIO = 0.0        # a warped triangle smaller than this share of its expected area counts as folded
 OUTSIDE = -1e4              # template coordinate for canvas pixels outside every triangle
 FIXED_SHIFT = 4             # sub-pixel bits for cv2.fillConvexPoly
 
@@ -64,7 +72,8 @@ class PreparedTemplate:
 
     weights: (n_anchor, 68) anchor = weights @ points; src: (n, 2) template (x, y) of anchors then ring points;
     ring_base: (n_ring,) anchor index each ring point hangs from; ring_offset: (n_ring, 2) template offset;
-    triangles: (T, 3) int indices into src; pyramid: layers (h_l, w_l, C) float32 premultiplied, level l
+    triangles: (T, 3) int indices into src; outline_triangles: the same without the interior anchors
+    (fallback when a pose folds the full mesh); pyramid: layers (h_l, w_l, C) float32 premultiplied, level l
     halves level l-1; tintable: layers are [part of colour 1, part of colour 2, alpha] (else [R, G, B, alpha]).
     """
 
@@ -73,6 +82,7 @@ class PreparedTemplate:
     ring_base: np.ndarray
     ring_offset: np.ndarray
     triangles: np.ndarray
+    outline_triangles: np.ndarray
     pyramid: tuple[np.ndarray, ...]
     tintable: bool
 
@@ -142,8 +152,11 @@ def prepare_template(template: "MaskTemplate", pattern: str = "plain") -> Prepar
         prev = pyramid[-1]
         h2, w2 = prev.shape[0] // 2, prev.shape[1] // 2
         pyramid.append(cv2.resize(prev[:h2 * 2, :w2 * 2], (w2, h2), interpolation=cv2.INTER_AREA))
+    keep = np.r_[ring_base, np.arange(len(anchor_xy), len(src))]        # hull anchors + ring
+    outline = keep[_triangulate(src[keep])]
     return PreparedTemplate(weights=template.anchor_weights, src=src, ring_base=ring_base, ring_offset=ring_offset,
-                            triangles=_triangulate(src), pyramid=tuple(pyramid), tintable=template.tintable)
+                            triangles=_triangulate(src), outline_triangles=outline, pyramid=tuple(pyramid),
+                            tintable=template.tintable)
 
 
 # --------------------------------------------------------------------------------------------- fit geometry
@@ -159,13 +172,12 @@ def fit_points(points: np.ndarray, fit: str = "correct", top_shift: float = 0.0,
     """Virtual landmarks (68, 2) float64 where the mask is placed for ``fit``.
 
     Face frame: origin chin (8), "up" towards the nose top (27), unit = their distance.  The mask's
-    top (nose bridge, 28) moves to the fit's height (plus ``top_shift``, + = down); every point's height
+    top (nose bridge, 28) moves to the fit's height (plus ``top_shift``, + = down; for ``correct`` at least
+    ``EYE_GAP`` below the lowest eye point); every point's height
     is scaled about the chin by the same factor, jaw points slide along the jaw to their new height,
     and other points keep their relative position between the two jaw sides.
     """
     pts = points.astype(np.float64)
-    if fit == "correct" and top_shift == 0.0 and width_scale == 1.0:
-        return pts
     if fit not in FITS:
         raise ValueError(f"unknown fit {fit!r}; valid: {', '.join(FITS)}")
     c = pts[CHIN]
@@ -177,9 +189,19 @@ def fit_points(points: np.ndarray, fit: str = "correct", top_shift: float = 0.0,
     e_side = np.array([-e_up[1], e_up[0]])
     rel = (pts - c) / H
     h, w = rel @ e_up, rel @ e_side
+    # turned heads: the nose or mouth can stick out past the jaw outline; widen that side to cover them
+    for side, sign in ((JAW_RIGHT_SIDE, -1.0), (JAW_LEFT_SIDE, 1.0)):
+        s_h, s_w = _side_profile(h, w, side)
+        need = sign * (w[MUST_COVER] - np.interp(h[MUST_COVER], s_h, s_w)) + SIDE_GAP   # > 0: too close / outside
+        i = int(np.argmax(need))
+        if need[i] > 0:
+            weight = np.clip(h[side] / max(float(h[MUST_COVER][i]), 1e-3), 0.0, 1.0)   # 0 at the chin
+            w[side] += sign * need[i] * weight
     h_top = max(h[NOSE_BRIDGE], 1e-3)
     if fit == "correct":
-        target = h_top
+        # eye guard: when the nose bridge point sits close to (or above) the lowest eye point, slide down
+        # but never so far that the nose tip comes out (nose first when the pose makes both impossible)
+        target = max(min(h_top, float(h[EYES].min()) - EYE_GAP), min(h_top, h[NOSE_TIP] + NOSE_GAP))
     else:
         a, b, t = FIT_TOP[fit]
         target = h[a] + t * (h[b] - h[a])
@@ -194,7 +216,8 @@ def fit_points(points: np.ndarray, fit: str = "correct", top_shift: float = 0.0,
     frac = (w - hw_r_old) / span_old
     w2 = hw_r_new + frac * (hw_l_new - hw_r_new)
     jaw = np.arange(17)
-    w2[jaw] = np.where(jaw <= 8, hw_r_new[jaw], hw_l_new[jaw])
+    # jaw points slide along their own side of the jaw (the profile's change between the two heights)
+    w2[jaw] = w[jaw] + np.where(jaw <= CHIN, hw_r_new[jaw] - hw_r_old[jaw], hw_l_new[jaw] - hw_l_old[jaw])
     mid = (hw_r_new + hw_l_new) / 2
     w2 = mid + (w2 - mid) * width_scale
     return c + H * (h2[:, None] * e_up + w2[:, None] * e_side)
@@ -210,6 +233,16 @@ def _check_inputs(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     if pts.shape != (68, 2) or not np.all(np.isfinite(pts)):
         raise ValueError(f"points must be a finite (68, 2) array of (x, y), got shape {pts.shape}")
     return pts
+
+
+def _folds(src: np.ndarray, dst: np.ndarray, tri: np.ndarray) -> bool:
+    """True if any triangle flips orientation (or collapses) between template and image."""
+    def area(p: np.ndarray) -> np.ndarray:
+        a, b, c = p[tri[:, 0]], p[tri[:, 1]], p[tri[:, 2]]
+        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    a_src, a_dst = area(src), area(dst)
+    scale = abs(a_dst.sum()) / max(abs(a_src.sum()), 1e-12)
+    return bool(np.any(a_dst * np.sign(a_src) <= MIN_AREA_RATIO * scale * np.abs(a_src)))
 
 
 def _soft_knee(v: np.ndarray) -> np.ndarray:
@@ -239,6 +272,14 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: "MaskTemplate",
     affine, *_ = np.linalg.lstsq(design, dst_anchor, rcond=None)      # (3, 2): [x y 1] @ A = dst
     lin = affine[:2].T                                                 # (2, 2) template -> image
     dst = np.vstack([dst_anchor, dst_anchor[prep.ring_base] + prep.ring_offset @ lin.T])
+    # a pose can fold the mesh (an inner anchor crossing the outline): then warp by the outline only,
+    # and if even that folds, by the best-fit affine
+    tri = prep.triangles
+    if _folds(prep.src, dst, tri):
+        tri = prep.outline_triangles
+        if _folds(prep.src, dst, tri):
+            tri = prep.triangles
+            dst = np.hstack([prep.src, np.ones((len(prep.src), 1))]) @ affine
 
     x0 = max(0, int(np.floor(dst[:, 0].min())) - 1)
     y0 = max(0, int(np.floor(dst[:, 1].min())) - 1)
@@ -263,7 +304,6 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: "MaskTemplate",
     r = MAP_STEP
     mw, mh = -(-bw // r), -(-bh // r)
     dst_m = (dst_ss + 0.5) / r - 0.5
-    tri = prep.triangles
     d = np.concatenate([dst_m[tri], np.ones((len(tri), 3, 1))], axis=2)     # (T, 3, 3)
     ok = np.abs(np.linalg.det(d)) > 1e-9
     coef = np.zeros((len(tri) + 1, 3, 2), np.float64)

@@ -241,7 +241,7 @@ def draw_n95() -> Canvas:
     c = Canvas()
     # cup outline: ellipse-like from the nose bridge to under the chin
     t = np.linspace(0, 2 * np.pi, 240, endpoint=False)
-    cx, cy, rx, ry = 0.0, 1.02, 0.98, 0.93
+    cx, cy, rx, ry = 0.0, 1.06, 0.98, 0.90
     outline = np.stack([cx + rx * np.sin(t), cy - ry * np.cos(t)], 1)
     outline[:, 1] += 0.05 * np.cos(t) ** 2 * (np.cos(t) > 0)  # flatter top over the nose
     body = c.fill(outline)
@@ -253,7 +253,7 @@ def draw_n95() -> Canvas:
     inner = np.stack([cx + (rx - 0.07) * np.sin(t), cy - (ry - 0.07) * np.cos(t)], 1)
     c.line(inner, 0.018, 1.08, within=body)
     # nose clip: a short dark band over the nose bridge
-    clip = np.array([[-0.28, 0.2], [-0.1, 0.15], [0.1, 0.15], [0.28, 0.2]])
+    clip = np.array([[-0.28, 0.24], [-0.1, 0.19], [0.1, 0.19], [0.28, 0.24]])
     c.line(smooth_curve(clip, 16), 0.06, 0.7, within=body)
     # head straps: two bands leaving the sides
     for s in (-1, 1):
@@ -298,8 +298,8 @@ def draw_kn95() -> Canvas:
 def draw_cloth() -> Canvas:
     """Two-piece cloth mask: rounded shape with a curved centre seam and soft folds."""
     c = Canvas()
-    top = np.array([[-1.12, 0.40], [-0.6, 0.24], [-0.2, 0.12], [0.0, 0.10], [0.2, 0.12],
-                    [0.6, 0.24], [1.12, 0.40]])
+    top = np.array([[-1.12, 0.42], [-0.6, 0.30], [-0.22, 0.17], [0.0, 0.13], [0.22, 0.17],
+                    [0.6, 0.30], [1.12, 0.42]])
     outline = np.vstack([smooth_curve(top, 24), smooth_curve(jaw_curve(0.08, 3, 13)[::-1], 24)])
     body = c.fill(outline)
     seam = smooth_curve(np.array([[0.0, 0.11], [0.03, 0.7], [0.0, 1.3], [0.0, 1.95]]), 32)
@@ -319,8 +319,8 @@ def draw_cloth() -> Canvas:
 def draw_gaiter() -> Canvas:
     """Neck gaiter pulled up over the nose: a tube from the nose bridge down past the chin and neck."""
     c = Canvas()
-    top = np.array([[-1.22, 0.36], [-0.6, 0.27], [-0.2, 0.14], [0.0, 0.12], [0.2, 0.14],
-                    [0.6, 0.27], [1.22, 0.36]])
+    top = np.array([[-1.22, 0.38], [-0.6, 0.30], [-0.22, 0.18], [0.0, 0.14], [0.22, 0.18],
+                    [0.6, 0.30], [1.22, 0.38]])
     # sides hug the jaw down to the jaw corner, then fall straight to the (narrower) neck
     side_left = jaw_curve(0.1, 11, 15)[::-1]          # image right, from the top (jaw 15) down to jaw 11
     side_right = jaw_curve(0.1, 1, 5)[::-1]           # image left, from jaw 5 up to jaw 1

@@ -111,7 +111,8 @@ def test_incorrect_fits_pass_their_own_checks(faces, fit):
 
 def test_fit_points_geometry(faces):
     _, pts = faces[0]
-    np.testing.assert_array_equal(fit_points(pts, "correct"), pts)
+    moved = np.abs(fit_points(pts, "correct") - pts).max()
+    assert moved < 1.5, "a frontal face keeps (nearly) its own landmarks for the correct fit"
     for fit in ("nose_exposed", "chin_only"):
         vp = fit_points(pts, fit)
         assert vp[28, 1] > pts[33, 1], "the mask top (nose bridge anchor) moves below the nose"
@@ -119,6 +120,47 @@ def test_fit_points_geometry(faces):
     assert fit_points(pts, "chin_only")[28, 1] > pts[57, 1]   # below the lower lip
     with pytest.raises(ValueError, match="unknown fit"):
         fit_points(pts, "upside_down")
+
+
+def _height(p: np.ndarray, i: int) -> float:
+    """Height of point i above the chin along chin -> nose top, in units of that distance."""
+    up = p[27] - p[8]
+    return float((p[i] - p[8]) @ up / (up @ up))
+
+
+def test_fit_guards_keep_eyes_free_and_nose_covered(faces):
+    _, pts = faces[0]
+    low_eyes = pts.copy()
+    low_eyes[36:48, 1] += pts[28, 1] - pts[36:48, 1].max()           # lowest eye point as low as point 28
+    vp = fit_points(low_eyes, "correct")
+    assert _height(vp, 28) < min(_height(low_eyes, i) for i in range(36, 48)), "mask top slides under the eyes"
+    assert _height(vp, 28) > _height(low_eyes, 30), "... but stays above the nose tip"
+    profile = pts.copy()
+    profile[30:36, 0] = pts[2, 0] - 2.0                              # nose sticking out past the jaw (profile)
+    vp = fit_points(profile, "correct")
+    assert vp[2, 0] < profile[30, 0] and vp[3, 0] < profile[33, 0], "jaw widened around the nose"
+    np.testing.assert_allclose(vp[14:17], profile[14:17], atol=1e-6)   # the other side is untouched
+
+
+def test_folded_mesh_is_detected_and_still_renders_a_whole_mask(faces):
+    from maskgen.render import _folds
+
+    gray, pts = faces[0]
+    prep = get_mask("surgical").prepared()
+    n = len(prep.weights)
+    tri, src = prep.triangles, prep.src
+    anchors = prep.weights @ pts
+    inner = [t for t in range(len(tri)) if (tri[t] < n).all()]        # triangles between anchors only
+    assert not _folds(src, np.vstack([anchors, src[n:]]), tri[inner]), "a real frontal face does not fold"
+    crossed = pts.copy()
+    crossed[48], crossed[54] = pts[54] + [3.0, 0.0], pts[48] - [3.0, 0.0]   # mouth corners swapped
+    assert _folds(src, np.vstack([prep.weights @ crossed, src[n:]]), tri[inner])
+    _, alpha = apply_mask(gray, crossed, _params("surgical"))
+    body = alpha > 0.5
+    _, labels = cv2.connectedComponents(np.pad(~body, 1, constant_values=True).astype(np.uint8), connectivity=4)
+    holes = (labels > 0) & (labels != labels[0, 0])                    # background not reachable from the border
+    assert body.sum() > 300 and holes.sum() == 0, "no holes in the mask"
+    assert qa_check(pts, alpha, "correct").passed
 
 
 def test_turned_and_tilted_head_follows_landmarks(astronaut):
