@@ -46,7 +46,7 @@ LANDMARK_NAMES: dict[str, int] = {
 #: procedural patterns a tintable template can carry (2nd colour painted where the pattern is 1)
 PATTERNS = ("plain", "stripes", "dots", "checks")
 #: pattern period in template pixels for the built-in 480 px wide artwork (scaled to the template width)
-_PATTERN_PERIOD_FRACTION = 0.075
+_PATTERN_PERIOD_FRACTION = 0.1
 MIN_ANCHORS = 4
 
 

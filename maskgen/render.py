@@ -35,8 +35,8 @@ if TYPE_CHECKING:  # only for type hints; masks.py imports this module
 #: supersampling factor of the render canvas (lowered for big masks so the canvas stays <= MAX_CANVAS_SIDE)
 SUPERSAMPLE = 4
 MAX_CANVAS_SIDE = 1024
-#: feather (Gaussian sigma) of the mask edge, in output pixels
-FEATHER_SIGMA = 0.3
+#: feather (Gaussian sigma) of the mask edge, in output pixels (on top of the 1-pixel area average)
+FEATHER_SIGMA = 0.4
 #: landmark indices used by the fit geometry (dlib 68-point convention)
 CHIN, NOSE_TOP, NOSE_BRIDGE, NOSE_BOTTOM, UPPER_LIP, LOWER_LIP = 8, 27, 28, 33, 51, 57
 JAW_RIGHT_SIDE = np.arange(0, 9)        # jaw 0 (top, image left) .. 8 (chin)
@@ -324,11 +324,9 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: "MaskTemplate",
     canvas = cv2.remap(layers, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if canvas.ndim == 2:
         canvas = canvas[..., None]
-    if FEATHER_SIGMA > 0:
-        canvas = cv2.GaussianBlur(canvas, (0, 0), FEATHER_SIGMA * S)
-        if canvas.ndim == 2:
-            canvas = canvas[..., None]
     small = cv2.resize(canvas, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    if FEATHER_SIGMA > 0:   # feather after the area average (cheaper; blur and box filter commute)
+        small = cv2.GaussianBlur(small, (0, 0), FEATHER_SIGMA)
     if small.ndim == 2:
         small = small[..., None]
     a = np.clip(small[..., -1], 0.0, 1.0)
