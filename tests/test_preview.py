@@ -73,3 +73,33 @@ def test_preview_table_masks_real_faces_like_build_smfer():
         assert r.row_id == i
         np.testing.assert_array_equal(r.image, mask_face(faces[i], int(i), BuildConfig(seed=3)).image)
     assert sum(r.qa.passed for r in results if r.qa is not None) >= 3
+
+
+def test_preview_cli_with_a_custom_mask_spec(tmp_path):
+    """`maskgen preview` writes the sheet; a --mask-spec mask can be chosen with --masks."""
+    from click.testing import CliRunner
+    from skimage import data
+
+    from maskgen.cli import main
+
+    faces = [cv2.resize((im * 255).round().astype(np.uint8), (48, 48), interpolation=cv2.INTER_CUBIC)
+             for im in data.lfw_subset()[:6]]
+    csv_path = tmp_path / "faces.csv"
+    csv_path.write_text("emotion,pixels,Usage\n" + "".join(
+        f"3,{' '.join(map(str, f.ravel()))},Training\n" for f in faces))
+    rgba = np.zeros((160, 200, 4), np.uint8)
+    cv2.ellipse(rgba, (100, 80), (96, 76), 0, 0, 360, (60, 60, 200, 255), -1, cv2.LINE_AA)
+    cv2.imwrite(str(tmp_path / "blob.png"), rgba)
+    anchors = {"jaw_2": [12, 50], "jaw_14": [188, 50], "chin": [100, 150], "nose_bridge_1": [100, 8],
+               "mouth_3": [100, 95]}
+    (tmp_path / "blob.json").write_text(
+        '{"name": "cli_blob", "image": "blob.png", "anchors": {'
+        + ", ".join(f'"{k}": {{"xy": {v}, "landmark": "{k}"}}' for k, v in anchors.items()) + "}}")
+    out = tmp_path / "sheet.png"
+    result = CliRunner().invoke(main, ["preview", str(csv_path), "-n", "4", "-o", str(out), "--landmarks",
+                                       "--mask-spec", str(tmp_path / "blob.json"), "--masks", "cli_blob"])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and out.is_file()
+    assert cv2.imread(str(out)).shape[0] > 48 * 4
+    bad = CliRunner().invoke(main, ["preview", str(csv_path), "-n", "4", "-o", str(out), "--masks", "nope"])
+    assert bad.exit_code != 0 and "unknown mask 'nope'" in bad.output
