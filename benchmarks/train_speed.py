@@ -164,6 +164,15 @@ def main() -> None:
         if args.compile:
             line += f" {row['ours_compile']:13.0f}"
         print(line + f" {row['speedup']:7.2f}x", flush=True)
+    print()
+    print("| model | naive | fp32 + channels_last | ours (channels_last + bf16) |"
+          + (" ours + torch.compile |" if args.compile else "") + " ours / naive |")
+    print("|---|--:|--:|--:|" + ("--:|" if args.compile else "") + "--:|")
+    for row in results:
+        cells = [f"{row['naive']:,.0f}", f"{row['fp32_channels_last']:,.0f}", f"{row['ours']:,.0f}"]
+        if args.compile:
+            cells.append(f"{row['ours_compile']:,.0f}")
+        print(f"| {row['model']} | " + " | ".join(cells) + f" | {row['speedup']:.2f}x |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

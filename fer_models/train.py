@@ -247,10 +247,11 @@ def model_from_checkpoint(state: dict[str, Any]) -> tuple[nn.Module, TrainConfig
     return model, config
 
 
-def _read_log(path: Path, before_epoch: int) -> list[str]:
+def _read_log(path: Path, completed: int) -> list[str]:
+    """Log lines of epochs 1..completed (a resumed run drops lines of epochs it will redo)."""
     if not path.is_file():
         return []
-    return [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] < before_epoch]
+    return [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= completed]
 
 
 # ---------------------------------------------------------------- main
@@ -336,7 +337,7 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
         if is_best:
             best_acc, best_epoch = val["acc"], epoch + 1
         record = {
-            "epoch": epoch, "lr": lr, "train_loss": train["loss"], "train_acc": train["acc"],
+            "epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["acc"],
             "val_loss": val["loss"], "val_acc": val["acc"], "images_per_s": train["images_per_s"],
             "train_seconds": train["seconds"], "val_seconds": time.perf_counter() - t0,
             "best_val_acc": best_acc, "best_epoch": best_epoch,

@@ -56,7 +56,7 @@ def test_loss_falls_and_run_files(csv_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     report = main(config(csv_path, out, epochs=4, augment=False, lr=3e-3))
     log = read_log(out)
-    assert [r["epoch"] for r in log] == [0, 1, 2, 3]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4]  # 1-based, as printed and as best_epoch
     assert log[-1]["train_loss"] < 0.8 * log[0]["train_loss"]
     assert all(r["images_per_s"] > 0 and r["lr"] == pytest.approx(3e-3) for r in log)
     for name in ("checkpoint.pt", "best.pt", "config.json", "test/metrics.json", "test/confusion.png"):
