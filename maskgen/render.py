@@ -42,7 +42,7 @@ CHIN, NOSE_TOP, NOSE_BRIDGE, NOSE_BOTTOM, UPPER_LIP, LOWER_LIP = 8, 27, 28, 33, 
 JAW_RIGHT_SIDE = np.arange(0, 9)        # jaw 0 (top, image left) .. 8 (chin)
 JAW_LEFT_SIDE = np.arange(16, 7, -1)    # jaw 16 (top, image right) .. 8 (chin)
 #: where the top edge goes for incorrect fits, as (landmark a, landmark b, t): height = lerp(h[a], h[b], t)
-FIT_TOP = {"nose_exposed": (NOSE_BOTTOM, UPPER_LIP, 0.2), "chin_only": (LOWER_LIP, CHIN, 0.15)}
+FIT_TOP = {"nose_exposed": (NOSE_BOTTOM, UPPER_LIP, 0.2), "chin_only": (LOWER_LIP, CHIN, 0.05)}
 #: eye guard (correct fit): the mask top stays this far (fraction of face height) below the lowest eye point
 EYES = np.arange(36, 48)
 EYE_GAP = 0.03
