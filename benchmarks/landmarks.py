@@ -34,7 +34,9 @@ from maskgen.landmarks import (  # noqa: E402
     PRIOR_PATH,
     LandmarkDetector,
     LandmarkPrior,
+    crop_features,
     fit_box_to_points,
+    frame_features,
     procrustes_distance,
 )
 
@@ -74,25 +76,37 @@ def norm_error(points: np.ndarray, reference: np.ndarray) -> float:
     return float(np.linalg.norm(points - reference, axis=1).mean() / max(interocular(reference), 1e-6))
 
 
-def fit_prior(images: np.ndarray, out: Path, command: str) -> None:
-    """Learn the crop prior from the rows where HOG (threshold 0) finds a face."""
+def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form ridge regression: (coef (d, k), intercept (k,)), intercept not penalised."""
+    xm, ym = x.mean(axis=0), y.mean(axis=0)
+    xc = (x - xm).astype(np.float64)
+    coef = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (y - ym))
+    return coef.astype(np.float32), (ym - xm @ coef).astype(np.float32)
+
+
+def fit_prior(images: np.ndarray, usage: np.ndarray, fit_usage: str, out: Path, command: str,
+              stages: int, alpha: float) -> None:
+    """Learn the crop prior from the rows (of ``fit_usage``) where HOG (threshold 0) finds a face."""
     det = LandmarkDetector(prior=None)
-    boxes, shapes, pts_all = [], [], []
-    for img in images:
+    sel = np.flatnonzero(usage == fit_usage) if fit_usage != "all" else np.arange(len(images))
+    rows, boxes, shapes, pts_all = [], [], [], []
+    t0 = time.perf_counter()
+    for i in sel:
+        img = images[i]
         canvas = det.crop_canvas(img)
         rects, scores, _ = det.hog.run(canvas.image, 0, REFERENCE_HOG_THRESHOLD)
         if len(rects) == 0:
             continue
-        i = int(np.argmax(scores))
-        r = rects[i]
+        r = rects[int(np.argmax(scores))]
         box_big = (r.left(), r.top(), r.right(), r.bottom())
         pts = canvas.to_input(det._predict(canvas.image, box_big)).astype(np.float64)
         box = canvas.box_to_input(box_big)
         h, w = img.shape
+        rows.append(i)
         boxes.append((box[0] / w, box[1] / h, box[2] / w, box[3] / h))
-        size = box[2] - box[0]
-        shapes.append((pts - np.array(box[:2])) / size)
+        shapes.append((pts - np.array(box[:2])) / (box[2] - box[0]))
         pts_all.append(pts)
+    print(f"HOG on {len(sel)} rows: {len(rows)} faces ({time.perf_counter() - t0:.0f} s)", flush=True)
     boxes_a = np.array(boxes)
     mean_shape = np.mean(shapes, axis=0)
     prior_box = tuple(float(v) for v in np.median(boxes_a, axis=0))
@@ -106,37 +120,73 @@ def fit_prior(images: np.ndarray, out: Path, command: str) -> None:
         offsets.append(np.hypot((fb[0] + fb[2]) / 2 - pc[0], (fb[1] + fb[3]) / 2 - pc[1]) / psize)
         sizes.append((fb[2] - fb[0]) / psize)
     q = THRESHOLD_PERCENTILE
-    lo_size = np.percentile(sizes, 100 - q) / THRESHOLD_MARGIN
-    hi_size = np.percentile(sizes, q) * THRESHOLD_MARGIN
+    max_score = float(np.percentile(scores, q) * THRESHOLD_MARGIN)
+    # ---- box regressor cascade, trained on the plausible HOG rows
+    good = scores <= np.percentile(scores, q)
+    idx = np.array(rows)[good]
+    tb = boxes_a[good]  # fractions of the crop
+    target = np.stack([(tb[:, 0] + tb[:, 2]) / 2, (tb[:, 1] + tb[:, 3]) / 2,
+                       np.log(((tb[:, 2] - tb[:, 0]) + (tb[:, 3] - tb[:, 1])) / 2)], axis=1)
+    feats = np.stack([crop_features(images[i]) for i in idx])
+    coef, icpt = ridge(feats, target, alpha)
+    cascade = [(coef, icpt)]
+    cur = feats @ coef + icpt
+    err = [float(np.abs(cur - target)[:, :2].mean() * w)]
+    for _ in range(1, stages):
+        size = np.exp(cur[:, 2]) * w
+        cx, cy = cur[:, 0] * w, cur[:, 1] * h
+        feats = np.stack([frame_features(images[i], (x, y, s)) for i, x, y, s in zip(idx, cx, cy, size)])
+        tsize = np.exp(target[:, 2]) * w
+        resid = np.stack([(target[:, 0] * w - cx) / size, (target[:, 1] * h - cy) / size,
+                          np.log(tsize / size)], axis=1)
+        coef, icpt = ridge(feats, resid, alpha)
+        cascade.append((coef, icpt))
+        d = feats @ coef + icpt
+        cur = np.stack([(cx + d[:, 0] * size) / w, (cy + d[:, 1] * size) / h, np.log(size * np.exp(d[:, 2]) / w)], 1)
+        err.append(float(np.abs(cur - target)[:, :2].mean() * w))
     prior = LandmarkPrior(
         box=prior_box,  # type: ignore[arg-type]
         mean_shape=mean_shape,
-        max_score=float(np.percentile(scores, q) * THRESHOLD_MARGIN),
+        max_score=max_score,
         max_center_offset=float(np.percentile(offsets, q) * THRESHOLD_MARGIN),
-        size_range=(float(lo_size), float(hi_size)),
+        size_range=(float(np.percentile(sizes, 100 - q) / THRESHOLD_MARGIN),
+                    float(np.percentile(sizes, q) * THRESHOLD_MARGIN)),
+        cascade=tuple(cascade),
         meta={
             "made_by": command,
-            "rows_seen": int(len(images)),
-            "rows_with_hog_face": int(len(boxes)),
+            "fit_rows": f"usage == {fit_usage!r}: {len(sel)} rows, {len(rows)} with a HOG face",
             "hog_threshold": REFERENCE_HOG_THRESHOLD,
             "thresholds": f"p{q} of the HOG rows x {THRESHOLD_MARGIN}",
             "score_p50_p95_p99": [round(float(np.percentile(scores, v)), 5) for v in (50, 95, 99)],
+            "cascade": f"{stages} ridge stages (alpha {alpha}) on {len(idx)} rows; "
+                       f"train centre MAE per stage (px of a {w}-px crop): {[round(e, 3) for e in err]}",
         },
     )
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
-        json.dump(prior.to_json(), fh, indent=1)
+        json.dump(prior.to_json(), fh, separators=(",", ":"))
         fh.write("\n")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out)
-    print(f"wrote {out}: {len(boxes)}/{len(images)} HOG rows; box {np.round(prior_box, 4).tolist()}; "
-          f"max_score {prior.max_score:.4f}; center {prior.max_center_offset:.3f}; size {prior.size_range}")
+    print(f"wrote {out}: box {np.round(prior_box, 4).tolist()}; max_score {prior.max_score:.4f}; "
+          f"center {prior.max_center_offset:.3f}; size {prior.size_range}; {prior.meta['cascade']}")
 
 
 def pct(a: list[float] | np.ndarray, q: float) -> float:
     return float(np.percentile(np.asarray(a), q)) if len(a) else float("nan")
 
 
-def benchmark(images: np.ndarray, emotion: np.ndarray, usage: np.ndarray, with_cnn_ref: int) -> dict:
+#: fallback variants measured against the HOG reference: name -> crop_prior keyword arguments
+FALLBACKS = {
+    "regressed box (used)": {"regress": True, "max_iter": 0},
+    "regressed box + refine": {"regress": True, "max_iter": 4},
+    "fixed median box": {"regress": False, "max_iter": 0},
+    "fixed median box + refine": {"regress": False, "max_iter": 4},
+}
+
+
+def benchmark(images: np.ndarray, emotion: np.ndarray, usage: np.ndarray, with_cnn_ref: int,
+              held_out: str, every: int) -> dict:
     det = LandmarkDetector()
     det.prior, det.hog, det.predictor  # load before timing  # noqa: B018
     n = len(images)
@@ -144,32 +194,45 @@ def benchmark(images: np.ndarray, emotion: np.ndarray, usage: np.ndarray, with_c
     t0 = time.perf_counter()
     results = [det.for_crop(img) for img in images]
     chain_ms = (time.perf_counter() - t0) / n * 1000
-    # ---- stages, timed separately on every row
+    # ---- stages, timed separately on every row; fallbacks against the HOG reference
     stage_t: dict[str, float] = defaultdict(float)
-    ref_rows, errs_prior, errs_fixed, errs_cnn = [], [], [], []
-    for i, img in enumerate(images):
+    ref_rows: list[int] = []
+    errs: dict[str, list[float]] = {k: [] for k in FALLBACKS}
+    stage_rows = range(0, n, every)
+    for i in stage_rows:
+        img = images[i]
         t = time.perf_counter()
         canvas = det.crop_canvas(img)
         stage_t["canvas"] += time.perf_counter() - t
         t = time.perf_counter()
         ref = det.crop_hog(img, canvas, threshold=REFERENCE_HOG_THRESHOLD)
-        stage_t["hog(thr 0)"] += time.perf_counter() - t
-        t = time.perf_counter()
-        pri = det.crop_prior(img, canvas)
-        stage_t["prior+refine"] += time.perf_counter() - t
+        stage_t["HOG + predictor"] += time.perf_counter() - t
+        for name, kw in FALLBACKS.items():
+            t = time.perf_counter()
+            fb = det.crop_prior(img, canvas, **kw)
+            stage_t[name] += time.perf_counter() - t
+            if ref is not None and ref.accepted:
+                errs[name].append(norm_error(fb.points, ref.points))
         if ref is not None and ref.accepted:
             ref_rows.append(i)
-            errs_prior.append(norm_error(pri.points, ref.points))
-            fixed = det.crop_prior(img, canvas, max_iter=0)
-            errs_fixed.append(norm_error(fixed.points, ref.points))
-    t = time.perf_counter()
+    ref_a = np.array(ref_rows)
+    held = usage[ref_a] == held_out if held_out != "none" else np.zeros(len(ref_a), bool)
+    err_table = {}
+    for name, e in errs.items():
+        e = np.array(e)
+        err_table[name] = {"all": [pct(e, 50), pct(e, 95), pct(e, 99)],
+                           "held_out": [pct(e[held], 50), pct(e[held], 95), pct(e[held], 99)] if held.any() else None}
+    errs_cnn = []
     m = min(with_cnn_ref, len(ref_rows))
-    for i in ref_rows[:m]:
+    t = time.perf_counter()
+    for i in ref_rows[:: max(1, len(ref_rows) // max(m, 1))][:m]:
         c = det.crop_cnn(images[i])
         ref = det.crop_hog(images[i], threshold=REFERENCE_HOG_THRESHOLD)
         if c is not None:
             errs_cnn.append(norm_error(c.points, ref.points))
     cnn_ms = (time.perf_counter() - t) / max(m, 1) * 1000
+    err_table["CNN box"] = {"all": [pct(errs_cnn, 50), pct(errs_cnn, 95), pct(errs_cnn, 99)], "held_out": None,
+                            "rows": len(errs_cnn), "of": m}
     # ---- coverage
     acc = np.array([r.accepted for r in results])
     src = Counter(r.source if r.accepted else "rejected" for r in results)
@@ -189,20 +252,22 @@ def benchmark(images: np.ndarray, emotion: np.ndarray, usage: np.ndarray, with_c
         "per_usage": per_usage,
         "per_source": {k: v / n for k, v in sorted(src.items())},
         "chain_ms": chain_ms,
-        "stage_ms": {k: v / n * 1000 for k, v in stage_t.items()},
+        "stage_ms": {k: v / len(stage_rows) * 1000 for k, v in stage_t.items()},
+        "stage_rows": len(stage_rows),
+        "every": every,
         "cnn_ms": cnn_ms,
         "reference_rows": len(ref_rows),
-        "err_prior": (pct(errs_prior, 50), pct(errs_prior, 95), pct(errs_prior, 99)),
-        "err_fixed": (pct(errs_fixed, 50), pct(errs_fixed, 95), pct(errs_fixed, 99)),
-        "err_cnn": (pct(errs_cnn, 50), pct(errs_cnn, 95), len(errs_cnn)),
-        "scores_rejected": [round(r.score, 4) for r in results if not r.accepted][:20],
+        "held_out_rows": int(held.sum()),
+        "held_out": held_out,
+        "errors": err_table,
+        "rejected_rows": [i for i, r in enumerate(results) if not r.accepted][:50],
     }
 
 
 def report(res: dict, command: str) -> str:
     lines = [
         f"Command: `{command}`",
-        f"Machine: {os.cpu_count()}-core CPU, one process (one core), dlib HOG + shape_predictor_68 + MMOD CNN.",
+        f"Machine: {os.cpu_count()}-core CPU (shared), one process = one core; dlib HOG + shape_predictor_68 + MMOD CNN.",
         "",
         f"Rows: {res['rows']}; accepted landmarks: **{res['accepted']:.2%}**",
         "",
@@ -214,19 +279,25 @@ def report(res: dict, command: str) -> str:
     lines += [f"| {k} | {v[0]:.2%} | {v[1]} |" for k, v in res["per_usage"].items()]
     lines += ["", "Source of the landmarks (fraction of rows): " +
               ", ".join(f"{k} {v:.2%}" for k, v in res["per_source"].items()), ""]
-    ep, ef, ec = res["err_prior"], res["err_fixed"], res["err_cnn"]
     lines += [
-        f"Fallback accuracy on the {res['reference_rows']} rows where HOG (threshold 0) finds a plausible face, "
-        "against the landmarks in the HOG box (mean point error / inter-ocular distance):",
+        f"Fallback accuracy on the {res['reference_rows']} rows (1 in {res['every']} rows sampled) where HOG (threshold 0) finds a plausible face, "
+        "run as if HOG had failed, against the landmarks in the HOG box (mean point error / inter-ocular "
+        f"distance). Held out = the {res['held_out_rows']} of them with usage {res['held_out']!r} "
+        "(not used to fit the prior):",
         "",
-        "| fallback | median | p95 | p99 |",
-        "|---|---|---|---|",
-        f"| prior box + refine (used) | {ep[0]:.3f} | {ep[1]:.3f} | {ep[2]:.3f} |",
-        f"| fixed prior box, no refine | {ef[0]:.3f} | {ef[1]:.3f} | {ef[2]:.3f} |",
-        f"| CNN box ({ec[2]} rows) | {ec[0]:.3f} | {ec[1]:.3f} | |",
+        "| fallback | median | p95 | p99 | held-out median | held-out p95 | held-out p99 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, e in res["errors"].items():
+        a, h = e["all"], e["held_out"]
+        label = name if "rows" not in e else f"{name} ({e['rows']} of {e['of']} sampled rows found)"
+        hs = " | ".join(f"{v:.3f}" for v in h) if h else " | "
+        lines.append(f"| {label} | {a[0]:.3f} | {a[1]:.3f} | {a[2]:.3f} | {hs} |")
+    lines += [
         "",
-        f"Time per 48x48 image, one core: whole chain (`for_crop`) **{res['chain_ms']:.2f} ms**; stages: " +
-        ", ".join(f"{k} {v:.2f} ms" for k, v in res["stage_ms"].items()) + f", CNN stage {res['cnn_ms']:.1f} ms.",
+        f"Time per 48x48 image, one core: whole chain (`for_crop`) **{res['chain_ms']:.2f} ms**; stages run on "
+        "every row: " + ", ".join(f"{k} {v:.2f} ms" for k, v in res["stage_ms"].items()) +
+        f"; CNN stage {res['cnn_ms']:.1f} ms.",
     ]
     return "\n".join(lines)
 
@@ -238,14 +309,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fit-prior", action="store_true", help=f"learn {PRIOR_PATH.name} instead of benchmarking")
     ap.add_argument("--prior-out", type=Path, default=PRIOR_PATH)
     ap.add_argument("--cnn-ref", type=int, default=200, help="reference rows on which the CNN fallback is measured")
+    ap.add_argument("--every", type=int, default=2, help="stage timing / fallback accuracy on every N-th row")
+    ap.add_argument("--fit-usage", default="Training", help="rows used by --fit-prior (a Usage value or 'all')")
+    ap.add_argument("--held-out", default="PrivateTest", help="usage reported separately as held out ('none': skip)")
+    ap.add_argument("--stages", type=int, default=4, help="box-regressor stages for --fit-prior")
+    ap.add_argument("--alpha", type=float, default=30.0, help="ridge penalty for --fit-prior")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
     args = ap.parse_args(argv)
     command = "python benchmarks/landmarks.py " + " ".join(argv if argv is not None else sys.argv[1:])
     images, emotion, usage = load_rows(args.csv, args.limit)
     if args.fit_prior:
-        fit_prior(images, args.prior_out, command)
+        fit_prior(images, usage, args.fit_usage, args.prior_out, command, args.stages, args.alpha)
         return
-    res = benchmark(images, emotion, usage, args.cnn_ref)
+    res = benchmark(images, emotion, usage, args.cnn_ref, args.held_out, args.every)
     print(report(res, command))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, default=str))

@@ -30,7 +30,7 @@ integer positions. Models are loaded lazily, once per process.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,8 @@ __all__ = [
     "detect_faces",
     "landmarks_for_crop",
     "procrustes_distance",
+    "crop_features",
+    "frame_features",
     "fit_box_to_points",
     "load_prior",
     "PRIOR_PATH",
@@ -85,18 +87,25 @@ CHIN_POINT = 8
 
 # ---------------------------------------------------------------- crop mode
 #: crops are resized so that their longer side is this many pixels before HOG
-#: (48 -> 120, i.e. 2.5x: dlib's HOG window is 80x80 pixels)
-CROP_TARGET_SIZE = 120
+#: (48 -> 96, i.e. 2x: dlib's HOG window is 80x80 pixels)
+CROP_TARGET_SIZE = 96
 #: edge padding (replicated border) added around the crop before upscaling,
 #: in input pixels per 48 pixels of crop
-CROP_PAD_PER_48 = 4
+CROP_PAD_PER_48 = 2
 #: HOG decision threshold for crops; below dlib's default 0 because the box is
 #: checked against the prior and the shape must pass the plausibility test
 CROP_HOG_THRESHOLD = -0.5
-#: refinement of the prior box: at most this many re-fits, stop when the box
-#: moves less than REFINE_TOL (fraction of the box size)
-REFINE_MAX_ITER = 4
+#: a crop whose gray levels have a smaller standard deviation than this is blank:
+#: no stage may accept landmarks on it (HOG never fires there; the prior would
+#: happily draw a face shape on anything)
+MIN_CROP_CONTRAST = 3.0
+#: optional refinement of the prior box: at most this many re-fits of the box to the
+#: predicted points, stop when the box moves less than REFINE_TOL (fraction of its size)
+REFINE_MAX_ITER = 0
 REFINE_TOL = 0.01
+#: the box-regressor stages after the first look at a frame this many times the
+#: current box size, centred on it, resized to FEATURE_SIZE
+CASCADE_FRAME = 1.5
 
 # --------------------------------------------------------------- photo mode
 #: photos whose longer side is below these sizes are upsampled by dlib (x2 per step)
@@ -151,22 +160,82 @@ class Landmarks:
         }
 
 
+# -------------------------------------------------------- crop box features
+#: crops are resized to this size before computing the box-regressor features
+FEATURE_SIZE = 48
+#: gradient-histogram cell size (pixels) and number of orientation bins
+FEATURE_CELL = 6
+FEATURE_BINS = 9
+#: side of the downsampled intensity image appended to the histograms
+FEATURE_THUMB = 12
+#: damping constant of the per-cell histogram normalisation
+FEATURE_NORM_EPS = 10.0
+
+
+def crop_features(gray: np.ndarray) -> np.ndarray:
+    """Appearance features of a crop for the prior-box regressor, (d,) float32.
+
+    A HOG-like descriptor: per FEATURE_CELL x FEATURE_CELL cell a histogram of
+    gradient orientations (FEATURE_BINS bins over 0-180 degrees, magnitude
+    weighted, linear bin interpolation, normalised per cell), followed by a
+    FEATURE_THUMB x FEATURE_THUMB thumbnail scaled to [0, 1].
+    """
+    g = np.asarray(gray, dtype=np.float32)
+    if g.shape != (FEATURE_SIZE, FEATURE_SIZE):
+        g = cv2.resize(g, (FEATURE_SIZE, FEATURE_SIZE), interpolation=cv2.INTER_AREA)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=1)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=1)
+    mag = np.sqrt(gx * gx + gy * gy)
+    ang = (np.arctan2(gy, gx) % np.pi) * (FEATURE_BINS / np.pi)
+    lo = np.floor(ang)
+    w_hi = ang - lo
+    b_lo = lo.astype(np.intp) % FEATURE_BINS
+    b_hi = (b_lo + 1) % FEATURE_BINS
+    n = FEATURE_SIZE // FEATURE_CELL
+    cell = (np.arange(FEATURE_SIZE) // FEATURE_CELL)
+    cell_idx = (cell[:, None] * n + cell[None, :]) * FEATURE_BINS
+    hist = np.bincount((cell_idx + b_lo).ravel(), weights=(mag * (1 - w_hi)).ravel(), minlength=n * n * FEATURE_BINS)
+    hist += np.bincount((cell_idx + b_hi).ravel(), weights=(mag * w_hi).ravel(), minlength=n * n * FEATURE_BINS)
+    hist = hist.reshape(n * n, FEATURE_BINS)
+    hist /= np.linalg.norm(hist, axis=1, keepdims=True) + FEATURE_NORM_EPS
+    thumb = cv2.resize(g, (FEATURE_THUMB, FEATURE_THUMB), interpolation=cv2.INTER_AREA) / 255.0
+    return np.concatenate([hist.ravel(), thumb.ravel()]).astype(np.float32)
+
+
+def frame_features(gray: np.ndarray, center_size: tuple[float, float, float]) -> np.ndarray:
+    """:func:`crop_features` of the square frame CASCADE_FRAME x size around a box centre.
+
+    center_size is (cx, cy, size) in pixels of ``gray`` ((H, W) uint8); pixels outside
+    the crop are filled by replicating its border.
+    """
+    cx, cy, size = center_size
+    side = CASCADE_FRAME * size
+    f = FEATURE_SIZE / side
+    affine = np.array([[f, 0.0, (side / 2 - cx + 0.5) * f - 0.5],
+                       [0.0, f, (side / 2 - cy + 0.5) * f - 0.5]], dtype=np.float32)
+    frame = cv2.warpAffine(gray, affine, (FEATURE_SIZE, FEATURE_SIZE), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+    return crop_features(frame)
+
+
 # ------------------------------------------------------------------ geometry
 def procrustes_distance(points: np.ndarray, reference: np.ndarray) -> float:
-    """Full Procrustes distance (translation, scale, rotation removed) in [0, 1].
+    """Full Procrustes distance (translation, scale, rotation removed; no reflection) in [0, 1].
 
-    ``points`` and ``reference`` are (n, 2) arrays; returns sqrt(1 - (sum of
-    singular values)^2) for centred, unit-norm shapes (0 = same shape).
+    ``points`` and ``reference`` are (n, 2) (x, y) arrays. With the shapes as centred
+    complex vectors a, b: sqrt(1 - |<a, b>|^2 / (|a|^2 |b|^2)); 0 = same shape.
     """
-    a = np.asarray(points, dtype=np.float64)
-    b = np.asarray(reference, dtype=np.float64)
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na < 1e-9 or nb < 1e-9:
+    p = np.asarray(points, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    a = p[:, 0] + 1j * p[:, 1]
+    b = r[:, 0] + 1j * r[:, 1]
+    a = a - a.mean()
+    b = b - b.mean()
+    na, nb = float(np.vdot(a, a).real), float(np.vdot(b, b).real)
+    if na < 1e-12 or nb < 1e-12:
         return 1.0
-    s = np.linalg.svd((a / na).T @ (b / nb), compute_uv=False)
-    return float(np.sqrt(max(0.0, 1.0 - float(s.sum()) ** 2)))
+    c = abs(np.vdot(a, b)) ** 2 / (na * nb)
+    return float(np.sqrt(max(0.0, 1.0 - c)))
 
 
 def fit_box_to_points(points: np.ndarray, mean_shape: np.ndarray) -> tuple[float, float, float, float]:
@@ -212,6 +281,11 @@ class LandmarkPrior:
     max_score: float
     max_center_offset: float
     size_range: tuple[float, float]
+    #: box regressor: list of stages (coef (d, 3), intercept (3,)); stage 0 maps the
+    #: features of the whole crop to (cx / W, cy / H, log(size / W)); stage k >= 1 maps
+    #: the features of the CASCADE_FRAME frame around the current box to a correction
+    #: (dcx / size, dcy / size, dlog size). Empty: use the fixed prior box.
+    cascade: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -221,6 +295,10 @@ class LandmarkPrior:
             "max_center_offset": round(self.max_center_offset, 6),
             "size_range": [round(v, 6) for v in self.size_range],
             "mean_shape": np.round(self.mean_shape, 5).tolist(),
+            "cascade": [
+                {"coef": [[float(f"{v:.5g}") for v in row] for row in coef.T], "intercept": [float(v) for v in icpt]}
+                for coef, icpt in self.cascade
+            ],
             "meta": self.meta,
         }
 
@@ -238,6 +316,10 @@ class LandmarkPrior:
             max_score=float(data["max_score"]),
             max_center_offset=float(data["max_center_offset"]),
             size_range=(float(data["size_range"][0]), float(data["size_range"][1])),
+            cascade=tuple(
+                (np.asarray(st["coef"], dtype=np.float32).T.copy(), np.asarray(st["intercept"], dtype=np.float32))
+                for st in data.get("cascade", [])
+            ),
             meta=dict(data.get("meta", {})),
         )
 
@@ -390,13 +472,34 @@ class LandmarkDetector:
             break
         return best
 
-    def crop_prior(self, gray: np.ndarray, canvas: _Canvas | None = None,
-                   max_iter: int = REFINE_MAX_ITER) -> Landmarks:
-        """Prior-box stage: predictor in the learned prior box, refined by re-fitting the box."""
-        canvas = canvas or self.crop_canvas(gray)
+    def regress_box(self, gray: np.ndarray, stages: int | None = None) -> tuple[float, float, float, float]:
+        """Face box (left, top, right, bottom) of a crop predicted from its appearance.
+
+        Runs the prior's cascade of linear regressors (see :class:`LandmarkPrior`) on
+        :func:`crop_features`; without a cascade, the fixed prior box.
+        """
         h, w = gray.shape
-        pl, pt, pr, pb = self.prior.box
-        box = (pl * w, pt * h, pr * w, pb * h)
+        cascade = self.prior.cascade if stages is None else self.prior.cascade[:stages]
+        if not cascade:
+            pl, pt, pr, pb = self.prior.box
+            return (pl * w, pt * h, pr * w, pb * h)
+        coef, icpt = cascade[0]
+        fx, fy, fs = crop_features(gray) @ coef + icpt
+        cx, cy, size = fx * w, fy * h, float(np.exp(fs)) * w
+        for coef, icpt in cascade[1:]:
+            dx, dy, ds = frame_features(gray, (cx, cy, size)) @ coef + icpt
+            cx, cy, size = cx + dx * size, cy + dy * size, size * float(np.exp(ds))
+        return (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2)
+
+    def crop_prior(self, gray: np.ndarray, canvas: _Canvas | None = None, *,
+                   regress: bool = True, max_iter: int = REFINE_MAX_ITER) -> Landmarks:
+        """Prior-box stage: predictor in the regressed (or fixed) prior box.
+
+        ``regress=False`` uses the fixed median box; ``max_iter`` > 0 then re-fits the box
+        to the predicted points and predicts again, until the box stops moving.
+        """
+        canvas = canvas or self.crop_canvas(gray)
+        box = self.regress_box(gray) if regress else self.regress_box(gray, stages=0)
         box_big = canvas.box_from_input(box)
         pts_big = self._predict(canvas.image, box_big)
         for _ in range(max_iter):
@@ -433,6 +536,8 @@ class LandmarkDetector:
         """
         gray = _to_gray_uint8(gray, "for_crop")
         canvas = self.crop_canvas(gray)
+        if float(gray.std()) < MIN_CROP_CONTRAST:  # blank: report the prior shape, not accepted
+            return replace(self.crop_prior(gray, canvas), accepted=False)
         tried: list[Landmarks] = []
         for stage in (self.crop_hog, self.crop_prior, self.crop_cnn):
             lm = stage(gray, canvas)

@@ -144,6 +144,12 @@ def test_for_crop_never_raises_on_blank_or_noise() -> None:
         assert isinstance(r.accepted, bool)
 
 
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_for_crop_does_not_accept_blank_crops(value: int) -> None:
+    r = landmarks_for_crop(np.full((48, 48), value, np.uint8))
+    assert not r.accepted and r.points.shape == (68, 2)
+
+
 def test_detect_faces_astronaut(astronaut: np.ndarray) -> None:
     faces = detect_faces(astronaut)
     assert len(faces) == 1
