@@ -22,7 +22,7 @@ Everything random lives in the params (see :func:`maskgen.masks.sample_params`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -390,5 +390,5 @@ def apply_mask(image: np.ndarray, points: np.ndarray, params: "MaskParams",
     return render_mask(image, points, template, params)
 
 
-__all__: list[Any] = ["FITS", "SUPERSAMPLE", "PreparedTemplate", "prepare_template", "fit_points",
-                      "render_mask", "apply_mask"]
+__all__ = ["FITS", "SUPERSAMPLE", "PreparedTemplate", "prepare_template", "fit_points",
+           "render_mask", "apply_mask"]
