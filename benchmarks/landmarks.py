@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from maskgen.landmarks import (  # noqa: E402
     PRIOR_PATH,
+    REFINE_MAX_ITER,
     LandmarkDetector,
     LandmarkPrior,
     crop_features,
@@ -178,10 +179,10 @@ def pct(a: list[float] | np.ndarray, q: float) -> float:
 
 #: fallback variants measured against the HOG reference: name -> crop_prior keyword arguments
 FALLBACKS = {
-    "regressed box (used)": {"regress": True, "max_iter": 0},
-    "regressed box + refine": {"regress": True, "max_iter": 4},
+    "regressed box + refine (used)": {"regress": True, "max_iter": REFINE_MAX_ITER},
+    "regressed box, no refine": {"regress": True, "max_iter": 0},
     "fixed median box": {"regress": False, "max_iter": 0},
-    "fixed median box + refine": {"regress": False, "max_iter": 4},
+    "fixed median box + refine": {"regress": False, "max_iter": REFINE_MAX_ITER},
 }
 
 

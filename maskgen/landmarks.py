@@ -101,7 +101,7 @@ CROP_HOG_THRESHOLD = -0.5
 MIN_CROP_CONTRAST = 3.0
 #: optional refinement of the prior box: at most this many re-fits of the box to the
 #: predicted points, stop when the box moves less than REFINE_TOL (fraction of its size)
-REFINE_MAX_ITER = 0
+REFINE_MAX_ITER = 4
 REFINE_TOL = 0.01
 #: the box-regressor stages after the first look at a frame this many times the
 #: current box size, centred on it, resized to FEATURE_SIZE
