@@ -9,8 +9,13 @@ Two entry points:
   1. ``"hog"``   dlib's HOG detector on an upscaled, edge-padded copy of the crop,
      then the 68-point shape predictor in the detected box;
   2. ``"prior"`` the shape predictor in a *prior box* learned from the rows where
-     HOG succeeds (FER2013 faces are centred), refined by re-fitting the box to
-     the predicted points and predicting again, until the box stops moving;
+     HOG succeeds (FER2013 faces are roughly centred). A fixed median box is not
+     enough (faces vary in size and offset), so the box is predicted from the
+     crop's appearance by a small cascade of linear regressors on HOG-like
+     features (:func:`crop_features`), fit by ``benchmarks/landmarks.py
+     --fit-prior`` on the Training rows and shipped as ``landmark_prior.json``;
+     then refined by re-fitting the box to the predicted points and predicting
+     again, until the box stops moving;
   3. ``"cnn"``   dlib's CNN (MMOD) face detector. It is 50-100x slower than the
      rest, so it runs only when neither HOG nor the prior fit gave a plausible
      shape (measured order; see docs/results.md ``## Landmarks``).

@@ -204,3 +204,19 @@ def test_detector_pickles_without_models(lfw_faces: np.ndarray) -> None:
     a, b = det.for_crop(to_fer(lfw_faces[1])), clone.for_crop(to_fer(lfw_faces[1]))
     np.testing.assert_array_equal(a.points, b.points)
     assert a.source == b.source
+
+
+def test_crop_cnn_stage_on_an_lfw_face(lfw_faces: np.ndarray) -> None:
+    r = get_detector().crop_cnn(to_fer(lfw_faces[2]))
+    assert r is not None and r.source == "cnn" and r.accepted
+    assert_face_geometry(r)
+
+
+def test_crop_prior_fixed_box_without_regressor(lfw_faces: np.ndarray) -> None:
+    """regress=False, max_iter=0 puts the predictor in the fixed median prior box."""
+    det = get_detector()
+    g = to_fer(lfw_faces[3])
+    fixed = det.crop_prior(g, regress=False, max_iter=0)
+    pl, pt, pr, pb = det.prior.box
+    np.testing.assert_allclose(fixed.box, (pl * 48, pt * 48, pr * 48, pb * 48), atol=0.5)
+    assert fixed.source == "prior"
