@@ -35,7 +35,6 @@ import hashlib
 import json
 import platform
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -280,9 +279,3 @@ def format_counts(counts: dict[str, dict[str, dict[str, int]]]) -> str:
         lines.append(f"{u:{width}} {cells}")
     return "\n".join(lines)
 
-
-def counts_total(counts: dict[str, dict[str, dict[str, int]]]) -> Sequence[int]:
-    """(unmasked, masked) totals over a counts dict."""
-    um = sum(v["unmasked"] for per in counts.values() for v in per.values())
-    m = sum(v["masked"] for per in counts.values() for v in per.values())
-    return um, m

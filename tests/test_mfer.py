@@ -153,7 +153,7 @@ def test_mismatched_inputs_are_rejected(tmp_path):
     fer = _write(tmp_path / "fer.csv", images, labels, usage)
     cases = {
         "row counts differ": (images[:5], labels[:5], usage[:5]),
-        "labels differ in 1 row.*line 4": (images, [0, 1, 6 - 6, 3, 4, 5], usage),
+        "labels differ in 1 row.*line 4": (images, [0, 1, 0, 3, 4, 5], usage),
         "Usage differs in 1 row.*line 7": (images, labels, usage[:5] + ["PublicTest"]),
         "has a Usage column but": (images, labels, None),
     }
