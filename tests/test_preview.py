@@ -96,8 +96,13 @@ def test_preview_cli_with_a_custom_mask_spec(tmp_path):
         '{"name": "cli_blob", "image": "blob.png", "anchors": {'
         + ", ".join(f'"{k}": {{"xy": {v}, "landmark": "{k}"}}' for k, v in anchors.items()) + "}}")
     out = tmp_path / "sheet.png"
-    result = CliRunner().invoke(main, ["preview", str(csv_path), "-n", "4", "-o", str(out), "--landmarks",
-                                       "--mask-spec", str(tmp_path / "blob.json"), "--masks", "cli_blob"])
+    try:
+        result = CliRunner().invoke(main, ["preview", str(csv_path), "-n", "4", "-o", str(out), "--landmarks",
+                                           "--mask-spec", str(tmp_path / "blob.json"), "--masks", "cli_blob"])
+    finally:                                    # leave the process-wide registry as we found it
+        from maskgen.masks import list_masks, unregister_mask
+        if "cli_blob" in list_masks():
+            unregister_mask("cli_blob")
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and out.is_file()
     assert cv2.imread(str(out)).shape[0] > 48 * 4
