@@ -47,6 +47,8 @@ FIT_TOP = {"nose_exposed": (NOSE_BOTTOM, UPPER_LIP, 0.2), "chin_only": (LOWER_LI
 EYES = np.arange(36, 48)
 EYE_GAP = 0.03
 NOSE_TIP, NOSE_GAP = 30, 0.1
+#: nose_exposed: the top stays MOUTH_GAP above the higher mouth corner and NOSE_OUT_GAP below the nose tip
+MOUTH_CORNERS, MOUTH_GAP, NOSE_OUT_GAP = np.array([48, 54]), 0.08, 0.05
 #: points a correctly worn mask must cover (nose tip, nostrils, outer lips) and their margin from the jaw outline
 MUST_COVER = np.r_[30:36, 48:60]
 SIDE_GAP = 0.06
@@ -205,6 +207,8 @@ def fit_points(points: np.ndarray, fit: str = "correct", top_shift: float = 0.0,
     else:
         a, b, t = FIT_TOP[fit]
         target = h[a] + t * (h[b] - h[a])
+        if fit == "nose_exposed":   # smiles lift the mouth corners: keep them under the mask, the nose tip out
+            target = min(max(target, float(h[MOUTH_CORNERS].max()) + MOUTH_GAP), h[NOSE_TIP] - NOSE_OUT_GAP)
     k = max(0.05, (target - top_shift) / h_top)
     h2 = np.where(h > 0, h * k, h)
     r_h, r_w = _side_profile(h, w, JAW_RIGHT_SIDE)
