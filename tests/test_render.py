@@ -135,6 +135,10 @@ def test_fit_guards_keep_eyes_free_and_nose_covered(faces):
     vp = fit_points(low_eyes, "correct")
     assert _height(vp, 28) < min(_height(low_eyes, i) for i in range(36, 48)), "mask top slides under the eyes"
     assert _height(vp, 28) > _height(low_eyes, 30), "... but stays above the nose tip"
+    smile = pts.copy()
+    smile[[48, 54], 1] = pts[33, 1] + 0.5                            # mouth corners lifted up to the nostrils
+    vp = fit_points(smile, "nose_exposed")
+    assert max(_height(smile, 48), _height(smile, 54)) < _height(vp, 28) < _height(smile, 30)
     profile = pts.copy()
     profile[30:36, 0] = pts[2, 0] - 2.0                              # nose sticking out past the jaw (profile)
     vp = fit_points(profile, "correct")
