@@ -122,10 +122,11 @@ def test_fit_points_geometry(faces):
         fit_points(pts, "upside_down")
 
 
-def _height(p: np.ndarray, i: int) -> float:
-    """Height of point i above the chin along chin -> nose top, in units of that distance."""
-    up = p[27] - p[8]
-    return float((p[i] - p[8]) @ up / (up @ up))
+def _height(p: np.ndarray, i: int, frame: np.ndarray | None = None) -> float:
+    """Height of point p[i] above the chin along chin -> nose top of ``frame`` (default p), in that unit."""
+    f = p if frame is None else frame
+    up = f[27] - f[8]
+    return float((p[i] - f[8]) @ up / (up @ up))
 
 
 def test_fit_guards_keep_eyes_free_and_nose_covered(faces):
@@ -133,12 +134,13 @@ def test_fit_guards_keep_eyes_free_and_nose_covered(faces):
     low_eyes = pts.copy()
     low_eyes[36:48, 1] += pts[28, 1] - pts[36:48, 1].max()           # lowest eye point as low as point 28
     vp = fit_points(low_eyes, "correct")
-    assert _height(vp, 28) < min(_height(low_eyes, i) for i in range(36, 48)), "mask top slides under the eyes"
-    assert _height(vp, 28) > _height(low_eyes, 30), "... but stays above the nose tip"
+    top = _height(vp, 28, low_eyes)
+    assert top < min(_height(low_eyes, i) for i in range(36, 48)), "mask top slides under the eyes"
+    assert top > _height(low_eyes, 30), "... but stays above the nose tip"
     smile = pts.copy()
     smile[[48, 54], 1] = pts[33, 1] + 0.5                            # mouth corners lifted up to the nostrils
     vp = fit_points(smile, "nose_exposed")
-    assert max(_height(smile, 48), _height(smile, 54)) < _height(vp, 28) < _height(smile, 30)
+    assert max(_height(smile, 48), _height(smile, 54)) < _height(vp, 28, smile) < _height(smile, 30)
     profile = pts.copy()
     profile[30:36, 0] = pts[2, 0] - 2.0                              # nose sticking out past the jaw (profile)
     vp = fit_points(profile, "correct")
