@@ -16,6 +16,7 @@ import csv
 import gzip
 import io
 import os
+import re
 import tempfile
 import warnings
 import zlib
@@ -31,6 +32,7 @@ EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 USAGES = ("Training", "PublicTest", "PrivateTest")
 REQUIRED_COLUMNS = ("emotion", "pixels")
 # decimal text of 0..255, used to format pixel strings quickly
+_LONG_NUMBER = re.compile(r"[0-9]{4}")
 _PIXEL_TEXT = np.array([str(v) for v in range(256)], dtype=object)
 
 
@@ -129,11 +131,13 @@ def parse_pixel_strings(strings: Sequence[str], path: Path, first_line: int = 2)
         all(s.count(" ") == PIXELS - 1 for s in strs)
         and joined.isascii()
         and not joined.encode("ascii").translate(None, delete=b"0123456789 ")
+        and _LONG_NUMBER.search(joined) is None
     )
     if well_formed:
+        # every token is 1-3 digits, so int16 holds it exactly (4x less memory than int64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            values = np.fromstring(joined, dtype=np.int64, sep=" ")
+            values = np.fromstring(joined, dtype=np.int16, sep=" ")
         well_formed = values.size == n * PIXELS
     if not well_formed:
         values = _parse_rows_slowly(strs, path, first_line)
