@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from maskgen.dataset import EMOTIONS, atomic_write
 
 #: Report file names written by :func:`write_report` (prefix + suffix).
 REPORT_JSON, REPORT_TXT, REPORT_PNG = "metrics.json", "metrics.txt", "confusion.png"
+#: Characters per line of the confusion-matrix plot title.
+TITLE_WIDTH = 60
 
 
 def _check_labels(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +121,7 @@ def plot_confusion(
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if title:
-        ax.set_title(title)
+        ax.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=9)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.2f}", ha="center", va="center", fontsize=7,
