@@ -100,6 +100,10 @@ class TrainConfig:
             raise ValueError("threads must be >= 1")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ValueError("max_steps_per_epoch must be >= 1")
+        from fer_models import list_models
+
+        if self.model not in list_models():
+            raise ValueError(f"unknown model {self.model!r}; known models: {', '.join(list_models())}")
 
     def augment_config(self) -> AugmentConfig:
         return AugmentConfig(self.rotation_deg, self.translate, self.scale, self.hflip)
@@ -396,7 +400,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
     split = split or config.split
     amp = amp or config.amp
     tensors = load_fer_tensors(data)
-    rows = split_indices(tensors, split, config.seed)[subset] if subset != "all" else np.arange(len(tensors))
+    if subset == "all":
+        rows = np.arange(len(tensors))
+    else:
+        try:
+            rows = split_indices(tensors, split, config.seed)[subset]
+        except ValueError as exc:
+            raise ValueError(f"{exc} (or score every row with --subset all)") from None
     if rows.size == 0:
         raise ValueError(f"{data}: subset {subset!r} of split {split!r} is empty")
     x, y = tensors.subset(rows)

@@ -91,6 +91,8 @@ def test_resume_guards(csv_path: Path, tmp_path: Path) -> None:
         main(config(csv_path, out, epochs=2, max_steps_per_epoch=1, lr=0.5), resume=True)
     with pytest.raises(FileNotFoundError):
         main(config(csv_path, tmp_path / "none", epochs=1), resume=True)
+    with pytest.raises(ValueError, match="unknown model"):
+        main(config(csv_path, tmp_path / "bad", model="no_such_model"))
 
 
 def test_checkpoint_is_plain_weights_only(csv_path: Path, tmp_path: Path) -> None:
@@ -159,3 +161,15 @@ def test_model_kw_reaches_the_model(csv_path: Path, tmp_path: Path) -> None:
     main(config(csv_path, out, epochs=1, max_steps_per_epoch=1, model_kwargs={"widths": [8, 16]}))
     model, cfg = model_from_checkpoint(load_checkpoint(out / "best.pt"))
     assert cfg.model_kwargs == {"widths": [8, 16]} and model.widths == (8, 16)
+
+
+def test_evaluate_file_without_usage(csv_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    main(config(csv_path, out, epochs=1, max_steps_per_epoch=1))
+    lines = csv_path.read_text().splitlines()
+    plain = tmp_path / "plain.csv"
+    plain.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")  # drop Usage
+    with pytest.raises(ValueError, match="--subset all"):
+        evaluate_checkpoint(out / "best.pt", plain)
+    report = evaluate_checkpoint(out / "best.pt", plain, subset="all", out=tmp_path / "ev")
+    assert report["n"] == 84
