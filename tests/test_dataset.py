@@ -148,3 +148,15 @@ def test_roundtrip_property(tmp_path_factory, images: np.ndarray, newline: str, 
     assert np.array_equal(table.images, images) and table.emotion.tolist() == labels
     write_fer_csv(folder / "out.csv", table, table.images.copy())
     assert (folder / "out.csv").read_bytes() == src.read_bytes()
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    target = tmp_path / "perm.csv"
+    with atomic_write(target) as tmp:
+        tmp.write_text("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
