@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,8 @@ class BuildConfig:
         masks: mask names to sample from (None: every registered mask).
         fit_probs: fit name -> probability (None: correct fit only).
         mask_specs: custom mask spec files to register in each worker before use.
+        templates: custom mask templates (e.g. registered through the Python API in the
+            parent process) to register in each worker; see :func:`resolve_masks`.
         on_implausible: "mask" (draw on the best landmarks and flag the row) or "keep"
             (leave the row unmasked and flag it).
     """
@@ -49,6 +51,7 @@ class BuildConfig:
     fit_probs: Mapping[str, float] | None = None
     mask_specs: tuple[str, ...] = ()
     on_implausible: str = "mask"
+    templates: tuple[masks.MaskTemplate, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if self.on_implausible not in ("mask", "keep"):
@@ -94,14 +97,32 @@ _loaded_specs: set[str] = set()
 
 
 def prepare_worker(config: BuildConfig) -> None:
-    """Register the config's custom masks in this process (once per spec file)."""
+    """Register the config's custom masks in this process (spec files once each, then templates)."""
     for spec in config.mask_specs:
         key = str(Path(spec).resolve())
         if key not in _loaded_specs:
-            template = masks.load_mask_spec(spec)
+            template = masks.load_mask_spec(spec, register=False)
             if template.name not in masks.list_masks():
                 masks.register_mask(template)
             _loaded_specs.add(key)
+    registered = set(masks.list_masks())
+    for template in config.templates:
+        if template.name not in registered:
+            masks.register_mask(template)
+
+
+def resolve_masks(config: BuildConfig) -> BuildConfig:
+    """Pin the mask list in the parent process, so that every worker samples from the same one.
+
+    ``masks=None`` becomes the names registered here (built-ins, spec files and masks registered
+    through the Python API); custom templates travel to the workers inside the config. Unknown
+    names raise ``ValueError`` listing the valid ones, before any work starts.
+    """
+    prepare_worker(config)
+    names = tuple(config.masks) if config.masks else tuple(masks.list_masks())
+    templates = tuple(masks.get_mask(name) for name in names)
+    custom = tuple(t for t in templates if t.name not in masks.BUILTIN_MASKS)
+    return replace(config, masks=names, templates=custom)
 
 
 def row_rng(seed: int, row_id: int) -> np.random.Generator:

@@ -23,7 +23,7 @@ import numpy as np
 from maskgen import __version__
 from maskgen.dataset import FerTable, atomic_write, format_row, read_fer_csv, write_lines
 from maskgen.parallel import DEFAULT_CHUNK_SIZE, chunk_ranges, default_jobs, gather_rows, map_chunks
-from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk
+from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk, resolve_masks
 
 
 def default_output(input_path: str | Path) -> Path:
@@ -100,13 +100,7 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
     if metadata_path is not None:
         meta_path = Path(metadata_path)
     table = read_fer_csv(input_path)
-    # check the mask selection in this process before starting workers
-    from maskgen.pipeline import prepare_worker
-    prepare_worker(config)
-    if config.masks:
-        from maskgen.masks import get_mask
-        for name in config.masks:
-            get_mask(name)
+    config = resolve_masks(config)  # unknown mask names fail here, before any work
     t_read = time.perf_counter()
 
     n = len(table)
@@ -136,7 +130,11 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
             "tool": "maskgen build-smfer",
             "version": __version__,
             "seed": config.seed,
-            "config": {**asdict(config), "fit_probs": dict(config.fit_probs or {"correct": 1.0})},
+            "config": {
+                "seed": config.seed, "masks": list(config.masks or ()),
+                "fit_probs": dict(config.fit_probs or {"correct": 1.0}),
+                "mask_specs": list(config.mask_specs), "on_implausible": config.on_implausible,
+            },
             "jobs": n_jobs,
             "chunk_size": chunk_size,
             "backend": backend,

@@ -145,3 +145,29 @@ def test_format_text_of_unmasked_rows_is_kept(tmp_path: Path) -> None:
     build_smfer(src, out, config=BuildConfig(on_implausible="keep"), jobs=1, progress=False)
     table = read_fer_csv(out)
     assert table.newline == "\r\n" and len(table) == 2
+
+
+def test_api_registered_mask_reaches_workers(lfw_csv: Path, tmp_path: Path) -> None:
+    """A mask registered through the Python API in this process is used by loky workers too."""
+    import cv2
+
+    from maskgen.masks import list_masks, register_mask, unregister_mask
+
+    picture = np.zeros((160, 200, 4), np.uint8)
+    cv2.ellipse(picture, (100, 80), (96, 76), 0, 0, 360, (200, 60, 60, 255), -1, cv2.LINE_AA)
+    anchors = {"jaw_2": (12.0, 50.0), "jaw_14": (188.0, 50.0), "chin": (100.0, 150.0),
+               "nose_bridge_1": (100.0, 8.0), "mouth_3": (100.0, 95.0)}
+    register_mask("api_oval", picture, anchors)
+    try:
+        outs = []
+        for jobs in (1, 2):
+            out = tmp_path / f"j{jobs}.csv"
+            report = build_smfer(lfw_csv, out, config=BuildConfig(masks=("api_oval", "surgical")), jobs=jobs,
+                                 chunk_size=4, progress=False)
+            assert report.status_counts["error"] == 0
+            assert set(report.mask_counts) == {"api_oval", "surgical"}
+            outs.append(out.read_bytes())
+        assert outs[0] == outs[1]
+    finally:
+        if "api_oval" in list_masks():
+            unregister_mask("api_oval")
