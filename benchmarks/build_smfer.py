@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgen.dataset import EMOTIONS, FerTable, read_fer_csv, write_fer_csv
+from maskgen.dataset import FerTable, read_fer_csv, write_fer_csv
 from maskgen.parallel import chunk_ranges, default_jobs, map_chunks
 from maskgen.pipeline import BuildConfig
 from maskgen.smfer import build_smfer

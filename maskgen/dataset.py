@@ -235,6 +235,15 @@ def format_pixels(image: np.ndarray) -> str:
     return " ".join(_PIXEL_TEXT[flat].tolist())
 
 
+def csv_stem(path: str | os.PathLike) -> str:
+    """File name without ``.csv`` / ``.csv.gz``: ``fer2013.csv.gz`` -> ``fer2013``."""
+    stem = Path(path).name
+    for suffix in (".gz", ".csv"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` only on success.

@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from maskgen import __version__
-from maskgen.dataset import EMOTIONS, USAGES, FerTable, atomic_write, format_pixels, read_fer_csv, write_lines
+from maskgen.dataset import (EMOTIONS, USAGES, FerTable, atomic_write, csv_stem, format_pixels, read_fer_csv,
+                             write_lines)
 
 BALANCE_MODES = ("pairs", "none")
 CLASS_MODES = ("none", "undersample", "oversample")
@@ -52,10 +53,7 @@ NO_USAGE = "(all)"
 def default_output(fer_path: str | Path) -> Path:
     """``fer2013.csv[.gz]`` -> ``mfer2013.csv`` next to it; ``x.csv`` -> ``x_mfer.csv``."""
     path = Path(fer_path)
-    stem = path.name
-    for suffix in (".gz", ".csv"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
+    stem = csv_stem(path)
     name = stem.replace("fer2013", "mfer2013") if "fer2013" in stem else f"{stem}_mfer"
     return path.with_name(f"{name}.csv")
 
@@ -63,11 +61,7 @@ def default_output(fer_path: str | Path) -> Path:
 def manifest_path(out_path: str | Path) -> Path:
     """``mfer2013.csv`` -> ``mfer2013.manifest.json`` next to it."""
     out = Path(out_path)
-    stem = out.name
-    for suffix in (".gz", ".csv"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    return out.with_name(f"{stem}.manifest.json")
+    return out.with_name(f"{csv_stem(out)}.manifest.json")
 
 
 def check_inputs(fer: FerTable, smfer: FerTable) -> None:

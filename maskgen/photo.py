@@ -7,7 +7,6 @@ name, so results do not depend on the order in which files are processed.
 """
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from maskgen.dataset import atomic_write
 from maskgen.masks import MaskParams, sample_params
 from maskgen.qa import QAResult, qa_check
 from maskgen.render import apply_mask
@@ -111,14 +111,8 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     ok, data = cv2.imencode(path.suffix or ".png", bgr)
     if not ok:
         raise ValueError(f"cannot encode {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         tmp.write_bytes(data.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

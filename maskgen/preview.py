@@ -5,12 +5,13 @@ PNG atomically.  Used by ``maskgen preview``, ``maskgen demo`` and the README pi
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
+
+from maskgen.dataset import atomic_write
 
 __all__ = ["contact_sheet", "save_png", "preview_table"]
 
@@ -101,14 +102,8 @@ def save_png(path: str | Path, image: np.ndarray) -> Path:
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise ValueError(f"could not encode {path} as PNG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         tmp.write_bytes(data.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from maskgen import __version__
-from maskgen.dataset import FerTable, atomic_write, format_row, read_fer_csv, write_lines
+from maskgen.dataset import FerTable, atomic_write, csv_stem, format_row, read_fer_csv, write_lines
 from maskgen.parallel import DEFAULT_CHUNK_SIZE, chunk_ranges, default_jobs, gather_rows, map_chunks
 from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk, resolve_masks
 
@@ -29,10 +29,7 @@ from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk,
 def default_output(input_path: str | Path) -> Path:
     """``fer2013.csv[.gz]`` -> ``smfer2013.csv`` next to it; ``x.csv`` -> ``x_masked.csv``."""
     path = Path(input_path)
-    stem = path.name
-    for suffix in (".gz", ".csv"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
+    stem = csv_stem(path)
     name = stem.replace("fer2013", "smfer2013") if "fer2013" in stem and "smfer" not in stem else f"{stem}_masked"
     return path.with_name(f"{name}.csv")
 
@@ -40,7 +37,7 @@ def default_output(input_path: str | Path) -> Path:
 def sidecar_paths(out_path: str | Path) -> tuple[Path, Path]:
     """(per-row metadata CSV, manifest JSON) next to the output."""
     out = Path(out_path)
-    stem = out.name[: -len(".csv")] if out.name.endswith(".csv") else out.name
+    stem = csv_stem(out)
     return out.with_name(f"{stem}.meta.csv"), out.with_name(f"{stem}.manifest.json")
 
 
