@@ -202,6 +202,7 @@ def benchmark(images: np.ndarray, emotion: np.ndarray, usage: np.ndarray, with_c
     ref_rows: list[int] = []
     ref_conf: list[float] = []
     errs: dict[str, list[float]] = {k: [] for k in FALLBACKS}
+    box_err: list[tuple[float, float]] = []  # regressed vs HOG box: |log size ratio|, centre offset / size
     stage_rows = range(0, n, every)
     for i in stage_rows:
         img = images[i]
@@ -220,6 +221,11 @@ def benchmark(images: np.ndarray, emotion: np.ndarray, usage: np.ndarray, with_c
         if ref is not None and ref.accepted:
             ref_rows.append(i)
             ref_conf.append(ref.confidence)
+            rb, hb = det.regress_box(img), ref.box
+            hsize = ((hb[2] - hb[0]) + (hb[3] - hb[1])) / 2
+            box_err.append((abs(np.log((rb[2] - rb[0]) / hsize)),
+                            float(np.hypot((rb[0] + rb[2] - hb[0] - hb[2]) / 2, (rb[1] + rb[3] - hb[1] - hb[3]) / 2))
+                            / hsize))
     ref_a = np.array(ref_rows)
     conf_a = np.array(ref_conf)
     held = usage[ref_a] == held_out if held_out != "none" else np.zeros(len(ref_a), bool)
@@ -272,6 +278,8 @@ def benchmark(images: np.ndarray, emotion: np.ndarray, usage: np.ndarray, with_c
         "held_out": held_out,
         "errors": err_table,
         "by_confidence": by_conf,
+        "box_err": {"log_size": [pct([b[0] for b in box_err], q) for q in (50, 95)],
+                    "centre": [pct([b[1] for b in box_err], q) for q in (50, 95)]},
         "rejected_rows": [i for i, r in enumerate(results) if not r.accepted][:50],
     }
 
@@ -315,6 +323,10 @@ def report(res: dict, command: str) -> str:
         "|---|---|---|---|---|",
     ]
     lines += [f"| >= {c} | {v[0]} | {v[1]:.3f} | {v[2]:.3f} | {v[3]:.3f} |" for c, v in res["by_confidence"].items()]
+    be = res["box_err"]
+    lines += ["", f"Regressed box vs HOG box on the same rows: |log size ratio| median {be['log_size'][0]:.3f}, "
+              f"p95 {be['log_size'][1]:.3f} (one step of HOG's image pyramid is log 1.2 = {np.log(1.2):.3f}); "
+              f"centre offset / box size median {be['centre'][0]:.3f}, p95 {be['centre'][1]:.3f}."]
     lines += [
         "",
         f"Time per 48x48 image, one core: whole chain (`for_crop`) **{res['chain_ms']:.2f} ms**; stages run on "
