@@ -26,7 +26,7 @@ STATUSES = (MASKED, MASKED_IMPLAUSIBLE, KEPT, ERROR)
 #: sidecar columns, in order
 SIDECAR_COLUMNS = (
     "row_id", "status", "mask", "fit", "landmark_source", "landmark_score",
-    "qa_passed", "qa_nose_covered", "qa_mouth_covered", "qa_eyes_visible", "qa_chin_covered",
+    "qa_passed", "qa_nose_covered", "qa_mouth_covered", "qa_eyes_visible", "qa_chin_covered", "qa_out_of_frame",
     "params", "error",
 )
 
@@ -88,6 +88,7 @@ class RowResult:
             "qa_mouth_covered": int(q.mouth_covered) if q is not None else "",
             "qa_eyes_visible": int(q.eyes_visible) if q is not None else "",
             "qa_chin_covered": int(q.chin_covered) if q is not None else "",
+            "qa_out_of_frame": q.out_of_frame if q is not None else "",
             "params": json.dumps(p, sort_keys=True, separators=(",", ":")) if p else "",
             "error": self.error,
         }

@@ -8,6 +8,10 @@ image) at landmark points and applies per-fit rules:
 * ``"chin_only"``:    mouth visible, chin covered, eyes visible.
 
 A point counts as covered when alpha there is at least :data:`COVERED_ALPHA`.
+Only points inside the image are judged: FER2013 crops often cut the chin or an open
+mouth at the border, and a mask cannot be seen to cover what is outside the picture. A
+group with no point inside the image fails its "covered" test (it cannot be verified);
+``out_of_frame`` counts the skipped points.
 """
 from __future__ import annotations
 
@@ -44,10 +48,23 @@ class QAResult:
     mouth_covered: bool
     eyes_visible: bool
     chin_covered: bool
+    out_of_frame: int = 0
 
-    def to_dict(self) -> dict[str, bool]:
-        """JSON-able dict of the five flags (keys prefixed ``qa_`` for sidecars)."""
-        return {f"qa_{k}": bool(v) for k, v in asdict(self).items()}
+    def to_dict(self) -> dict[str, bool | int]:
+        """JSON-able dict of the flags and the out-of-frame count (keys prefixed ``qa_``)."""
+        return {f"qa_{k}": (v if isinstance(v, int) and not isinstance(v, bool) else bool(v))
+                for k, v in asdict(self).items()}
+
+
+def _in_frame(xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(n,) bool: the (x, y) point lies inside an image of ``shape`` (pixel centres at integers)."""
+    h, w = shape
+    return (xy[:, 0] >= -0.5) & (xy[:, 0] <= w - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] <= h - 0.5)
+
+
+def _covered_fraction(covered: np.ndarray, inside: np.ndarray) -> float:
+    """Fraction of the in-frame points that are covered; NaN when none is in frame."""
+    return float(covered[inside].mean()) if inside.any() else float("nan")
 
 
 def sample_alpha(alpha: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -82,12 +99,19 @@ def qa_check(points: np.ndarray, alpha: np.ndarray, fit: str = "correct") -> QAR
     if a.ndim != 2:
         raise ValueError(f"alpha must be (H, W), got shape {a.shape}")
     covered = sample_alpha(a, pts) >= COVERED_ALPHA
-
-    nose_covered = bool(covered[NOSE_TIP_POINT])
-    mouth_covered = bool(covered[LANDMARK_GROUPS["mouth"]].mean() >= MOUTH_COVERED_FRACTION)
-    eyes_visible = bool(covered[LANDMARK_GROUPS["eyes"]].mean() <= EYES_MAX_COVERED_FRACTION)
+    inside = _in_frame(pts, a.shape)
     chin_xy = pts[CHIN_JAW_POINTS] + CHIN_INSET * (pts[LOWER_LIP_CENTER] - pts[CHIN_JAW_POINTS])
-    chin_covered = bool((sample_alpha(a, chin_xy) >= COVERED_ALPHA).mean() >= CHIN_COVERED_FRACTION)
+    chin_inside = _in_frame(chin_xy, a.shape)
+    chin_cov = sample_alpha(a, chin_xy) >= COVERED_ALPHA
+    mouth, eyes = LANDMARK_GROUPS["mouth"], LANDMARK_GROUPS["eyes"]
+
+    # NaN (no point in frame) compares False: an unverifiable "covered" test fails
+    nose_covered = bool(inside[NOSE_TIP_POINT] and covered[NOSE_TIP_POINT])
+    mouth_covered = bool(_covered_fraction(covered[mouth], inside[mouth]) >= MOUTH_COVERED_FRACTION)
+    eyes_visible = not _covered_fraction(covered[eyes], inside[eyes]) > EYES_MAX_COVERED_FRACTION
+    chin_covered = bool(_covered_fraction(chin_cov, chin_inside) >= CHIN_COVERED_FRACTION)
+    sampled = np.concatenate(([NOSE_TIP_POINT], mouth, eyes))
+    out_of_frame = int((~inside[sampled]).sum() + (~chin_inside).sum())
 
     if fit == "correct":
         passed = nose_covered and mouth_covered and eyes_visible
@@ -96,4 +120,4 @@ def qa_check(points: np.ndarray, alpha: np.ndarray, fit: str = "correct") -> QAR
     else:  # chin_only
         passed = (not mouth_covered) and chin_covered and eyes_visible
     return QAResult(passed=passed, nose_covered=nose_covered, mouth_covered=mouth_covered,
-                    eyes_visible=eyes_visible, chin_covered=chin_covered)
+                    eyes_visible=eyes_visible, chin_covered=chin_covered, out_of_frame=out_of_frame)

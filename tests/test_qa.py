@@ -69,7 +69,7 @@ def test_no_mask(points: np.ndarray) -> None:
     r = qa_check(points, np.zeros((SIZE, SIZE), np.float32), "correct")
     assert r == QAResult(passed=False, nose_covered=False, mouth_covered=False, eyes_visible=True, chin_covered=False)
     assert r.to_dict() == {"qa_passed": False, "qa_nose_covered": False, "qa_mouth_covered": False,
-                           "qa_eyes_visible": True, "qa_chin_covered": False}
+                           "qa_eyes_visible": True, "qa_chin_covered": False, "qa_out_of_frame": 0}
 
 
 def test_faint_alpha_is_not_coverage(points: np.ndarray) -> None:
@@ -112,3 +112,25 @@ def test_validation(points: np.ndarray) -> None:
     with pytest.raises(ValueError, match="NaN"):
         qa_check(bad, alpha)
     assert FITS == ("correct", "nose_exposed", "chin_only")
+
+
+def test_points_outside_the_image_are_not_judged() -> None:
+    """A mouth cut by the bottom border: only its in-frame points must be covered."""
+    from maskgen.landmarks import LANDMARK_GROUPS
+    from maskgen.qa import qa_check
+
+    pts = np.zeros((68, 2), np.float32)
+    pts[:, 0] = 24.0
+    pts[LANDMARK_GROUPS["eyes"], 1] = 15.0
+    pts[30] = (24.0, 28.0)                      # nose tip
+    mouth = LANDMARK_GROUPS["mouth"]
+    pts[mouth, 1] = np.linspace(44.0, 52.0, len(mouth))   # half of the mouth below the 48-px frame
+    pts[[6, 7, 8, 9, 10], 1] = 56.0             # chin outside the frame
+    alpha = np.zeros((48, 48), np.float32)
+    alpha[24:, :] = 1.0                         # covers everything from just above the nose tip down
+    result = qa_check(pts, alpha, "correct")
+    assert result.passed and result.mouth_covered and result.nose_covered and result.eyes_visible
+    assert result.out_of_frame > 0
+    assert not result.chin_covered             # no chin point in the frame: cannot be verified
+    alpha[44:, :] = 0.0                         # in-frame mouth points uncovered -> fails
+    assert not qa_check(pts, alpha, "correct").mouth_covered
