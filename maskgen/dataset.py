@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import hashlib
 import io
 import os
 import re
@@ -233,6 +234,15 @@ def format_pixels(image: np.ndarray) -> str:
     if flat.size != PIXELS:
         raise ValueError(f"expected {PIXELS} pixels, got {flat.size}")
     return " ".join(_PIXEL_TEXT[flat].tolist())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (recorded in manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def csv_stem(path: str | os.PathLike) -> str:

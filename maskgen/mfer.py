@@ -31,7 +31,6 @@ their sizes' proportions; the random choice uses ``numpy.random.default_rng([see
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -41,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from maskgen import __version__
-from maskgen.dataset import (EMOTIONS, USAGES, FerTable, atomic_write, csv_stem, format_pixels, read_fer_csv,
-                             write_lines)
+from maskgen.dataset import (EMOTIONS, USAGES, FerTable, atomic_write, csv_stem, file_sha256, format_pixels,
+                             read_fer_csv, write_lines)
 
 BALANCE_MODES = ("pairs", "none")
 CLASS_MODES = ("none", "undersample", "oversample")
@@ -175,14 +174,6 @@ def _counts(emotion: np.ndarray, usage: np.ndarray | None, masked: np.ndarray) -
     return out
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build_mfer(fer_path: str | Path, smfer_path: str | Path, output_path: str | Path | None = None, *,
                seed: int = 0, balance: str = "pairs", classes: str = "none") -> MferReport:
     """Mix FER2013 and SMFER2013 into MFER2013 (see the module docstring) and write it atomically.
@@ -240,8 +231,8 @@ def build_mfer(fer_path: str | Path, smfer_path: str | Path, output_path: str | 
             "row_order": "by (source, masked)",
             "balance_rule": _RULES[balance],
             "classes_rule": _RULES[classes if classes != "none" else "classes_none"],
-            "fer_sha256": _sha256(fer_path),
-            "smfer_sha256": _sha256(smfer_path),
+            "fer_sha256": file_sha256(fer_path),
+            "smfer_sha256": file_sha256(smfer_path),
             "smfer_unchanged_per_class": {name: int(np.sum(~masked_ok & (fer.emotion == c)))
                                           for c, name in enumerate(EMOTIONS)},
             "machine": {"python": platform.python_version(), "platform": platform.platform()},

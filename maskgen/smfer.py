@@ -9,7 +9,6 @@ Outputs (all written atomically, so a failed or interrupted run leaves none of t
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import platform
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from maskgen import __version__
-from maskgen.dataset import FerTable, atomic_write, csv_stem, format_row, read_fer_csv, write_lines
+from maskgen.dataset import FerTable, atomic_write, csv_stem, file_sha256, format_row, read_fer_csv, write_lines
 from maskgen.parallel import DEFAULT_CHUNK_SIZE, chunk_ranges, default_jobs, gather_rows, map_chunks
 from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk, resolve_masks
 
@@ -57,14 +56,6 @@ class BuildReport:
     qa_passed: int
     masked_per_class: dict[str, float]
     timings_s: dict[str, float]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sidecar_text(records: list[dict]) -> str:
@@ -135,7 +126,7 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
             "jobs": n_jobs,
             "chunk_size": chunk_size,
             "backend": backend,
-            "input_sha256": _sha256(input_path),
+            "input_sha256": file_sha256(input_path),
             "machine": {"python": platform.python_version(), "platform": platform.platform()},
             **asdict(report),
         }
