@@ -70,7 +70,6 @@ class RowResult:
     params: masks.MaskParams | None = None
     qa: qa.QAResult | None = None
     error: str = ""
-    extra: dict = field(default_factory=dict)
 
     def record(self) -> dict[str, object]:
         """One sidecar row (keys = SIDECAR_COLUMNS)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from maskgen import __version__
-from maskgen.dataset import FerTable, atomic_write, csv_stem, file_sha256, format_row, read_fer_csv, write_lines
+from maskgen.dataset import FerTable, atomic_write, csv_stem, file_sha256, read_fer_csv, write_fer_csv
 from maskgen.parallel import DEFAULT_CHUNK_SIZE, chunk_ranges, default_jobs, gather_rows, map_chunks
 from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk, resolve_masks
 
@@ -102,12 +102,10 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
         )
     t_mask = time.perf_counter()
 
-    changed = (images != table.images).reshape(n, -1).any(axis=1)
-    lines = [format_row(table, i, images[i] if changed[i] else None) for i in range(n)]
     meta_text = _sidecar_text(records)
     report = _report(table, records, input_path, out, meta_path, manifest_path)
     with atomic_write(meta_path) as tmp_meta, atomic_write(manifest_path) as tmp_manifest:
-        write_lines(out, table.columns, lines, newline=table.newline, trailing_newline=table.trailing_newline)
+        write_fer_csv(out, table, images)  # unchanged rows stay byte-identical to the input
         tmp_meta.write_text(meta_text, encoding="utf-8")
         t_write = time.perf_counter()
         report.timings_s = {
