@@ -13,9 +13,12 @@ Two entry points:
      enough (faces vary in size and offset), so the box is predicted from the
      crop's appearance by a small cascade of linear regressors on HOG-like
      features (:func:`crop_features`), fit by ``benchmarks/landmarks.py
-     --fit-prior`` on the Training rows and shipped as ``landmark_prior.json``;
-     then refined by re-fitting the box to the predicted points and predicting
-     again, until the box stops moving;
+     --fit-prior`` on the Training rows and shipped as ``landmark_prior.json``.
+     The predictor runs once in that box. Re-fitting the box to the predicted
+     points and predicting again ("refine") rescues a *fixed* box, but for the
+     regressed box it was no better against HOG references and slightly worse
+     against CNN landmarks on rows HOG misses, at 2-3x the cost (docs/results.md
+     ``## Landmarks``), so it runs only when the prior has no regressor;
   3. ``"cnn"``   dlib's CNN (MMOD) face detector. It is 50-100x slower than the
      rest, so it runs only when neither HOG nor the prior fit gave a plausible
      shape (measured order; see docs/results.md ``## Landmarks``).
@@ -104,8 +107,9 @@ CROP_HOG_THRESHOLD = -0.5
 #: no stage may accept landmarks on it (HOG never fires there; the prior would
 #: happily draw a face shape on anything)
 MIN_CROP_CONTRAST = 3.0
-#: optional refinement of the prior box: at most this many re-fits of the box to the
-#: predicted points, stop when the box moves less than REFINE_TOL (fraction of its size)
+#: refinement of a *fixed* prior box (no regressor): at most this many re-fits of the box to
+#: the predicted points, stop when the box moves less than REFINE_TOL (fraction of its size).
+#: A regressed box is not refined (see the module docstring).
 REFINE_MAX_ITER = 4
 REFINE_TOL = 0.01
 #: the box-regressor stages after the first look at a frame this many times the
@@ -497,14 +501,19 @@ class LandmarkDetector:
         return (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2)
 
     def crop_prior(self, gray: np.ndarray, canvas: _Canvas | None = None, *,
-                   regress: bool = True, max_iter: int = REFINE_MAX_ITER) -> Landmarks:
+                   regress: bool = True, max_iter: int | None = None) -> Landmarks:
         """Prior-box stage: predictor in the regressed (or fixed) prior box.
 
-        ``regress=False`` uses the fixed median box; ``max_iter`` > 0 then re-fits the box
-        to the predicted points and predicts again, until the box stops moving.
+        ``regress=False`` (or a prior without a regressor) uses the fixed median box.
+        ``max_iter`` > 0 re-fits the box to the predicted points and predicts again, until
+        the box stops moving; None means REFINE_MAX_ITER for a fixed box and 0 for a
+        regressed one.
         """
         canvas = canvas or self.crop_canvas(gray)
-        box = self.regress_box(gray) if regress else self.regress_box(gray, stages=0)
+        regressed = regress and bool(self.prior.cascade)
+        if max_iter is None:
+            max_iter = 0 if regressed else REFINE_MAX_ITER
+        box = self.regress_box(gray) if regressed else self.regress_box(gray, stages=0)
         box_big = canvas.box_from_input(box)
         pts_big = self._predict(canvas.image, box_big)
         for _ in range(max_iter):
@@ -535,7 +544,7 @@ class LandmarkDetector:
     def for_crop(self, gray: np.ndarray) -> Landmarks:
         """Landmarks for an aligned face crop ((H, W) uint8, e.g. a (48, 48) FER2013 row).
 
-        Tries HOG, then the refined prior box, then the CNN; returns the first
+        Tries HOG, then the (regressed) prior box, then the CNN; returns the first
         accepted shape, else the lowest-score one with ``accepted=False``.
         Never raises for a valid image.
         """

@@ -81,6 +81,9 @@ BAD_FILES = {
     "non-numeric pixel": ("emotion,pixels,Usage\n" + _good_line() + "\n" + _good_line("x7") + "\n",
                           r"line 3: pixels: 'x7' is not an integer 0..255"),
     "value 256": ("emotion,pixels,Usage\n" + _good_line("256") + "\n", r"line 2: pixels: value 256 is outside 0..255"),
+    # 65536 wraps to 0 in int16: must be caught before the fast int16 parse, not after
+    "value 65536": ("emotion,pixels,Usage\n" + _good_line() + "\n" + _good_line("65536") + "\n",
+                    r"line 3: pixels: value 65536 is outside 0..255"),
     "negative value": ("emotion,pixels,Usage\n" + _good_line("-1") + "\n", r"line 2: pixels: '-1' is not an integer"),
     "missing column": ("emotion,Usage\n3,Training\n", r"line 1: missing column\(s\) pixels"),
     "bad label": ("emotion,pixels,Usage\n" + _good_line() + "\n" + _good_line().replace("3,", "7,", 1) + "\n",

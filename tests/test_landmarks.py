@@ -220,3 +220,22 @@ def test_crop_prior_fixed_box_without_regressor(lfw_faces: np.ndarray) -> None:
     pl, pt, pr, pb = det.prior.box
     np.testing.assert_allclose(fixed.box, (pl * 48, pt * 48, pr * 48, pb * 48), atol=0.5)
     assert fixed.source == "prior"
+
+
+def test_regressed_prior_box_is_not_refined_but_fixed_box_is(lfw_faces: np.ndarray) -> None:
+    """One predictor run in the regressed box; the fixed box is re-fitted to the points (refine)."""
+    det = LandmarkDetector()
+    calls = []
+    predict = det._predict
+
+    def counting(image, box):
+        calls.append(box)
+        return predict(image, box)
+
+    det._predict = counting  # type: ignore[method-assign]
+    g = to_fer(lfw_faces[3])
+    det.crop_prior(g)
+    assert len(calls) == 1
+    calls.clear()
+    det.crop_prior(g, regress=False)
+    assert len(calls) >= 2
