@@ -154,11 +154,16 @@ def _has_long_number(raw: bytes) -> bool:
     Such a token would not fit int16 (and no pixel value needs it); numpy on the bytes is
     5x faster than a regular expression over the 300 MB of FER2013's pixel strings.
     """
-    digit = np.frombuffer(raw, np.uint8) != 32
-    run = digit[:-3] & digit[1:-2]
-    run &= digit[2:-1]
-    run &= digit[3:]
-    return bool(run.any())
+    data = np.frombuffer(raw, np.uint8)
+    step = 1 << 24  # slices overlapping by 3 bytes keep the temporaries small
+    for start in range(0, max(len(data) - 3, 0), step):
+        digit = data[start:start + step + 3] != 32
+        run = digit[:-3] & digit[1:-2]
+        run &= digit[2:-1]
+        run &= digit[3:]
+        if run.any():
+            return True
+    return False
 
 
 def _parse_rows_slowly(strs: Sequence[str], path: Path, first_line: int) -> np.ndarray:

@@ -156,12 +156,6 @@ def mask_face(image: np.ndarray, row_id: int, config: BuildConfig,
         return RowResult(row_id, np.array(image, copy=True), ERROR, error=f"{type(exc).__name__}: {exc}")
 
 
-def warm_worker() -> None:
-    """Load this process's landmark models (run in each worker while the parent reads the input)."""
-    detector = lm.get_detector()
-    detector.prior, detector.hog, detector.predictor  # noqa: B018 - cached properties: load now
-
-
 def mask_chunk(images: np.ndarray, row_ids: Sequence[int], config: BuildConfig
                ) -> tuple[np.ndarray, np.ndarray, list[dict[str, object]]]:
     """Worker task: mask a chunk of rows.

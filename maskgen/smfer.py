@@ -21,8 +21,8 @@ import numpy as np
 
 from maskgen import __version__
 from maskgen.dataset import FerTable, atomic_write, csv_stem, file_sha256, read_fer_csv, write_fer_csv
-from maskgen.parallel import DEFAULT_CHUNK_SIZE, chunk_ranges, default_jobs, gather_rows, map_chunks, start_workers
-from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk, resolve_masks, warm_worker
+from maskgen.parallel import DEFAULT_CHUNK_SIZE, chunk_ranges, default_jobs, gather_rows, map_chunks
+from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk, resolve_masks
 
 
 def default_output(input_path: str | Path) -> Path:
@@ -87,9 +87,6 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
     meta_path, manifest_path = sidecar_paths(out)
     if metadata_path is not None:
         meta_path = Path(metadata_path)
-    n_jobs = jobs if jobs and jobs > 0 else default_jobs()
-    # workers start and load their models while this process reads and validates the input
-    starting = start_workers(warm_worker, jobs=n_jobs, backend=backend)
     table = read_fer_csv(input_path)
     config = resolve_masks(config)  # unknown mask names fail here, before any work
     t_read = time.perf_counter()
@@ -97,8 +94,7 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
     n = len(table)
     ranges = chunk_ranges(n, chunk_size)
     tasks = [(table.images[a:b], np.arange(a, b), config) for a, b in ranges]
-    if starting is not None:
-        starting.join()
+    n_jobs = jobs if jobs and jobs > 0 else default_jobs()
     with tqdm(total=n, unit="row", desc=f"masking ({n_jobs} jobs)", disable=not progress, smoothing=0.1) as bar:
         images, records = gather_rows(
             n, map_chunks(mask_chunk, tasks, jobs=n_jobs, backend=backend), table.images.shape[1:],

@@ -163,3 +163,16 @@ def test_atomic_write_gives_normal_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_long_number_check_across_slice_boundaries() -> None:
+    """The fast path's 4-digit check scans in slices; a run across a slice border is still found."""
+    from maskgen.dataset import _has_long_number
+
+    assert not _has_long_number(b"") and not _has_long_number(b"255 0 17")
+    assert _has_long_number(b"1 2 0255")
+    for offset in range(-3, 2):
+        buf = bytearray(b" " * ((1 << 24) + 8))
+        at = (1 << 24) + offset
+        buf[at:at + 4] = b"1234"
+        assert _has_long_number(bytes(buf)), offset

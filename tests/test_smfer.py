@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import csv
-import functools
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ from conftest import fer_csv_text
 from maskgen.cli import main
 from maskgen.dataset import read_fer_csv, write_fer_csv
 from maskgen.demo import demo_table
-from maskgen.parallel import chunk_ranges, gather_rows, map_chunks, start_workers
+from maskgen.parallel import chunk_ranges, gather_rows, map_chunks
 from maskgen.pipeline import SIDECAR_COLUMNS, BuildConfig
 from maskgen.smfer import build_smfer, default_output, sidecar_paths
 
@@ -173,23 +171,3 @@ def test_api_registered_mask_reaches_workers(lfw_csv: Path, tmp_path: Path) -> N
     finally:
         if "api_oval" in list_masks():
             unregister_mask("api_oval")
-
-
-def _record_pid(folder: str) -> None:
-    Path(folder, str(os.getpid())).touch()
-
-
-def _pid_chunk(start: int, stop: int) -> tuple[int, int, int]:
-    return start, stop, os.getpid()
-
-
-def test_started_workers_are_reused_by_map_chunks(tmp_path: Path) -> None:
-    """start_workers warms the loky processes that map_chunks then runs on (no second start-up)."""
-    assert start_workers(lambda: None, jobs=1) is None
-    thread = start_workers(functools.partial(_record_pid, str(tmp_path)), jobs=2)
-    assert thread is not None
-    thread.join(timeout=120)
-    warmed = {int(p.name) for p in tmp_path.iterdir()}
-    assert warmed and os.getpid() not in warmed
-    ran = {pid for _, _, pid in map_chunks(_pid_chunk, chunk_ranges(40, 2), jobs=2)}
-    assert ran <= warmed
