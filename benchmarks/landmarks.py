@@ -378,11 +378,79 @@ def report(res: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+def lattice_test(images: np.ndarray, usage: np.ndarray, fit_usage: str, held_out: str) -> str:
+    """Snap the regressed box to HOG's own box lattice: does that bring the fallback closer to HOG?
+
+    The lattice is every distinct HOG box (threshold 0, plausible) on the ``fit_usage`` rows'
+    canvases. On the ``held_out`` rows with a HOG reference, compare the used fallback (predictor
+    in the regressed box) with (a) the predictor in the nearest lattice box and (b) a weighted
+    mean of the predictor in the 3 lattice boxes most likely under a Gaussian model of the
+    regressor's error (fitted on every 10th ``fit_usage`` row).
+    """
+    det = LandmarkDetector()
+
+    def hog_ref(img: np.ndarray, canvas) -> tuple | None:
+        ref = det.crop_hog(img, canvas, threshold=REFERENCE_HOG_THRESHOLD)
+        return ref if ref is not None and ref.accepted else None
+
+    def coords(b) -> np.ndarray:  # (cx, cy, log size) of a canvas box
+        return np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2, np.log(b[2] - b[0])])
+
+    fit_rows = np.flatnonzero(usage == fit_usage)
+    lattice: Counter = Counter()
+    resid = []
+    for k, i in enumerate(fit_rows):
+        canvas = det.crop_canvas(images[i])
+        ref = hog_ref(images[i], canvas)
+        if ref is None:
+            continue
+        hb = tuple(float(v) for v in np.round(canvas.box_from_input(ref.box)))
+        lattice[hb] += 1
+        if k % 10 == 0:
+            c, h = coords(canvas.box_from_input(det.regress_box(images[i]))), coords(hb)
+            size = np.exp(c[2])
+            resid.append([(h[0] - c[0]) / size, (h[1] - c[1]) / size, h[2] - c[2]])
+    boxes = np.array(list(lattice), float)
+    lc = np.stack([coords(b) for b in boxes])
+    r = np.array(resid)
+    mu, icov = r.mean(0), np.linalg.inv(np.cov(r.T))
+    errs: dict[str, list[float]] = {"regressed box (used)": [], "nearest lattice box": [],
+                                    "mean over 3 likeliest lattice boxes": []}
+    exact = 0
+    for i in np.flatnonzero(usage == held_out):
+        canvas = det.crop_canvas(images[i])
+        ref = hog_ref(images[i], canvas)
+        if ref is None:
+            continue
+        rb = canvas.box_from_input(det.regress_box(images[i]))
+        c, size = coords(rb), rb[2] - rb[0]
+        z = np.stack([(lc[:, 0] - c[0]) / size, (lc[:, 1] - c[1]) / size, lc[:, 2] - c[2]], 1) - mu
+        logp = -0.5 * np.einsum("ij,jk,ik->i", z, icov, z)
+        top = np.argsort(-logp)[:3]
+        w = np.exp(logp[top] - logp[top].max())
+        pts = [canvas.to_input(det._predict(canvas.image, tuple(boxes[j]))) for j in top]
+        errs["regressed box (used)"].append(norm_error(canvas.to_input(det._predict(canvas.image, rb)), ref.points))
+        errs["nearest lattice box"].append(norm_error(pts[0], ref.points))
+        errs["mean over 3 likeliest lattice boxes"].append(norm_error(sum(wi * p for wi, p in zip(w / w.sum(), pts)),
+                                                                      ref.points))
+        exact += int(np.allclose(boxes[top[0]], np.round(canvas.box_from_input(ref.box)), atol=1.01))
+    n = len(errs["regressed box (used)"])
+    lines = [f"HOG box lattice: {len(boxes)} distinct boxes on the {sum(lattice.values())} {fit_usage} rows with a "
+             f"HOG face. On the {n} {held_out} rows with a HOG reference, the likeliest lattice box is HOG's own "
+             f"box in {exact / max(n, 1):.0%} of rows:", "",
+             "| fallback | median | p90 | p95 | p99 |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | " + " | ".join(f"{pct(v, q):.3f}" for q in (50, 90, 95, 99)) + " |" for k, v in errs.items()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("csv", help="FER2013-format CSV (.csv or .csv.gz)")
     ap.add_argument("--limit", type=int, default=None, help="first N rows only")
     ap.add_argument("--fit-prior", action="store_true", help=f"learn {PRIOR_PATH.name} instead of benchmarking")
+    ap.add_argument("--lattice-test", action="store_true",
+                    help="instead: test snapping the regressed box to HOG's box lattice (fit on --fit-usage, "
+                         "measured on --held-out rows)")
     ap.add_argument("--prior-out", type=Path, default=PRIOR_PATH)
     ap.add_argument("--cnn-ref", type=int, default=200, help="reference rows on which the CNN fallback is measured")
     ap.add_argument("--miss-cnn", type=int, default=400,
@@ -396,6 +464,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     command = "python benchmarks/landmarks.py " + " ".join(argv if argv is not None else sys.argv[1:])
     images, emotion, usage = load_rows(args.csv, args.limit)
+    if args.lattice_test:
+        print(f"Command: `{command}`\n")
+        print(lattice_test(images, usage, args.fit_usage, args.held_out))
+        return
     if args.fit_prior:
         fit_prior(images, usage, args.fit_usage, args.prior_out, command, args.stages, args.alpha)
         return
