@@ -169,8 +169,9 @@ def mask_chunk(images: np.ndarray, row_ids: Sequence[int], config: BuildConfig
     """Worker task: mask a chunk of rows.
 
     Landmarks are found for the whole chunk first, then masks drawn: dlib's shape predictor
-    (a large model, memory-bound) runs about 1.5x faster back to back than interleaved with
-    rendering. The result is the same as :func:`mask_face` row by row.
+    (a large, memory-bound model) runs faster back to back than interleaved with rendering
+    (``benchmarks/smfer_parts.py ... order``: ~15-20 % less time per row). The result is the
+    same as :func:`mask_face` row by row.
 
     Returns (row_ids (k,) int64, images (k, H, W) uint8, sidecar records).
     """
