@@ -215,6 +215,19 @@ def measure_data_parallel(name: str, images: np.ndarray, labels: np.ndarray, bs:
     return rate
 
 
+def profile_table(step: Callable[[], None], n_steps: int = 10, rows: int = 15) -> str:
+    """torch.profiler's self-CPU-time table over ``n_steps`` steps, and ms per step of all ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(n_steps):
+            step()
+    events = prof.key_averages()
+    total_ms = sum(e.self_cpu_time_total for e in events) / 1000 / n_steps
+    return (f"profile of ours, {n_steps} steps: {total_ms:.1f} ms self CPU time per step\n"
+            + events.table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
@@ -229,6 +242,8 @@ def main() -> None:
     p.add_argument("--data-parallel", action="store_true",
                    help="also time ours (bf16) in 2 processes x 1 thread, gradients all-reduced (gloo)")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--profile", action="store_true",
+                   help="also print a torch.profiler table (self CPU time per op) of 10 steps of ours")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -260,6 +275,8 @@ def main() -> None:
         if args.data_parallel:
             row["ours_2procs"] = bs * measure_data_parallel(name, images, labels, bs, "bf16", args.warmup,
                                                             args.steps, args.repeats)
+        if args.profile:
+            print(profile_table(steps["ours"]), flush=True)
         row["speedup"] = row["ours"] / row["naive"]
         row["best_speedup"] = max(row[k] for k in [*steps, *(key for key, _, _ in extra)] if k != "naive") / row["naive"]
         results.append(row)
