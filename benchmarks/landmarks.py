@@ -35,6 +35,7 @@ from maskgen.landmarks import (  # noqa: E402
     REFINE_MAX_ITER,
     LandmarkDetector,
     LandmarkPrior,
+    Landmarks,
     crop_features,
     fit_box_to_points,
     frame_features,
@@ -175,6 +176,12 @@ def fit_prior(images: np.ndarray, usage: np.ndarray, fit_usage: str, out: Path, 
           f"center {prior.max_center_offset:.3f}; size {prior.size_range}; {prior.meta['cascade']}")
 
 
+def hog_reference(det: LandmarkDetector, img: np.ndarray, canvas=None) -> Landmarks | None:
+    """The reference landmarks of a row: HOG at dlib's default threshold, if plausible; else None."""
+    ref = det.crop_hog(img, canvas, threshold=REFERENCE_HOG_THRESHOLD)
+    return ref if ref is not None and ref.accepted else None
+
+
 def pct(a: list[float] | np.ndarray, q: float) -> float:
     return float(np.percentile(np.asarray(a), q)) if len(a) else float("nan")
 
@@ -213,15 +220,15 @@ def benchmark(images: np.ndarray, emotion: np.ndarray, usage: np.ndarray, with_c
         canvas = det.crop_canvas(img)
         stage_t["canvas"] += time.perf_counter() - t
         t = time.perf_counter()
-        ref = det.crop_hog(img, canvas, threshold=REFERENCE_HOG_THRESHOLD)
+        ref = hog_reference(det, img, canvas)
         stage_t["HOG + predictor"] += time.perf_counter() - t
         for name, kw in FALLBACKS.items():
             t = time.perf_counter()
             fb = det.crop_prior(img, canvas, **kw)
             stage_t[name] += time.perf_counter() - t
-            if ref is not None and ref.accepted:
+            if ref is not None:
                 errs[name].append(norm_error(fb.points, ref.points))
-        if ref is not None and ref.accepted:
+        if ref is not None:
             ref_boxes[tuple(np.round(ref.box, 3))] += 1
             ref_rows.append(i)
             ref_conf.append(ref.confidence)
@@ -248,7 +255,7 @@ def benchmark(images: np.ndarray, emotion: np.ndarray, usage: np.ndarray, with_c
     t = time.perf_counter()
     for i in ref_rows[:: max(1, len(ref_rows) // max(m, 1))][:m]:
         c = det.crop_cnn(images[i])
-        ref = det.crop_hog(images[i], threshold=REFERENCE_HOG_THRESHOLD)
+        ref = hog_reference(det, images[i])
         if c is not None:
             errs_cnn.append(norm_error(c.points, ref.points))
     cnn_ms = (time.perf_counter() - t) / max(m, 1) * 1000
@@ -389,10 +396,6 @@ def lattice_test(images: np.ndarray, usage: np.ndarray, fit_usage: str, held_out
     """
     det = LandmarkDetector()
 
-    def hog_ref(img: np.ndarray, canvas) -> tuple | None:
-        ref = det.crop_hog(img, canvas, threshold=REFERENCE_HOG_THRESHOLD)
-        return ref if ref is not None and ref.accepted else None
-
     def coords(b) -> np.ndarray:  # (cx, cy, log size) of a canvas box
         return np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2, np.log(b[2] - b[0])])
 
@@ -401,7 +404,7 @@ def lattice_test(images: np.ndarray, usage: np.ndarray, fit_usage: str, held_out
     resid = []
     for k, i in enumerate(fit_rows):
         canvas = det.crop_canvas(images[i])
-        ref = hog_ref(images[i], canvas)
+        ref = hog_reference(det, images[i], canvas)
         if ref is None:
             continue
         hb = tuple(float(v) for v in np.round(canvas.box_from_input(ref.box)))
@@ -419,7 +422,7 @@ def lattice_test(images: np.ndarray, usage: np.ndarray, fit_usage: str, held_out
     exact = 0
     for i in np.flatnonzero(usage == held_out):
         canvas = det.crop_canvas(images[i])
-        ref = hog_ref(images[i], canvas)
+        ref = hog_reference(det, images[i], canvas)
         if ref is None:
             continue
         rb = canvas.box_from_input(det.regress_box(images[i]))

@@ -4,8 +4,8 @@
     flock /tmp/maskgen-cpu.lock python benchmarks/smfer_parts.py ../shared/data/fer2013.csv.gz backends
     flock /tmp/maskgen-cpu.lock python benchmarks/smfer_parts.py ../shared/data/fer2013.csv.gz prestart
 
-- ``order``: ms per row of masking chunks row by row (landmarks, draw, next row) against
-  ``mask_chunk`` (all landmarks of the chunk first, then all drawing), alternated ``--repeats``
+- ``order``: ms per row of ``mask_chunk`` on 1-row chunks (landmarks, draw, next row) against
+  256-row chunks (all landmarks of the chunk first, then all drawing), alternated ``--repeats``
   times on the same random rows in one process; checks that both give the same output.
 - ``backends``: ms per row of ``mask_chunk`` over the same rows in one process, in 2 threads and
   in 2 loky processes.
@@ -26,18 +26,7 @@ import numpy as np
 from maskgen import landmarks as lm
 from maskgen.dataset import read_fer_csv
 from maskgen.parallel import chunk_ranges, gather_rows, map_chunks
-from maskgen.pipeline import BuildConfig, mask_chunk, mask_face, resolve_masks
-
-
-def _row_by_row(images: np.ndarray, row_ids: np.ndarray, config: BuildConfig) -> tuple[np.ndarray, list[dict]]:
-    detector = lm.get_detector()
-    out = np.empty_like(images)
-    records = []
-    for k, row_id in enumerate(row_ids):
-        result = mask_face(images[k], int(row_id), config, detector)
-        out[k] = result.image
-        records.append(result.record())
-    return out, records
+from maskgen.pipeline import BuildConfig, mask_chunk, resolve_masks
 
 
 def order(path: Path, rows: int, repeats: int, seed: int) -> None:
@@ -47,21 +36,24 @@ def order(path: Path, rows: int, repeats: int, seed: int) -> None:
     images = table.images[idx]
     det = lm.get_detector()
     det.prior, det.hog, det.predictor, det.cnn  # noqa: B018 - load before timing
-    variants = {
-        "row by row": lambda a, b: _row_by_row(images[a:b], idx[a:b], config),
-        "mask_chunk (landmarks first)": lambda a, b: mask_chunk(images[a:b], idx[a:b], config)[1:],
-    }
-    for run in variants.values():  # warm caches (templates, pyramids)
-        run(0, min(100, rows))
+    # mask_chunk on 1-row chunks is the interleaved order: landmarks, draw, next row
+    variants = {"row by row": 1, "mask_chunk (landmarks first)": 256}
+
+    def run(chunk: int, n: int) -> tuple[np.ndarray, list[dict]]:
+        parts = [mask_chunk(images[a:b], idx[a:b], config) for a, b in chunk_ranges(n, chunk)]
+        return np.concatenate([p[1] for p in parts]), [r for p in parts for r in p[2]]
+
+    for chunk in variants.values():  # warm caches (templates, pyramids)
+        run(chunk, min(100, rows))
     times: dict[str, list[float]] = {k: [] for k in variants}
     outputs = {}
     for _ in range(repeats):
-        for name, run in variants.items():
+        for name, chunk in variants.items():
             t0 = time.perf_counter()
-            outputs[name] = [run(a, b) for a, b in chunk_ranges(rows, 256)]
+            outputs[name] = run(chunk, rows)
             times[name].append((time.perf_counter() - t0) / rows * 1000)
     first, second = outputs.values()
-    same = all(np.array_equal(x[0], y[0]) and x[1] == y[1] for x, y in zip(first, second))
+    same = np.array_equal(first[0], second[0]) and first[1] == second[1]
     print(f"{rows} random rows (seed {seed}), {repeats} alternations, ms per row:")
     for name, t in times.items():
         print(f"- {name}: median {statistics.median(t):.2f} (runs {', '.join(f'{v:.2f}' for v in t)})")

@@ -116,15 +116,12 @@ def preview_table(images: np.ndarray, n: int = 64, *, seed: int = 0, config: Any
     Labels: mask, fit, and "QA!" when the QA check failed.  Returns (sheet (H', W', 3) uint8 RGB,
     the rows' :class:`maskgen.pipeline.RowResult` objects).
     """
-    from maskgen.masks import get_mask
-    from maskgen.pipeline import BuildConfig, mask_face, prepare_worker
+    from maskgen.pipeline import BuildConfig, mask_face, resolve_masks
 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    config = config if config is not None else BuildConfig(seed=seed)
-    prepare_worker(config)                       # register custom specs, then fail early on unknown names
-    for name in config.masks or ():
-        get_mask(name)
+    # register custom specs and fail early on unknown names, as build-smfer does
+    config = resolve_masks(config if config is not None else BuildConfig(seed=seed))
     rows = np.sort(np.random.default_rng(seed).choice(len(images), size=min(n, len(images)), replace=False))
     results = [mask_face(images[i], int(i), config) for i in rows]
     labels = []
