@@ -4,7 +4,9 @@
   ``warpAffine`` with the same rotation / shift / zoom / flip, border replicated) and
   a ``DataLoader`` (``num_workers=0``) that collates the batch; Adam; class-weighted CE.
 - fp32+cl: our batched tensor augmentation, channels_last, float32.
-- ours: batched augmentation, channels_last, bf16 autocast (the ``fer-models train`` default).
+- bf16+cl: batched augmentation, channels_last, bf16 autocast.
+- ours: what ``fer-models train`` picks here (``--amp auto``): bf16 where the CPU computes it
+  natively (AVX512-BF16 / AMX), else float32. The CPU capability and the choice are printed.
 - ours+compile (``--compile [--compile-mode M]``): the same under ``torch.compile(mode=M,
   dynamic=False)`` (timed after the others).
 - ours x2 procs (``--data-parallel``): data parallel over 2 processes with 1 intra-op thread
@@ -41,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fer_models import create_model
 from fer_models.data import AugmentConfig, augment_batch, to_float
-from fer_models.train import _autocast
+from fer_models.device import cpu_capability, resolve
 
 SIDE = 48
 NUM_CLASSES = 7
@@ -132,7 +134,7 @@ def ours_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp: s
     def step() -> None:
         idx = torch.randint(0, n, (bs,), generator=gen)
         x = augment_batch(to_float(x_all[idx]), aug, gen).contiguous(memory_format=torch.channels_last)
-        with _autocast(amp):
+        with resolve("cpu", amp).autocast():
             logits = run(x)
         loss = crit(logits.float(), y_all[idx])
         opt.zero_grad(set_to_none=True)
@@ -170,7 +172,7 @@ def _data_parallel_worker(rank: int, world: int, port: int, name: str, images: n
         # every process augments the whole batch (keeps the generators in step; ~0.2 ms) and keeps its rows
         x = augment_batch(to_float(x_all[idx]), aug, gen)[rank::world].contiguous(memory_format=torch.channels_last)
         y = y_all[idx]
-        with _autocast(amp):
+        with resolve("cpu", amp).autocast():
             logits = model(x)
         # the whole batch's weighted mean = sum over processes of (local weighted sum / global weight sum)
         loss = crit(logits.float(), y[rank::world]) / weight[y].sum()
@@ -251,44 +253,52 @@ def main() -> None:
     images = rng.integers(0, 256, (n, SIDE, SIDE), dtype=np.uint8)
     labels = rng.integers(0, NUM_CLASSES, n).astype(np.int64)
     bs = args.batch_size
+    auto = resolve("cpu", "auto").amp
+    print(f"CPU capability: {cpu_capability()}; --amp auto chooses: {auto}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {bs}, "
           f"{args.steps} steps x {args.repeats} repeats (median), warmup {args.warmup}")
     extra = ([("ours_compile", "ours+compile", "ours + torch.compile")] if args.compile else []) + (
         [("ours_2procs", "ours x2 procs", "ours, 2 processes x 1 thread")] if args.data_parallel else [])
     results = []
-    print(f"{'model':<26} {'naive':>8} {'fp32+cl':>8} {'ours':>8}" + "".join(f" {short:>13}" for _, short, _ in extra)
+    print(f"{'model':<26} {'naive':>8} {'fp32+cl':>8} {'bf16+cl':>8} {'ours':>8}" + "".join(f" {short:>13}" for _, short, _ in extra)
           + f" {'speedup':>8}")
     for name in args.models:
         row = {"model": name, "batch_size": bs, "threads": args.threads}
         steps = {
             "naive": naive_step(name, images, labels, bs),
             "fp32_channels_last": ours_step(name, images, labels, bs, amp="none"),
-            "ours": ours_step(name, images, labels, bs, amp="bf16"),
+            "bf16_channels_last": ours_step(name, images, labels, bs, amp="bf16"),
         }
-        row.update({k: bs * v for k, v in measure(steps, args.warmup, args.steps, args.repeats).items()})
+        steps["ours"] = steps["bf16_channels_last"] if auto == "bf16" else steps["fp32_channels_last"]
+        timed = {k: v for k, v in steps.items() if k != "ours"}
+        row.update({k: bs * v for k, v in measure(timed, args.warmup, args.steps, args.repeats).items()})
+        row["ours"] = row["bf16_channels_last" if auto == "bf16" else "fp32_channels_last"]
+        row["auto_amp"], row["cpu_capability"] = auto, cpu_capability()
         if args.compile:
             # timed after the others: once inductor has compiled, its worker processes stay alive
             # and were seen to slow the eager loops timed after them in the same process
-            compiled = {"ours_compile": ours_step(name, images, labels, bs, amp="bf16", compile_=True,
+            compiled = {"ours_compile": ours_step(name, images, labels, bs, amp=auto, compile_=True,
                                                   compile_mode=args.compile_mode)}
             row.update({k: bs * v for k, v in measure(compiled, args.warmup, args.steps, args.repeats).items()})
         if args.data_parallel:
-            row["ours_2procs"] = bs * measure_data_parallel(name, images, labels, bs, "bf16", args.warmup,
+            row["ours_2procs"] = bs * measure_data_parallel(name, images, labels, bs, auto, args.warmup,
                                                             args.steps, args.repeats)
         if args.profile:
             print(profile_table(steps["ours"]), flush=True)
         row["speedup"] = row["ours"] / row["naive"]
         row["best_speedup"] = max(row[k] for k in [*steps, *(key for key, _, _ in extra)] if k != "naive") / row["naive"]
         results.append(row)
-        line = f"{name:<26} {row['naive']:8.0f} {row['fp32_channels_last']:8.0f} {row['ours']:8.0f}"
+        line = (f"{name:<26} {row['naive']:8.0f} {row['fp32_channels_last']:8.0f} "
+                f"{row['bf16_channels_last']:8.0f} {row['ours']:8.0f}")
         line += "".join(f" {row[key]:13.0f}" for key, _, _ in extra)
         print(line + f" {row['speedup']:7.2f}x", flush=True)
     print()
-    print("| model | naive | fp32 + channels_last | ours (channels_last + bf16) |"
+    print(f"CPU capability {cpu_capability()}; ours = --amp auto = {auto}")
+    print("| model | naive | fp32 + channels_last | bf16 + channels_last | ours (auto) |"
           + "".join(f" {long} |" for _, _, long in extra) + " ours / naive |")
-    print("|---|--:|--:|--:|" + "--:|" * len(extra) + "--:|")
+    print("|---|--:|--:|--:|--:|" + "--:|" * len(extra) + "--:|")
     for row in results:
-        cells = [f"{row[k]:,.0f}" for k in ("naive", "fp32_channels_last", "ours")]
+        cells = [f"{row[k]:,.0f}" for k in ("naive", "fp32_channels_last", "bf16_channels_last", "ours")]
         cells += [f"{row[key]:,.0f}" for key, _, _ in extra]
         print(f"| {row['model']} | " + " | ".join(cells) + f" | {row['speedup']:.2f}x |")
     if args.json:

@@ -58,6 +58,9 @@ def main() -> None:
     help="Markdown file whose '## Model cost' section is written or replaced (e.g. docs/results.md).",
 )
 @click.option("--note", default=None, help="Paragraph added to the written section (e.g. why these threads).")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
+              help="Autocast precision of the timed runs (auto: as fer-models train picks it).")
 def summary(
     pattern: str | None,
     threads: int | None,
@@ -68,13 +71,20 @@ def summary(
     no_timing: bool,
     write_path: Path | None,
     note: str | None,
+    device: str,
+    amp: str,
 ) -> None:
-    """Parameters, FLOPs and CPU speed of every registered model, as a markdown table."""
+    """Parameters, FLOPs and speed of every registered model, as a markdown table."""
     import torch
 
     from fer_models import summary as cost
+    from fer_models.device import resolve
     from fer_models.models import list_models
 
+    try:
+        placement = resolve(device, amp)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     if threads is not None:
         torch.set_num_threads(threads)
     names = list_models(pattern)
@@ -89,16 +99,18 @@ def summary(
             throughput_repeats=throughput_repeats,
             warmup=warmup,
             channels_last=channels_last,
+            placement=placement,
         )
         rows.append(row)
         click.echo(f"measured {name}", err=True)
-    click.echo(f"Machine: {cost.machine_description()}")
+    click.echo(f"Machine: {cost.machine_description()}; timed on {placement.describe()}")
     click.echo(cost.format_table(rows))
     if write_path is not None:
         args = ["fer-models", "summary"]
         if pattern is not None:
             args += ["--models", shlex.quote(pattern)]
-        args += [f"--threads {torch.get_num_threads()}", f"--repeats {repeats}"]
+        args += [f"--threads {torch.get_num_threads()}", f"--repeats {repeats}", f"--device {device}",
+                 f"--amp {amp}"]
         args += [f"--throughput-repeats {throughput_repeats}", f"--warmup {warmup}"]
         args += ["--channels-last"] * channels_last + ["--no-timing"] * no_timing
         args += [f"--write {write_path}"]
@@ -112,47 +124,86 @@ def summary(
             warmup=warmup,
             channels_last=channels_last,
             note=note,
+            precision=f"{placement.describe()}",
         )
         cost.write_section(write_path, section)
         click.echo(f"wrote section '{cost.SECTION_HEADING}' of {write_path}", err=True)
 
 
+def _recipe_help(text: str, name: str) -> str:
+    """Help text ending with the option's value in each recipe (from fer_models.train.RECIPES)."""
+    from fer_models.train import RECIPES, recipe_value
+
+    values = ", ".join(f"{recipe}: {recipe_value(recipe, name)}" for recipe in RECIPES)
+    return f"{text} [{values}]"
+
+
+def _recipe_option(flag: str, name: str, text: str, **kw: object):  # noqa: ANN202 - click decorator
+    """A training option whose default comes from ``--recipe`` (None here means 'from the recipe')."""
+    return click.option(flag, name, default=None, help=_recipe_help(text, name), **kw)
+
+
+_SPLIT_CHOICE = click.Choice(["usage", "paper", "grouped"])
+_AMP_HELP = ("Autocast precision. auto: on CUDA bf16 (fp16 where bf16 is missing); on the CPU bf16 only "
+             "where the CPU computes it natively (AVX512-BF16 / AMX), else float32 (none).")
+_DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
+
+
 @main.command()
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="FER2013-format CSV (.csv or .csv.gz).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoints, log.jsonl, test report.")
+@click.option("--recipe", type=click.Choice(["default", "paper"]), default="default", show_default=True,
+              help="default: the best recipe measured (docs/training.md); paper: the paper's recipe exactly. "
+                   "Options below override single values of the recipe.")
 @click.option("--model", default="mini_xception_cbam", show_default=True, help="Registered model name.")
 @click.option("--model-kw", multiple=True, metavar="KEY=VALUE", help="Extra model argument (JSON value), repeatable.")
-@click.option("--split", type=click.Choice(["usage", "paper", "grouped"]), default="usage", show_default=True)
+@click.option("--split", type=_SPLIT_CHOICE, default="usage", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--lr-step", type=click.IntRange(min=1), default=30, show_default=True, help="Epochs between lr decays.")
-@click.option("--lr-gamma", type=float, default=0.1, show_default=True, help="lr factor at each decay.")
-@click.option("--class-weighted/--no-class-weighted", default=True, show_default=True)
-@click.option("--augment/--no-augment", default=True, show_default=True)
+@_recipe_option("--epochs", "epochs", "Epochs.", type=click.IntRange(min=1))
+@_recipe_option("--batch-size", "batch_size", "Batch size.", type=click.IntRange(min=1))
+@_recipe_option("--optimizer", "optimizer", "Optimizer (SGD is Nesterov with --momentum).",
+                type=click.Choice(["sgd", "adam", "adamw"]))
+@_recipe_option("--lr", "lr", "Peak learning rate.", type=float)
+@_recipe_option("--momentum", "momentum", "SGD momentum.", type=float)
+@_recipe_option("--weight-decay", "weight_decay", "Weight decay (not on BatchNorm and biases).", type=float)
+@_recipe_option("--schedule", "schedule", "lr schedule after the warm-up (per step).",
+                type=click.Choice(["cosine", "step"]))
+@_recipe_option("--warmup-epochs", "warmup_epochs", "Linear lr warm-up.", type=click.IntRange(min=0))
+@_recipe_option("--lr-step", "lr_step", "Epochs between lr decays (--schedule step).", type=click.IntRange(min=1))
+@_recipe_option("--lr-gamma", "lr_gamma", "lr factor at each decay (--schedule step).", type=float)
+@_recipe_option("--label-smoothing", "label_smoothing", "Cross-entropy label smoothing.", type=float)
+@_recipe_option("--class-weighted/--no-class-weighted", "class_weighted", "Class-balanced cross-entropy weights.")
+@_recipe_option("--augment/--no-augment", "augment", "Training augmentation on/off.")
+@_recipe_option("--rotation", "rotation_deg", "Random rotation, degrees (+-).", type=float)
+@_recipe_option("--translate", "translate", "Random shift, fraction of the size (+-).", type=float)
+@_recipe_option("--scale", "scale", "Random zoom, fraction (+-).", type=float)
+@_recipe_option("--erase-prob", "erase_prob", "Random-erasing probability per image.", type=float)
+@_recipe_option("--mixup", "mixup_alpha", "mixup Beta(alpha, alpha); 0 = off.", type=float)
+@_recipe_option("--ema", "ema_decay", "EMA decay of the weights per step; 0 = off (selection and test use the EMA).",
+                type=float)
+@_recipe_option("--tta", "tta", "Test-time augmentation of the final test report (every mode is also recorded).",
+                type=click.Choice(["none", "flip", "ten"]))
+@click.option("--labels", default=None, metavar="ferplus=VOTES.csv",
+              help="Train on FER+ crowd labels (8 classes) instead of FER2013's; see docs/training.md.")
+@click.option("--label-mode", type=click.Choice(["majority", "soft"]), default="majority", show_default=True,
+              help="FER+ targets: the majority label, or the vote distribution (scored on majority labels).")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
-@click.option("--amp", type=click.Choice(["bf16", "none"]), default="bf16", show_default=True, help="CPU autocast dtype.")
+@click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
+              help=_AMP_HELP)
 @click.option("--compile", "compile_", is_flag=True, help="Run the model under torch.compile.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads (default: torch's).")
 @click.option("--max-steps-per-epoch", type=click.IntRange(min=1), default=None, help="Cap steps per epoch (smoke runs).")
-@click.option("--resume", is_flag=True, help="Continue OUT/checkpoint.pt (same options; --epochs may grow).")
+@click.option("--resume", is_flag=True, help="Continue OUT/checkpoint.pt (same options; see docs/training.md).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def train(data: str, out: str, model: str, model_kw: tuple[str, ...], split: str, seed: int, epochs: int,
-          batch_size: int, lr: float, weight_decay: float, lr_step: int, lr_gamma: float, class_weighted: bool,
-          augment: bool, channels_last: bool, amp: str, compile_: bool, threads: int | None,
-          max_steps_per_epoch: int | None, resume: bool, progress: bool) -> None:
-    """Train a model on a FER2013-format CSV (defaults: the paper's recipe); see docs/training.md."""
+def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_: bool, resume: bool,
+          **options: object) -> None:
+    """Train a model on a FER2013-format CSV (default: the best measured recipe); see docs/training.md."""
     from fer_models.train import TrainConfig, main as train_main, parse_model_kw
 
     try:
-        config = TrainConfig(
-            data=data, out=out, model=model, model_kwargs=parse_model_kw(model_kw), split=split, seed=seed,
-            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, lr_step=lr_step,
-            lr_gamma=lr_gamma, class_weighted=class_weighted, augment=augment, channels_last=channels_last,
-            amp=amp, compile=compile_, threads=threads, max_steps_per_epoch=max_steps_per_epoch, progress=progress,
-        )
+        config = TrainConfig.from_recipe(recipe, data=data, out=out, model_kwargs=parse_model_kw(model_kw),
+                                         compile=compile_, **options)
         train_main(config, resume=resume)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -161,14 +212,17 @@ def train(data: str, out: str, model: str, model_kw: tuple[str, ...], split: str
 @main.command()
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False), help="best.pt or checkpoint.pt of a run.")
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="FER2013-format CSV to score (any file).")
-@click.option("--split", type=click.Choice(["usage", "paper", "grouped"]), default=None, help="Default: the checkpoint's split.")
+@click.option("--split", type=_SPLIT_CHOICE, default=None, help="Default: the checkpoint's split.")
 @click.option("--subset", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder (default: next to the checkpoint).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--amp", type=click.Choice(["bf16", "none"]), default=None, help="Default: as trained.")
+@click.option("--tta", type=click.Choice(["none", "flip", "ten"]), default=None, help="Default: the checkpoint's recipe.")
+@click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
+              help=_AMP_HELP)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
 def evaluate(checkpoint: str, data: str, split: str | None, subset: str, out: str | None, batch_size: int,
-             amp: str | None, threads: int | None) -> None:
+             tta: str | None, device: str, amp: str, threads: int | None) -> None:
     """Accuracy, per-class / macro precision, recall, F1 and a confusion matrix of a checkpoint on a CSV."""
     import torch
 
@@ -178,10 +232,12 @@ def evaluate(checkpoint: str, data: str, split: str | None, subset: str, out: st
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        report = evaluate_checkpoint(checkpoint, data, split, subset, out, batch_size, amp)
+        report = evaluate_checkpoint(checkpoint, data, split, subset, out, batch_size, amp, device, tta)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(format_report(report, f"{report['model']} on {Path(data).name} [{report['split']}/{subset}]"))
+    title = f"{report['model']} on {Path(data).name} [{report['split']}/{subset}]"
+    title += f" ({report['device']}, amp {report['amp']}" + ("" if report["tta"] == "none" else f", TTA {report['tta']}") + ")"
+    click.echo(format_report(report, title))
     click.echo(f"report: {report['paths']['json']}  confusion matrix: {report['paths']['png']}")
 
 

@@ -138,11 +138,11 @@ def sample_affine(n: int, config: AugmentConfig, generator: torch.Generator) -> 
     The forward map is input -> flip -> scale * rotate -> + shift; the matrix is its inverse,
     as ``affine_grid`` expects. Draws 5 uniforms per image from ``generator``.
     """
-    u = torch.rand(n, 5, generator=generator, dtype=torch.float64)
+    u = torch.rand(n, 5, generator=generator, dtype=torch.float64, device=generator.device)
     angle = torch.deg2rad((2 * u[:, 0] - 1) * config.rotation_deg)
     shift = (2 * u[:, 1:3] - 1) * config.translate * 2.0  # fraction of size -> [-1, 1] units
     zoom = 1.0 + (2 * u[:, 3] - 1) * config.scale
-    flip = torch.where((u[:, 4] < 0.5) & config.hflip, -1.0, 1.0).to(torch.float64)
+    flip = torch.where((u[:, 4] < 0.5) & config.hflip, -1.0, 1.0).to(u)
     cos, sin = torch.cos(angle), torch.sin(angle)
     # inverse of zoom * R(angle): R(-angle) / zoom
     inv = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2) / zoom[:, None, None]
@@ -176,6 +176,37 @@ def augment_batch(
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def random_erase(images: torch.Tensor, prob: float, generator: torch.Generator,
+                 area: tuple[float, float] = (0.02, 0.25), log_ratio: float = 1.2) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2017), a whole batch at once.
+
+    With probability ``prob`` per image, a rectangle of ``area`` (fraction of the image) and
+    aspect ratio ``exp(U(-log_ratio, log_ratio))`` at a uniform position is filled with
+    N(0, 1) noise (the pixel scale is [-1, 1]). Draws 5 uniforms per image and one noise
+    image per image from ``generator``, whether or not ``prob`` erases it.
+
+    Args:
+        images: (N, C, H, W) float tensor (not changed).
+    Returns:
+        a new tensor of the same shape and dtype.
+    """
+    n, _, h, w = images.shape
+    u = torch.rand(n, 5, generator=generator, device=generator.device)
+    frac = area[0] + (area[1] - area[0]) * u[:, 0]
+    ratio = torch.exp((2 * u[:, 1] - 1) * log_ratio)
+    eh = torch.sqrt(frac * h * w * ratio).clamp(1, h)
+    ew = torch.sqrt(frac * h * w / ratio).clamp(1, w)
+    top = (h - eh) * u[:, 2]
+    left = (w - ew) * u[:, 3]
+    on = (u[:, 4] < prob)[:, None, None, None]
+    rows = torch.arange(h, device=images.device, dtype=u.dtype)[None, None, :, None]
+    cols = torch.arange(w, device=images.device, dtype=u.dtype)[None, None, None, :]
+    inside = ((rows >= top[:, None, None, None]) & (rows < (top + eh)[:, None, None, None])
+              & (cols >= left[:, None, None, None]) & (cols < (left + ew)[:, None, None, None]))
+    noise = torch.randn(images.shape, generator=generator, device=generator.device, dtype=images.dtype)
+    return torch.where(on & inside, noise, images)
+
+
 def class_weights(labels: torch.Tensor, num_classes: int = len(EMOTIONS)) -> torch.Tensor:
     """(num_classes,) float32 'balanced' weights n / (k * count_c); 0 for absent classes."""
     counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
@@ -187,5 +218,5 @@ def class_weights(labels: torch.Tensor, num_classes: int = len(EMOTIONS)) -> tor
 
 __all__ = [
     "SIDE", "SPLITS", "SUBSETS", "USAGE_SPLIT", "AugmentConfig", "FerTensors", "augment_batch",
-    "class_weights", "load_fer_tensors", "sample_affine", "split_indices", "to_float",
+    "class_weights", "load_fer_tensors", "random_erase", "sample_affine", "split_indices", "to_float",
 ]

@@ -6,8 +6,9 @@ convolutions and matrix products (not BatchNorm, activations, pooling,
 softmax or the element-wise products of attention gates); multiply-adds
 (MACs) are reported as FLOPs / 2.
 
-Speed is measured in eval mode under ``torch.inference_mode()``, float32,
-NCHW (or channels_last on request), with a fixed number of intra-op threads:
+Speed is measured in eval mode under ``torch.inference_mode()``, on the device and in the
+precision that ``fer_models.device.resolve`` picks (``--device`` / ``--amp``; float32 when
+called without one), NCHW (or channels_last on request), with a fixed number of intra-op threads:
 latency at batch 1 and throughput at batch 256, each the median over timed
 repeats after warm-up runs.
 """
@@ -27,6 +28,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported lazily so the CLI can read the defaults cheaply
     import torch
     from torch import nn
+
+    from fer_models.device import Placement
 
 #: Input of every model: one grayscale 48x48 face, (C, H, W).
 INPUT_SHAPE: tuple[int, int, int] = (1, 48, 48)
@@ -90,19 +93,29 @@ def count_flops(model: nn.Module, input_shape: Sequence[int] = INPUT_SHAPE) -> i
 
 
 def time_forward(
-    model: nn.Module, x: torch.Tensor, repeats: int, warmup: int = DEFAULT_WARMUP
+    model: nn.Module, x: torch.Tensor, repeats: int, warmup: int = DEFAULT_WARMUP,
+    placement: Placement | None = None,
 ) -> list[float]:
-    """Wall-clock seconds of ``repeats`` forward passes on ``x`` after ``warmup`` untimed ones."""
+    """Wall-clock seconds of ``repeats`` forward passes on ``x`` after ``warmup`` untimed ones.
+
+    ``placement`` (default: CPU, float32) sets the autocast precision; on CUDA each pass is
+    synchronised before the clock stops. ``model`` and ``x`` must be on its device.
+    """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
     import torch
 
+    from fer_models.device import resolve
+
+    placement = placement or resolve("cpu", "none")
+    sync = torch.cuda.synchronize if placement.device.type == "cuda" else (lambda: None)
     model.eval()
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), placement.autocast():
         for i in range(warmup + repeats):
             start = time.perf_counter()
             model(x)
+            sync()
             elapsed = time.perf_counter() - start
             if i >= warmup:
                 times.append(elapsed)
@@ -118,11 +131,12 @@ def measure_model(
     warmup: int = DEFAULT_WARMUP,
     channels_last: bool = False,
     seed: int = 0,
+    placement: Placement | None = None,
 ) -> ModelCost:
     """Parameters, FLOPs and (if ``timing``) batch-1 latency and batch-256 throughput of ``name``.
 
     Uses the current ``torch.get_num_threads()``; inputs are seeded random
-    normal float32 tensors.
+    normal float32 tensors; ``placement`` is the device and precision (default: CPU float32).
     """
     import torch
 
@@ -134,15 +148,17 @@ def measure_model(
     flops = count_flops(model)
     latency_ms = throughput = None
     if timing:
+        from fer_models.device import resolve
+
+        placement = placement or resolve("cpu", "none")
+        dev = placement.device
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        model = model.to(memory_format=memory_format)
+        model = model.to(dev, memory_format=memory_format)
         gen = torch.Generator().manual_seed(seed)
-        x1 = torch.randn(LATENCY_BATCH, *INPUT_SHAPE, generator=gen).to(memory_format=memory_format)
-        xb = torch.randn(THROUGHPUT_BATCH, *INPUT_SHAPE, generator=gen).to(
-            memory_format=memory_format
-        )
-        latency_ms = 1e3 * statistics.median(time_forward(model, x1, latency_repeats, warmup))
-        t_batch = statistics.median(time_forward(model, xb, throughput_repeats, min(warmup, 1)))
+        x1 = torch.randn(LATENCY_BATCH, *INPUT_SHAPE, generator=gen).to(dev, memory_format=memory_format)
+        xb = torch.randn(THROUGHPUT_BATCH, *INPUT_SHAPE, generator=gen).to(dev, memory_format=memory_format)
+        latency_ms = 1e3 * statistics.median(time_forward(model, x1, latency_repeats, warmup, placement))
+        t_batch = statistics.median(time_forward(model, xb, throughput_repeats, min(warmup, 1), placement))
         throughput = THROUGHPUT_BATCH / t_batch
     return ModelCost(name, params, flops, flops // FLOPS_PER_MAC, latency_ms, throughput)
 
@@ -206,6 +222,7 @@ def render_section(
     warmup: int,
     channels_last: bool,
     note: str | None = None,
+    precision: str = "float32",
 ) -> str:
     """The ``## Model cost`` section of docs/results.md (ends with a newline).
 
@@ -231,7 +248,7 @@ def render_section(
             f"- latency: batch {LATENCY_BATCH}, median of {latency_repeats} runs after {warmup} "
             f"warm-up runs; throughput: batch {THROUGHPUT_BATCH}, images/s from the median of "
             f"{throughput_repeats} runs after {min(warmup, 1)} warm-up run; eval mode, "
-            f"`torch.inference_mode()`, float32, {layout}.",
+            f"`torch.inference_mode()`, {precision}, {layout}.",
             "- paper: the sizes the paper prints (its \"FLOPs\" match multiply-adds: compare with "
             "the MMACs column); its ResNet-18 (11.69M) is the ImageNet model with RGB input and "
             "1000 classes; see docs/models.md for the `_paper` widths.",

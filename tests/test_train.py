@@ -42,10 +42,10 @@ def csv_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_csv(tmp_path_factory.mktemp("data") / "toy.csv", 84)
 
 
-def config(csv: Path, out: Path, **kw) -> TrainConfig:
+def config(csv: Path, out: Path, recipe: str = "paper", **kw) -> TrainConfig:
     base = dict(data=str(csv), out=str(out), model=MODEL, batch_size=8, epochs=2, progress=False, threads=1)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_recipe(recipe, **base)
 
 
 def read_log(out: Path) -> list[dict]:
@@ -173,3 +173,104 @@ def test_evaluate_file_without_usage(csv_path: Path, tmp_path: Path) -> None:
         evaluate_checkpoint(out / "best.pt", plain)
     report = evaluate_checkpoint(out / "best.pt", plain, subset="all", out=tmp_path / "ev")
     assert report["n"] == 84
+
+
+# ---------------------------------------------------------------- recipes (default: SGD, cosine, EMA, erasing, TTA)
+
+
+def test_default_recipe_resume_is_exact(csv_path: Path, tmp_path: Path) -> None:
+    """Cosine + warm-up + EMA + erasing + mixup: an interrupted run resumes bit for bit."""
+    kw = dict(recipe="default", epochs=3, warmup_epochs=1, mixup_alpha=0.2)
+    straight = tmp_path / "straight"
+    main(config(csv_path, straight, **kw))
+    split = tmp_path / "split"
+    assert main(config(csv_path, split, **kw), stop_after=1) == {"stopped_after": 1}
+    assert not (split / "test").exists()
+    main(config(csv_path, split, **kw), resume=True)
+    a, b = load_checkpoint(straight / "checkpoint.pt"), load_checkpoint(split / "checkpoint.pt")
+    for key in ("model", "train_model", "ema_model"):
+        for name, value in a[key].items():
+            assert torch.equal(value, b[key][name]), (key, name)
+    assert a["ema_n"] == b["ema_n"] == 3 * (84 * 4 // 6 // 8)
+    assert [r["train_loss"] for r in read_log(straight)] == [r["train_loss"] for r in read_log(split)]
+    # the EMA is not the raw weights; the checkpoint's inference weights are the one selected on val
+    assert any(not torch.equal(a["ema_model"][k], a["train_model"][k]) for k in a["model"])
+    chosen = a["ema_model"] if a["selected"] == "ema" else a["train_model"]
+    assert all(torch.equal(a["model"][k], chosen[k]) for k in a["model"])
+    log = read_log(straight)
+    assert all({"val_acc_raw", "val_acc_ema", "selected"} <= set(r) for r in log)
+    assert all(r["val_acc"] == max(r["val_acc_raw"], r["val_acc_ema"]) for r in log)
+
+
+def test_cosine_run_cannot_change_epochs_on_resume(csv_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    main(config(csv_path, out, recipe="default", epochs=2, max_steps_per_epoch=1), stop_after=1)
+    with pytest.raises(ValueError, match="cosine"):
+        main(config(csv_path, out, recipe="default", epochs=3, max_steps_per_epoch=1), resume=True)
+
+
+def test_lr_schedules() -> None:
+    from fer_models.train import lr_factor
+
+    cos = lr_factor(TrainConfig.from_recipe("default", data="x", out="y", epochs=10, warmup_epochs=2), 10)
+    assert cos(0) == pytest.approx(0.05) and cos(19) == pytest.approx(1.0)  # linear warm-up over 20 steps
+    assert cos(20) == pytest.approx(1.0) and cos(60) == pytest.approx(0.5) and cos(99) < 0.01
+    step = lr_factor(TrainConfig.from_recipe("paper", data="x", out="y"), 10)
+    assert step(0) == step(299) == 1.0 and step(300) == pytest.approx(0.1) and step(900) == pytest.approx(1e-3)
+
+
+def test_recipes_and_options() -> None:
+    paper = TrainConfig.from_recipe("paper", data="x", out="y", lr=None)
+    assert (paper.optimizer, paper.lr, paper.schedule, paper.class_weighted, paper.ema_decay, paper.tta) == (
+        "adam", 1e-3, "step", True, 0.0, "none")
+    default = TrainConfig.from_recipe("default", data="x", out="y", lr=0.1)
+    assert default.recipe == "default" and default.lr == 0.1 and default.optimizer == "sgd"
+    with pytest.raises(ValueError, match="unknown recipe"):
+        TrainConfig.from_recipe("fast", data="x", out="y")
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_recipe("default", data="x", out="y", learning_rate=1)
+    for bad in (dict(optimizer="lion"), dict(tta="crops"), dict(erase_prob=1.5), dict(ema_decay=1.0),
+                dict(label_smoothing=-0.1)):
+        with pytest.raises(ValueError):
+            TrainConfig.from_recipe("default", data="x", out="y", **bad).validate()
+
+
+def test_old_checkpoint_config_reads_as_paper_recipe() -> None:
+    from fer_models.train import config_from_state
+
+    old = {"data": "x", "out": "y", "model": MODEL, "lr": 1e-3, "amp": "bf16", "lr_step": 10}
+    cfg = config_from_state(old)
+    assert cfg.recipe == "paper" and cfg.optimizer == "adam" and cfg.tta == "none" and cfg.lr_step == 10
+
+
+def test_tta_views_and_predict() -> None:
+    from fer_models import create_model
+    from fer_models.train import tta_views
+
+    x = torch.arange(2 * 48 * 48, dtype=torch.float32).reshape(2, 1, 48, 48)
+    views = tta_views(x, "ten")
+    assert len(views) == 10 and all(v.shape == x.shape for v in views)
+    assert torch.equal(views[1], x.flip(-1))
+    assert torch.equal(views[2][..., 2:, :], x[..., :-2, :])  # shifted down by 2, top rows repeated
+    torch.manual_seed(0)
+    model = create_model(MODEL).eval()
+    images = torch.randint(0, 256, (5, 1, 48, 48), dtype=torch.uint8)
+    plain = predict(model, images, channels_last=False)
+    flip = predict(model, images, channels_last=False, tta="flip")
+    assert flip.exp().sum(1).allclose(torch.ones(5), atol=1e-5)  # log of averaged probabilities
+    mirrored = predict(model, images.flip(-1), channels_last=False, tta="flip")
+    assert torch.allclose(flip, mirrored, atol=1e-5)  # flip TTA is mirror-invariant
+    assert not torch.allclose(plain.log_softmax(1), flip, atol=1e-4)
+
+
+def test_random_erase_is_seeded_and_bounded() -> None:
+    from fer_models.data import random_erase
+
+    x = torch.zeros(200, 1, 48, 48) + 5.0
+    a = random_erase(x, 0.5, torch.Generator().manual_seed(1))
+    b = random_erase(x, 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and torch.equal(x, torch.zeros_like(x) + 5.0)
+    erased = (a != 5.0).flatten(1).float().mean(1)
+    assert 60 < int((erased > 0).sum()) < 140  # about half the images
+    assert float(erased.max()) <= 0.26  # at most 25 % of the area (+ rounding)
+    assert torch.equal(random_erase(x, 0.0, torch.Generator().manual_seed(1)), x)

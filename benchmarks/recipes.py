@@ -1,0 +1,103 @@
+"""Recipe ablation: each element of the default recipe measured at one short budget.
+
+Every variant is the ``default`` recipe with one element changed (leave-one-out), plus the
+paper's recipe on the same budget; each is one ``fer-models train`` run in its own folder
+under ``--out``. Finished variants (``test/metrics.json``) are skipped and interrupted ones
+resumed, so the command can be re-run after an interruption; two copies of the command may
+run side by side (each claims a variant with an atomic ``mkdir``). EMA and test-time
+augmentation cost nothing to measure: every run logs the raw weights' validation accuracy
+beside the EMA's, and records every TTA mode on PublicTest and PrivateTest.
+
+Usage (the table in docs/training.md)::
+
+    python benchmarks/recipes.py --data ../shared/data/fer2013.csv.gz --out /work/runs/ablation \\
+        --epochs 8 --threads 1
+    python benchmarks/recipes.py --out /work/runs/ablation --table      # print the table only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+#: name -> (description, extra ``fer-models train`` arguments). The paper's lr step is
+#: scaled with the budget (every 30 of 100 epochs -> every ~30 % of the epochs).
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "default": ("default recipe", []),
+    "paper": ("the paper's recipe", ["--recipe", "paper", "--lr-step", "{paper_step}"]),
+    "adam": ("Adam 1e-3, no weight decay, instead of SGD + Nesterov", ["--optimizer", "adam", "--lr", "1e-3",
+                                                                      "--weight-decay", "0"]),
+    "step": ("step schedule (x0.1 at 30 % / 60 % / 90 %), no warm-up, instead of cosine",
+             ["--schedule", "step", "--lr-step", "{paper_step}", "--warmup-epochs", "0"]),
+    "class_weighted": ("+ class-weighted cross-entropy", ["--class-weighted"]),
+    "no_smoothing": ("no label smoothing", ["--label-smoothing", "0"]),
+    "no_erasing": ("no random erasing", ["--erase-prob", "0"]),
+    "mixup": ("+ mixup (alpha 0.2)", ["--mixup", "0.2"]),
+}
+
+
+def run_variant(name: str, args: argparse.Namespace) -> None:
+    folder = Path(args.out) / name
+    if (folder / "test" / "metrics.json").is_file():
+        return
+    claim = Path(args.out) / f".claim-{name}"
+    try:
+        claim.mkdir(parents=True)
+    except FileExistsError:
+        return  # another copy of this command has it
+    try:
+        extra = [a.format(paper_step=max(1, round(args.epochs * 0.3))) for a in VARIANTS[name][1]]
+        cmd = ["fer-models", "train", "--data", args.data, "--out", str(folder), "--epochs", str(args.epochs),
+               "--seed", str(args.seed), "--no-progress", *extra]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        if (folder / "checkpoint.pt").is_file():
+            cmd.append("--resume")
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    finally:
+        claim.rmdir()
+
+
+def table(out: Path, epochs: int | None = None) -> str:
+    rows = ["| variant | what changes | PublicTest acc | PrivateTest acc | PrivateTest acc, flip TTA | "
+            "PublicTest acc, raw weights (no EMA) | macro F1 |", "|---|---|--:|--:|--:|--:|--:|"]
+    for name, (what, _) in VARIANTS.items():
+        path = out / name / "test" / "metrics.json"
+        if not path.is_file():
+            rows.append(f"| {name} | {what} | (not run) | | | | |")
+            continue
+        m = json.loads(path.read_text())
+        log = [json.loads(line) for line in (out / name / "log.jsonl").read_text().splitlines()]
+        best = next(r for r in log if r["epoch"] == m["best_epoch"])
+        tt = m["tta_table"]
+        raw = max((r.get("val_acc_raw", float("nan")) for r in log), default=float("nan"))
+        rows.append(f"| {name} | {what} | {tt['none']['val_acc']:.4f} | {tt['none']['test_acc']:.4f} | "
+                    f"{tt['flip']['test_acc']:.4f} | {raw:.4f} | {m['macro']['f1']:.4f} |"
+                    + ("" if best else ""))
+    return "\n".join(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", help="FER2013-format CSV (needed unless --table)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--table", action="store_true", help="only print the table of finished variants")
+    args = p.parse_args()
+    if not args.table:
+        if not args.data:
+            p.error("--data is required to run variants")
+        for name in args.variants:
+            run_variant(name, args)
+    print(table(Path(args.out)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
