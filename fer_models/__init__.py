@@ -11,14 +11,38 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["create_model", "list_models"]
+__all__ = ["create_model", "list_models", "list_weights"]
 
 
-def create_model(name: str, num_classes: int = 7, **kwargs: Any) -> "nn.Module":
-    """Build registered model ``name`` (see :func:`fer_models.models.create_model`)."""
+def create_model(name: str, num_classes: int = 7, pretrained: str | None = None, **kwargs: Any) -> "nn.Module":
+    """Build registered model ``name`` (see :func:`fer_models.models.create_model`).
+
+    ``pretrained="fer2013"`` (any name of :func:`list_weights`) loads shipped weights trained
+    for ``name``; the model is then built with the options it was trained with and returned
+    in eval mode.
+    """
     from fer_models.models import create_model as _create_model
 
-    return _create_model(name, num_classes=num_classes, **kwargs)
+    if pretrained is None:
+        return _create_model(name, num_classes=num_classes, **kwargs)
+    from fer_models.pretrained import load_weights
+    from fer_models.train import model_from_checkpoint
+
+    state = load_weights(pretrained)
+    trained = state["config"]["model"]
+    if trained != name:
+        raise ValueError(f"shipped weights {pretrained!r} are for {trained!r}, not {name!r}")
+    if kwargs or num_classes != state["config"]["num_classes"]:
+        raise ValueError(f"shipped weights {pretrained!r} fix the model's options "
+                         f"({state['config']['num_classes']} classes, {state['config']['model_kwargs'] or 'defaults'})")
+    return model_from_checkpoint(state)[0]
+
+
+def list_weights() -> list[str]:
+    """Names of the weights that ship with the package (``create_model(..., pretrained=NAME)``)."""
+    from fer_models.pretrained import list_weights as _list_weights
+
+    return _list_weights()
 
 
 def list_models(pattern: str | None = None) -> list[str]:

@@ -5,6 +5,7 @@ Commands import torch lazily, so ``fer-models --help`` stays fast.
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -210,7 +211,9 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
 
 
 @main.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False), help="best.pt or checkpoint.pt of a run.")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="best.pt or checkpoint.pt of a run.")
+@click.option("--weights", default=None, help="Shipped weights by name instead of --checkpoint (fer-models weights lists them).")
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="FER2013-format CSV to score (any file).")
 @click.option("--split", type=_SPLIT_CHOICE, default=None, help="Default: the checkpoint's split.")
 @click.option("--subset", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
@@ -221,17 +224,26 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
               help=_AMP_HELP)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
-def evaluate(checkpoint: str, data: str, split: str | None, subset: str, out: str | None, batch_size: int,
-             tta: str | None, device: str, amp: str, threads: int | None) -> None:
+def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str | None, subset: str,
+             out: str | None, batch_size: int, tta: str | None, device: str, amp: str, threads: int | None) -> None:
     """Accuracy, per-class / macro precision, recall, F1 and a confusion matrix of a checkpoint on a CSV."""
     import torch
 
     from fer_models.metrics import format_report
     from fer_models.train import evaluate_checkpoint
 
+    if (checkpoint is None) == (weights is None):
+        raise click.UsageError("give exactly one of --checkpoint and --weights")
     if threads is not None:
         torch.set_num_threads(threads)
     try:
+        if weights is not None:
+            from fer_models.pretrained import load_weights, weights_path
+
+            load_weights(weights)  # checks the name and the file's sha256
+            checkpoint = str(weights_path(weights))
+            if out is None:
+                out = f"eval-{weights}-{Path(data).name.split('.')[0]}-{subset}"
         report = evaluate_checkpoint(checkpoint, data, split, subset, out, batch_size, amp, device, tta)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -239,6 +251,21 @@ def evaluate(checkpoint: str, data: str, split: str | None, subset: str, out: st
     title += f" ({report['device']}, amp {report['amp']}" + ("" if report["tta"] == "none" else f", TTA {report['tta']}") + ")"
     click.echo(format_report(report, title))
     click.echo(f"report: {report['paths']['json']}  confusion matrix: {report['paths']['png']}")
+
+
+@main.command("weights")
+def weights_command() -> None:
+    """List the trained weights that ship with the package, with how they were made and scored."""
+    from fer_models.pretrained import weights_index
+
+    index = weights_index()
+    if not index:
+        click.echo("no weights ship with this installation")
+    for name, entry in sorted(index.items()):
+        click.echo(f"{name}: {entry['model']}, trained on {entry.get('trained_on', '?')}")
+        for key in ("scores", "command", "data_sha256"):
+            if key in entry:
+                click.echo(f"  {key}: {json.dumps(entry[key]) if isinstance(entry[key], dict) else entry[key]}")
 
 
 if __name__ == "__main__":

@@ -274,3 +274,29 @@ def test_random_erase_is_seeded_and_bounded() -> None:
     assert 60 < int((erased > 0).sum()) < 140  # about half the images
     assert float(erased.max()) <= 0.26  # at most 25 % of the area (+ rounding)
     assert torch.equal(random_erase(x, 0.0, torch.Generator().manual_seed(1)), x)
+
+
+def test_ship_and_load_weights(csv_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fer_models
+    from fer_models import pretrained
+
+    out = tmp_path / "run"
+    main(config(csv_path, out, recipe="default", epochs=1, max_steps_per_epoch=2))
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setattr(pretrained, "_folder", lambda: folder)
+    path = pretrained.ship(out / "best.pt", "toy", {"command": "test"})
+    assert path.stat().st_size < 1_000_000 and "optimizer" not in torch.load(path, weights_only=True)
+    assert fer_models.list_weights() == ["toy"]
+    model = fer_models.create_model(MODEL, pretrained="toy")
+    reference, _ = model_from_checkpoint(load_checkpoint(out / "best.pt"))
+    x = torch.randn(3, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+    with pytest.raises(ValueError, match="are for 'mini_xception'"):
+        fer_models.create_model("mini_xception_cbam", pretrained="toy")
+    with pytest.raises(ValueError, match="no shipped weights named 'nope'; shipped: toy"):
+        fer_models.create_model(MODEL, pretrained="nope")
+    path.write_bytes(path.read_bytes() + b"x")  # a corrupted file is refused
+    with pytest.raises(ValueError, match="sha256"):
+        fer_models.create_model(MODEL, pretrained="toy")

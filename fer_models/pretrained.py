@@ -1,0 +1,102 @@
+"""Shipped weights: trained checkpoints that install with the package and load by name.
+
+``fer_models/weights/index.json`` lists them::
+
+    {"fer2013": {"file": "mini_xception_cbam_fer2013.pt", "model": "mini_xception_cbam",
+                 "sha256": "...", "trained_on": "...", "data_sha256": "...", "command": "...",
+                 "scores": {...}}}
+
+Each file is an inference-only checkpoint (the ``model`` weights, ``config``, ``class_names``,
+``epoch``; no optimizer state), written by :func:`strip_checkpoint` via
+``scripts/ship_weights.py`` and loaded with ``torch.load(weights_only=True)`` after its
+sha256 is checked against the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+INDEX_NAME = "index.json"
+#: Keys an inference-only checkpoint keeps.
+KEEP_KEYS = ("version", "model", "config", "class_names", "epoch", "best_val_acc", "best_epoch", "resolved",
+             "selected")
+MAX_BYTES = 3 * 1024 * 1024
+
+
+def _folder() -> Path:
+    return Path(str(resources.files("fer_models.weights")))
+
+
+def weights_index() -> dict[str, dict[str, Any]]:
+    """Name -> entry of every shipped weight file (empty if none ship)."""
+    path = _folder() / INDEX_NAME
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def list_weights() -> list[str]:
+    """Sorted names of the shipped weights."""
+    return sorted(weights_index())
+
+
+def weights_path(name: str) -> Path:
+    """Path of shipped weights ``name``; ValueError listing the known names otherwise."""
+    index = weights_index()
+    if name not in index:
+        known = ", ".join(sorted(index)) or "none"
+        raise ValueError(f"no shipped weights named {name!r}; shipped: {known}")
+    return _folder() / index[name]["file"]
+
+
+def load_weights(name: str) -> dict[str, Any]:
+    """The checkpoint dict of shipped weights ``name`` (sha256 checked, ``weights_only=True``)."""
+    from fer_models.train import load_checkpoint
+
+    path = weights_path(name)
+    expected = weights_index()[name]["sha256"]
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != expected:
+        raise ValueError(f"{path}: sha256 {actual[:12]}... does not match the index ({expected[:12]}...)")
+    return load_checkpoint(path)
+
+
+def strip_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
+    """An inference-only copy of a training checkpoint (weights in float32, no optimizer / RNG)."""
+    return {k: state[k] for k in KEEP_KEYS if k in state}
+
+
+def ship(checkpoint: str | os.PathLike, name: str, entry: dict[str, Any], folder: Path | None = None) -> Path:
+    """Write ``checkpoint`` stripped as shipped weights ``name`` and record ``entry`` in the index.
+
+    Raises:
+        ValueError: the stripped file would exceed :data:`MAX_BYTES`.
+    """
+    import torch
+
+    from fer_models.train import load_checkpoint
+    from maskgen.dataset import atomic_write
+
+    folder = folder or _folder()
+    state = strip_checkpoint(load_checkpoint(checkpoint))
+    model = state["config"]["model"]
+    path = folder / f"{model}_{name}.pt"
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        path.unlink()
+        raise ValueError(f"{checkpoint}: {size} bytes stripped, over the {MAX_BYTES}-byte limit for shipped weights")
+    index_path = folder / INDEX_NAME
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    index[name] = {"file": path.name, "model": model, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                   "bytes": size, **entry}
+    with atomic_write(index_path) as tmp:
+        tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+__all__ = ["list_weights", "load_weights", "ship", "strip_checkpoint", "weights_index", "weights_path"]

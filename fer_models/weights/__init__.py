@@ -1,0 +1,1 @@
+"""Trained weights that install with the package (see ``index.json`` and fer_models.pretrained)."""

@@ -1,0 +1,54 @@
+"""Ship a trained checkpoint with the package: strip it, score it, record how it was made.
+
+Writes ``fer_models/weights/<model>_<name>.pt`` (inference-only, at most 3 MB) and its entry
+in ``fer_models/weights/index.json``: the training command, the sha256 of the training data,
+and test-subset scores on each ``--score`` file (accuracy and macro F1, with the checkpoint's
+own TTA). Usage::
+
+    python scripts/ship_weights.py --checkpoint /work/runs/fer2013_default_e100/best.pt --name fer2013 \\
+        --train-data ../shared/data/fer2013.csv.gz --command "fer-models train ..." \\
+        --score fer2013_privatetest=../shared/data/fer2013.csv.gz --score smfer2013_privatetest=smfer2013.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+
+from fer_models.pretrained import ship
+from fer_models.train import evaluate_checkpoint, load_checkpoint
+from maskgen.dataset import file_sha256
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--train-data", required=True, help="the CSV the checkpoint was trained on (checksummed)")
+    p.add_argument("--command", required=True, help="the command that trained it")
+    p.add_argument("--score", action="append", default=[], metavar="LABEL=CSV",
+                   help="score the test subset of CSV and record it under LABEL (repeatable)")
+    p.add_argument("--note", default=None)
+    args = p.parse_args()
+    state = load_checkpoint(args.checkpoint)
+    scores = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for item in args.score:
+            label, _, csv = item.partition("=")
+            r = evaluate_checkpoint(args.checkpoint, csv, subset="test", out=f"{tmp}/{label}")
+            scores[label] = {"accuracy": round(r["accuracy"], 4), "macro_f1": round(r["macro"]["f1"], 4),
+                             "n": r["n"], "tta": r["tta"], "data_sha256": file_sha256(csv)}
+            print(label, scores[label], flush=True)
+    entry = {"trained_on": args.train_data.rsplit("/", 1)[-1], "data_sha256": file_sha256(args.train_data),
+             "command": args.command, "epoch": state["epoch"], "best_val_acc": round(state["best_val_acc"], 4),
+             "recipe": state["config"].get("recipe", "paper"), "scores": scores}
+    if args.note:
+        entry["note"] = args.note
+    path = ship(args.checkpoint, args.name, entry)
+    print(f"wrote {path} ({path.stat().st_size} bytes)")
+    print(json.dumps(entry, indent=2))
+
+
+if __name__ == "__main__":
+    main()
