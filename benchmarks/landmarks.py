@@ -32,15 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from maskgen.landmarks import (  # noqa: E402
     PRIOR_PATH,
-    REFINE_MAX_ITER,
     LandmarkDetector,
     LandmarkPrior,
     Landmarks,
     crop_features,
-    fit_box_to_points,
     frame_features,
-    procrustes_distance,
 )
+from maskgen.landmarks.dlib_chain import REFINE_MAX_ITER  # noqa: E402
+from maskgen.points import fit_box_to_points, procrustes_distance  # noqa: E402
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 #: HOG threshold that defines the reference rows (dlib's default)

@@ -30,7 +30,9 @@ def speed(csv_path: Path, rows: int, seed: int, repeats: int) -> None:
     """Time apply_mask (all built-in masks, default sampling) on ``rows`` random FER rows."""
     from maskgen.dataset import read_fer_csv
     from maskgen.landmarks import get_detector
-    from maskgen.masks import apply_mask, list_masks, sample_params
+    from maskgen.fits import sample_params
+    from maskgen.masks import list_masks
+    from maskgen.pipeline import apply_mask
 
     table = read_fer_csv(csv_path)
     idx = np.sort(np.random.default_rng(seed).choice(len(table), size=min(rows, len(table)), replace=False))
@@ -98,8 +100,10 @@ def recheck(sidecar: Path, csv_path: Path) -> None:
     """
     from maskgen import qa as Q
     from maskgen.dataset import read_fer_csv
-    from maskgen.landmarks import LANDMARK_GROUPS, get_detector
-    from maskgen.masks import MaskParams, apply_mask
+    from maskgen.fits import MaskParams
+    from maskgen.landmarks import get_detector
+    from maskgen.pipeline import apply_mask
+    from maskgen.points import LANDMARK_GROUPS
 
     with open(sidecar, newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if r["qa_passed"] != ""]

@@ -42,12 +42,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fer_models import create_model
+from fer_models.config import TrainConfig
 from fer_models.data import AugmentConfig, augment_batch, to_float
 from fer_models.device import cpu_capability, resolve
 
 SIDE = 48
 NUM_CLASSES = 7
 DEFAULT_MODELS = ("mini_xception_cbam", "mini_xception_cbam_paper")
+#: the paper's augmentation (as its recipe defines it)
+PAPER_AUGMENT = TrainConfig.from_recipe("paper", data="", out="").augment_config()
 
 
 class NaiveDataset(Dataset):
@@ -98,7 +101,7 @@ def naive_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int) -> Ca
     model = create_model(name).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     crit = nn.CrossEntropyLoss(weight=torch.ones(NUM_CLASSES))
-    loader = DataLoader(NaiveDataset(images, labels, AugmentConfig()), batch_size=bs, shuffle=True,
+    loader = DataLoader(NaiveDataset(images, labels, PAPER_AUGMENT), batch_size=bs, shuffle=True,
                         drop_last=True, num_workers=0)
     it = iter(loader)
 
@@ -128,7 +131,7 @@ def ours_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp: s
     x_all = torch.from_numpy(images).unsqueeze(1)
     y_all = torch.from_numpy(labels)
     gen = torch.Generator().manual_seed(0)
-    aug = AugmentConfig()
+    aug = PAPER_AUGMENT
     n = len(labels)
 
     def step() -> None:
@@ -164,7 +167,7 @@ def _data_parallel_worker(rank: int, world: int, port: int, name: str, images: n
     x_all = torch.from_numpy(images).unsqueeze(1)
     y_all = torch.from_numpy(labels)
     gen = torch.Generator().manual_seed(0)  # same seed in every process: same batches, same augmentation
-    aug = AugmentConfig()
+    aug = PAPER_AUGMENT
     n = len(labels)
 
     def step() -> None:

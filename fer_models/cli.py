@@ -11,11 +11,14 @@ from pathlib import Path
 
 import click
 
+from fer_models.config import AMP_CHOICES, OPTIMIZERS, RECIPES, SCHEDULES, TTA_CHOICES
+from fer_models.labels import LABEL_MODES
 from fer_models.summary import (
     DEFAULT_LATENCY_REPEATS,
     DEFAULT_THROUGHPUT_REPEATS,
     DEFAULT_WARMUP,
 )
+from maskgen.splits import SPLIT_KINDS
 
 
 @click.group()
@@ -60,7 +63,7 @@ def main() -> None:
 )
 @click.option("--note", default=None, help="Paragraph added to the written section (e.g. why these threads).")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
+@click.option("--amp", type=click.Choice(AMP_CHOICES), default="auto", show_default=True,
               help="Autocast precision of the timed runs (auto: as fer-models train picks it).")
 def summary(
     pattern: str | None,
@@ -133,7 +136,7 @@ def summary(
 
 def _recipe_help(text: str, name: str) -> str:
     """Help text ending with the option's value in each recipe (from fer_models.train.RECIPES)."""
-    from fer_models.train import RECIPES, recipe_value
+    from fer_models.config import RECIPES, recipe_value
 
     values = ", ".join(f"{recipe}: {recipe_value(recipe, name)}" for recipe in RECIPES)
     return f"{text} [{values}]"
@@ -144,7 +147,7 @@ def _recipe_option(flag: str, name: str, text: str, **kw: object):  # noqa: ANN2
     return click.option(flag, name, default=None, help=_recipe_help(text, name), **kw)
 
 
-_SPLIT_CHOICE = click.Choice(["usage", "paper", "grouped"])
+_SPLIT_CHOICE = click.Choice(SPLIT_KINDS)
 _AMP_HELP = ("Autocast precision. auto: on CUDA bf16 (fp16 where bf16 is missing); on the CPU bf16 only "
              "where the CPU computes it natively (AVX512-BF16 / AMX), else float32 (none).")
 _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
@@ -153,7 +156,7 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 @main.command()
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="FER2013-format CSV (.csv or .csv.gz).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoints, log.jsonl, test report.")
-@click.option("--recipe", type=click.Choice(["default", "paper"]), default="default", show_default=True,
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default="default", show_default=True,
               help="default: the best recipe measured (docs/training.md); paper: the paper's recipe exactly. "
                    "Options below override single values of the recipe.")
 @click.option("--model", default="mini_xception_cbam", show_default=True, help="Registered model name.")
@@ -163,12 +166,12 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 @_recipe_option("--epochs", "epochs", "Epochs.", type=click.IntRange(min=1))
 @_recipe_option("--batch-size", "batch_size", "Batch size.", type=click.IntRange(min=1))
 @_recipe_option("--optimizer", "optimizer", "Optimizer (SGD is Nesterov with --momentum).",
-                type=click.Choice(["sgd", "adam", "adamw"]))
+                type=click.Choice(OPTIMIZERS))
 @_recipe_option("--lr", "lr", "Peak learning rate.", type=float)
 @_recipe_option("--momentum", "momentum", "SGD momentum.", type=float)
 @_recipe_option("--weight-decay", "weight_decay", "Weight decay (not on BatchNorm and biases).", type=float)
 @_recipe_option("--schedule", "schedule", "lr schedule after the warm-up (per step).",
-                type=click.Choice(["cosine", "step"]))
+                type=click.Choice(SCHEDULES))
 @_recipe_option("--warmup-epochs", "warmup_epochs", "Linear lr warm-up.", type=click.IntRange(min=0))
 @_recipe_option("--lr-step", "lr_step", "Epochs between lr decays (--schedule step).", type=click.IntRange(min=1))
 @_recipe_option("--lr-gamma", "lr_gamma", "lr factor at each decay (--schedule step).", type=float)
@@ -183,14 +186,14 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 @_recipe_option("--ema", "ema_decay", "EMA decay of the weights per step; 0 = off (selection and test use the EMA).",
                 type=float)
 @_recipe_option("--tta", "tta", "Test-time augmentation of the final test report (every mode is also recorded).",
-                type=click.Choice(["none", "flip", "ten"]))
+                type=click.Choice(TTA_CHOICES))
 @click.option("--labels", default=None, metavar="ferplus=VOTES.csv",
               help="Train on FER+ crowd labels (8 classes) instead of FER2013's; see docs/training.md.")
-@click.option("--label-mode", type=click.Choice(["majority", "soft"]), default="majority", show_default=True,
+@click.option("--label-mode", type=click.Choice(LABEL_MODES), default="majority", show_default=True,
               help="FER+ targets: the majority label, or the vote distribution (scored on majority labels).")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
+@click.option("--amp", type=click.Choice(AMP_CHOICES), default="auto", show_default=True,
               help=_AMP_HELP)
 @click.option("--compile", "compile_", is_flag=True, help="Run the model under torch.compile.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads (default: torch's).")
@@ -219,9 +222,9 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
 @click.option("--subset", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder (default: next to the checkpoint).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--tta", type=click.Choice(["none", "flip", "ten"]), default=None, help="Default: the checkpoint's recipe.")
+@click.option("--tta", type=click.Choice(TTA_CHOICES), default=None, help="Default: the checkpoint's recipe.")
 @click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
+@click.option("--amp", type=click.Choice(AMP_CHOICES), default="auto", show_default=True,
               help=_AMP_HELP)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
 def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str | None, subset: str,

@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 
 from maskgen.dataset import EMOTIONS, SIDE, read_fer_csv
+from maskgen.splits import SPLIT_KINDS
 
-#: Names accepted by :func:`split_indices`.
-SPLITS = ("usage", "paper", "grouped")
+#: Names accepted by :func:`split_indices` (defined once, in maskgen.splits).
+SPLITS = SPLIT_KINDS
 #: Subsets of a split; "all" is every row of the file.
 SUBSETS = ("train", "val", "test", "all")
 #: ``usage`` split: subset -> FER2013 ``Usage`` value.
@@ -116,7 +117,10 @@ def split_indices(data: FerTensors, split: str = "usage", seed: int = 0) -> dict
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The paper's augmentation: random rotation, translation, zoom and horizontal flip.
+    """Geometric augmentation: random rotation, translation, zoom and horizontal flip.
+
+    No defaults here: the values come from the recipe (``TrainConfig.augment_config()``,
+    :mod:`fer_models.config`).
 
     Attributes:
         rotation_deg: rotation drawn uniformly from [-rotation_deg, +rotation_deg] degrees.
@@ -126,10 +130,10 @@ class AugmentConfig:
     Gaps are filled by repeating the border pixels (``grid_sample(padding_mode="border")``).
     """
 
-    rotation_deg: float = 20.0
-    translate: float = 0.1
-    scale: float = 0.1
-    hflip: bool = True
+    rotation_deg: float
+    translate: float
+    scale: float
+    hflip: bool
 
 
 def sample_affine(n: int, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

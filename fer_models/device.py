@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")  # "cuda:N" is accepted too
-AMP_CHOICES = ("auto", "bf16", "fp16", "none")
+from fer_models.config import AMP_CHOICES, DEVICE_CHOICES
+
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -18,7 +18,8 @@ import numpy as np
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 from sklearn.metrics import precision_recall_fscore_support
 
-from maskgen.dataset import EMOTIONS, atomic_write
+from maskgen.dataset import EMOTIONS
+from maskgen.io import atomic_write
 
 #: Report file names written by :func:`write_report` (prefix + suffix).
 REPORT_JSON, REPORT_TXT, REPORT_PNG = "metrics.json", "metrics.txt", "confusion.png"

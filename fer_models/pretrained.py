@@ -78,7 +78,7 @@ def ship(checkpoint: str | os.PathLike, name: str, entry: dict[str, Any], folder
     import torch
 
     from fer_models.train import load_checkpoint
-    from maskgen.dataset import atomic_write
+    from maskgen.io import atomic_write
 
     folder = folder or _folder()
     state = strip_checkpoint(load_checkpoint(checkpoint))

@@ -10,6 +10,7 @@ import click
 
 from maskgen import __version__
 from maskgen.dataset import FerFormatError
+from maskgen.splits import SPLIT_KINDS
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -182,7 +183,7 @@ def build_mfer_cmd(fer_csv: Path, smfer_csv: Path, output: Path | None, seed: in
 
 @main.command("audit")
 @click.argument("data_csv", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--split", "splits", type=click.Choice(["usage", "paper", "grouped"]), multiple=True,
+@click.option("--split", "splits", type=click.Choice(SPLIT_KINDS), multiple=True,
               help="Split(s) to audit; may be repeated [default: usage, paper, grouped].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the paper / grouped split.")
 @click.option("--near-threshold", type=float, default=2.0, show_default=True,
@@ -195,7 +196,8 @@ def audit_cmd(data_csv: Path, splits: tuple[str, ...], seed: int, near_threshold
     """Count classes x masked x split, twins (same source) and exact / near duplicate images
     shared between train, val and test of DATA_CSV. See docs/splits.md."""
     from maskgen.audit import audit, format_audit
-    from maskgen.dataset import atomic_write, read_fer_csv
+    from maskgen.dataset import read_fer_csv
+    from maskgen.io import atomic_write
 
     table = read_fer_csv(data_csv)
     kinds = splits or (("usage",) if table.usage is not None else ()) + ("paper", "grouped")
@@ -231,14 +233,15 @@ def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landma
     """Contact sheet of random rows of INPUT_CSV: original beside masked, labelled with mask and fit."""
     from maskgen.dataset import read_fer_csv
     from maskgen.pipeline import BuildConfig
-    from maskgen.preview import preview_table, save_png
+    from maskgen.io import write_image
+    from maskgen.preview import preview_table
 
     config = BuildConfig(seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
                          mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs))
     table = read_fer_csv(input_csv)
     sheet, results = preview_table(table.images, rows, seed=seed, config=config, draw_landmarks=draw_landmarks,
                                    cols=cols, scale=scale)
-    save_png(output, sheet)
+    write_image(output, sheet)
     failed = sum(1 for r in results if r.qa is not None and not r.qa.passed)
     click.echo(f"wrote {output} ({len(results)} faces, {failed} failed QA)")
 

@@ -11,20 +11,19 @@ did not change is written byte-identical to its input line.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
-import hashlib
 import io
 import os
-import tempfile
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from maskgen.io import atomic_write
 
 SIDE = 48
 PIXELS = SIDE * SIDE
@@ -251,52 +250,6 @@ def format_pixels(image: np.ndarray) -> str:
     if flat.size != PIXELS:
         raise ValueError(f"expected {PIXELS} pixels, got {flat.size}")
     return " ".join(_PIXEL_TEXT[flat].tolist())
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes (recorded in manifests)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def csv_stem(path: str | os.PathLike) -> str:
-    """File name without ``.csv`` / ``.csv.gz``: ``fer2013.csv.gz`` -> ``fer2013``."""
-    stem = Path(path).name
-    for suffix in (".gz", ".csv"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    return stem
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it to ``path`` only on success.
-
-    On any exception (including KeyboardInterrupt) the temporary file is removed, so an
-    interrupted run never leaves a half-written file under the real name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, _default_file_mode())  # mkstemp makes 0600; give the usual umask mode
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
-def _default_file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give: 0o666 minus the process umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _open_text_out(tmp: Path, final: Path) -> io.TextIOBase:

@@ -43,7 +43,8 @@ def demo_table(rows: int = LFW_FACES) -> FerTable:
 def run_demo(outdir: str | Path, rows: int = 64, seed: int = 0, jobs: int | None = None) -> dict[str, Path]:
     """Write demo ``fer2013.csv``, mask it into ``smfer2013.csv``, and draw a before/after sheet."""
     from maskgen.pipeline import BuildConfig
-    from maskgen.preview import contact_sheet, save_png
+    from maskgen.io import write_image
+    from maskgen.preview import contact_sheet
     from maskgen.smfer import build_smfer
 
     outdir = Path(outdir)
@@ -59,6 +60,6 @@ def run_demo(outdir: str | Path, rows: int = 64, seed: int = 0, jobs: int | None
     labels = [f"{m['mask']} {m['fit']}".strip() or m["status"] for m in meta]
     sheet = contact_sheet(before.images, after.images, labels)
     preview = outdir / "preview.png"
-    save_png(preview, sheet)
+    write_image(preview, sheet)
     return {"input": source, "output": Path(report.output), "metadata": Path(report.metadata),
             "manifest": Path(report.manifest), "preview": preview}

@@ -31,17 +31,14 @@ their sizes' proportions; the random choice uses ``numpy.random.default_rng([see
 """
 from __future__ import annotations
 
-import json
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from maskgen import __version__
-from maskgen.dataset import (EMOTIONS, USAGES, FerTable, atomic_write, csv_stem, file_sha256, format_pixels,
-                             read_fer_csv, write_lines)
+from maskgen.dataset import EMOTIONS, USAGES, FerTable, format_pixels, read_fer_csv, write_lines
+from maskgen.io import atomic_write, csv_stem, file_sha256, manifest, write_json
 
 BALANCE_MODES = ("pairs", "none")
 CLASS_MODES = ("none", "undersample", "oversample")
@@ -224,9 +221,7 @@ def build_mfer(fer_path: str | Path, smfer_path: str | Path, output_path: str | 
         t_write = time.perf_counter()
         report.timings_s = {"read": round(t_read - t0, 3), "format": round(t_format - t_read, 3),
                             "write": round(t_write - t_format, 3), "total": round(t_write - t0, 3)}
-        manifest = {
-            "tool": "maskgen build-mfer",
-            "version": __version__,
+        fields = {
             "columns": header,
             "row_order": "by (source, masked)",
             "balance_rule": _RULES[balance],
@@ -235,10 +230,9 @@ def build_mfer(fer_path: str | Path, smfer_path: str | Path, output_path: str | 
             "smfer_sha256": file_sha256(smfer_path),
             "smfer_unchanged_per_class": {name: int(np.sum(~masked_ok & (fer.emotion == c)))
                                           for c, name in enumerate(EMOTIONS)},
-            "machine": {"python": platform.python_version(), "platform": platform.platform()},
             **asdict(report),
         }
-        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_json(tmp_manifest, manifest("maskgen build-mfer", fields))
     return report
 
 

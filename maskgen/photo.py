@@ -1,7 +1,9 @@
 """Mask faces in ordinary photos and folders of photos (``maskgen mask-image``).
 
-Every face the detector finds (:func:`maskgen.landmarks.detect_faces`) gets its own mask;
-photos where no face is found are reported, never silently skipped.  Face ``k`` of a
+Every face the landmark source finds (``detect_faces``) gets its own mask, drawn by the
+same per-face step as FER2013 rows (:func:`maskgen.pipeline.mask_with_landmarks`); photos
+where no face is found are reported, never silently skipped, and a face whose mask fails
+is recorded with its error while the photo's other faces are still masked. Face ``k`` of a
 photo uses ``numpy.random.default_rng([seed, key, k])`` with ``key`` = CRC32 of the file
 name, so results do not depend on the order in which files are processed.
 """
@@ -12,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import cv2
 import numpy as np
 
-from maskgen.dataset import atomic_write
-from maskgen.masks import MaskParams, sample_params
-from maskgen.qa import QAResult, qa_check
-from maskgen.render import apply_mask
+from maskgen.fits import MaskParams
+from maskgen.imageops import check_image
+from maskgen.io import read_image, write_image
+from maskgen.pipeline import mask_with_landmarks
+from maskgen.qa import QAResult
 
 __all__ = ["IMAGE_SUFFIXES", "FaceResult", "PhotoResult", "PhotoReport", "mask_photo", "mask_files",
-           "read_image", "write_image", "expand_paths"]
+           "expand_paths"]
 
 #: file types read from folders
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -42,11 +44,15 @@ class FaceResult:
 
 @dataclass
 class PhotoResult:
-    """A masked photo: image (same shape/dtype as the input), alpha (H, W) float32 (union of masks), faces."""
+    """A masked photo: image (same shape/dtype as the input), alpha (H, W) float32 (union of masks), faces.
+
+    ``errors``: (face index, box, error text) of detected faces whose mask failed (left unmasked).
+    """
 
     image: np.ndarray
     alpha: np.ndarray
     faces: list[FaceResult]
+    errors: list[tuple[int, tuple[float, float, float, float], str]] = field(default_factory=list)
 
 
 @dataclass
@@ -70,50 +76,23 @@ def mask_photo(image: np.ndarray, *, seed: int = 0, key: int = 0, masks: Sequenc
     if detector is None:
         from maskgen.landmarks import get_detector
         detector = get_detector()
-    img = np.asarray(image)
-    if img.dtype != np.uint8 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
-        raise ValueError(f"image must be (H, W) or (H, W, 3) uint8, got {img.shape} {img.dtype}")
+    img = check_image(np.asarray(image))
     out = img.copy()
     alpha = np.zeros(img.shape[:2], np.float32)
-    faces: list[FaceResult] = []
+    result = PhotoResult(image=out, alpha=alpha, faces=[])
     for k, marks in enumerate(detector.detect_faces(img)):
-        rng = np.random.default_rng([int(seed), int(key), k])
-        params = sample_params(rng, marks.points, masks=masks, fit_probs=fit_probs, color=color and img.ndim == 3)
-        out, a = apply_mask(out, marks.points, params)
-        alpha = np.maximum(alpha, a)
-        faces.append(FaceResult(points=marks.points, box=tuple(float(v) for v in marks.box), params=params,
-                                qa=qa_check(marks.points, a, params.fit)))
-    return PhotoResult(image=out, alpha=alpha, faces=faces)
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a photo as (H, W) uint8 (gray files) or (H, W, 3) uint8 RGB; ValueError if unreadable."""
-    im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if im is None:
-        raise ValueError(f"cannot read image {path}")
-    if im.dtype == np.uint16:
-        im = (im // 257).astype(np.uint8)
-    if im.dtype != np.uint8:
-        raise ValueError(f"{path}: unsupported pixel type {im.dtype}")
-    if im.ndim == 2:
-        return im
-    if im.shape[2] == 4:
-        return cv2.cvtColor(im, cv2.COLOR_BGRA2RGB)
-    if im.shape[2] == 1:
-        return im[..., 0]
-    return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
-
-
-def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write (H, W) or (H, W, 3) RGB uint8 atomically; format from the suffix."""
-    path = Path(path)
-    bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(path.suffix or ".png", bgr)
-    if not ok:
-        raise ValueError(f"cannot encode {path}")
-    with atomic_write(path) as tmp:
-        tmp.write_bytes(data.tobytes())
-    return path
+        box = tuple(float(v) for v in marks.box)
+        try:
+            masked, a, params, check = mask_with_landmarks(
+                result.image, marks.points, np.random.default_rng([int(seed), int(key), k]), mask_names=masks,
+                fit_probs=fit_probs, color=color)
+        except Exception as exc:  # noqa: BLE001 - recorded per face; the photo's other faces go on
+            result.errors.append((k, box, f"{type(exc).__name__}: {exc}"))  # type: ignore[arg-type]
+            continue
+        result.image = masked
+        result.alpha = np.maximum(result.alpha, a)
+        result.faces.append(FaceResult(points=marks.points, box=box, params=params, qa=check))  # type: ignore[arg-type]
+    return result
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
@@ -149,6 +128,7 @@ def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0
         result = mask_photo(image, seed=seed, key=zlib.crc32(str(rel).encode("utf-8")), masks=masks,
                             fit_probs=fit_probs, color=color, detector=detector)
         report.faces[str(src)] = len(result.faces)
+        report.failed.extend((src, f"face {k} at {[round(v) for v in box]}: {err}") for k, box, err in result.errors)
         if not result.faces:
             report.no_face.append(src)
             continue

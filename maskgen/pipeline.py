@@ -1,8 +1,10 @@
 """One face in, one masked face out: landmarks -> sampled parameters -> render -> QA.
 
-This is the per-row step of ``build-smfer`` (and of ``preview`` and the demo). Everything
-random comes from ``numpy.random.default_rng([seed, row_id])``, so a row's result does not
-depend on which worker or chunk processed it.
+The one place a face goes through the stages (:func:`mask_with_landmarks`): the per-row step
+of ``build-smfer`` (:func:`mask_face`, :func:`mask_chunk`), of ``preview`` and the demo, and
+of every face in a photo (:mod:`maskgen.photo`). Everything random comes from the row's own
+generator (``numpy.random.default_rng([seed, row_id])`` for crops), so a row's result does
+not depend on which worker or chunk processed it.
 """
 from __future__ import annotations
 
@@ -14,7 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from maskgen import landmarks as lm
-from maskgen import masks, qa, render
+from maskgen import masks
+from maskgen.fits import MaskParams, sample_params
+from maskgen.imageops import to_gray
+from maskgen.qa import QAResult, qa_check
+from maskgen.render import render_mask
+from maskgen.templates import MaskTemplate
 
 #: row status values written to the sidecar
 MASKED = "masked"                 # landmarks accepted, mask drawn
@@ -51,7 +58,7 @@ class BuildConfig:
     fit_probs: Mapping[str, float] | None = None
     mask_specs: tuple[str, ...] = ()
     on_implausible: str = "mask"
-    templates: tuple[masks.MaskTemplate, ...] = field(default=(), repr=False)
+    templates: tuple[MaskTemplate, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if self.on_implausible not in ("mask", "keep"):
@@ -67,8 +74,8 @@ class RowResult:
     status: str
     alpha: np.ndarray | None = None
     landmarks: lm.Landmarks | None = None
-    params: masks.MaskParams | None = None
-    qa: qa.QAResult | None = None
+    params: MaskParams | None = None
+    qa: QAResult | None = None
     error: str = ""
 
     def record(self) -> dict[str, object]:
@@ -130,12 +137,31 @@ def row_rng(seed: int, row_id: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(row_id)])
 
 
-def _gray(image: np.ndarray) -> np.ndarray:
-    return image if image.ndim == 2 else np.asarray(image).mean(axis=2).astype(np.uint8)
+def apply_mask(image: np.ndarray, points: np.ndarray, params: MaskParams,
+               template: MaskTemplate | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the mask ``params`` describe (template looked up by ``params.mask`` unless given).
+
+    image (H, W) or (H, W, 3) uint8; points (68, 2) (x, y). Returns (masked image of the same
+    shape and dtype, alpha (H, W) float32 in [0, 1]); see :func:`maskgen.render.render_mask`.
+    """
+    return render_mask(image, points, template or masks.get_mask(params.mask), params)
+
+
+def mask_with_landmarks(image: np.ndarray, points: np.ndarray, rng: np.random.Generator, *,
+                        mask_names: Sequence[str] | None = None, fit_probs: Mapping[str, float] | None = None,
+                        color: bool = False) -> tuple[np.ndarray, np.ndarray, MaskParams, QAResult]:
+    """Sample one mask from ``rng``, draw it at ``points`` and check it.
+
+    Returns (masked image, alpha (H, W) float32, params, QA result). ``color`` draws colours
+    on RGB images (gray images always get gray tones).
+    """
+    params = sample_params(rng, points, masks=mask_names, fit_probs=fit_probs, color=color and image.ndim == 3)
+    out, alpha = apply_mask(image, points, params)
+    return out, alpha, params, qa_check(points, alpha, params.fit)
 
 
 def mask_face(image: np.ndarray, row_id: int, config: BuildConfig,
-              detector: lm.LandmarkDetector | None = None, marks: lm.Landmarks | None = None) -> RowResult:
+              detector: lm.LandmarkSource | None = None, marks: lm.Landmarks | None = None) -> RowResult:
     """Mask one aligned face crop (e.g. a (48, 48) uint8 FER2013 row).
 
     ``marks``: the crop's landmarks when already found (see :func:`mask_chunk`); else they are
@@ -145,15 +171,13 @@ def mask_face(image: np.ndarray, row_id: int, config: BuildConfig,
     try:
         prepare_worker(config)
         if marks is None:
-            marks = (detector or lm.get_detector()).for_crop(_gray(image))
+            marks = (detector or lm.get_detector()).for_crop(to_gray(image))
         if not marks.accepted and config.on_implausible == "keep":
             return RowResult(row_id, image.copy(), KEPT, landmarks=marks)
-        rng = row_rng(config.seed, row_id)
-        params = masks.sample_params(
-            rng, marks.points, masks=config.masks, fit_probs=config.fit_probs, color=image.ndim == 3
+        out, alpha, params, check = mask_with_landmarks(
+            image, marks.points, row_rng(config.seed, row_id), mask_names=config.masks, fit_probs=config.fit_probs,
+            color=True,
         )
-        out, alpha = render.apply_mask(image, marks.points, params)
-        check = qa.qa_check(marks.points, alpha, params.fit)
         status = MASKED if marks.accepted else MASKED_IMPLAUSIBLE
         return RowResult(row_id, out, status, alpha=alpha, landmarks=marks, params=params, qa=check)
     except Exception as exc:  # noqa: BLE001 - recorded per row, never silently
@@ -179,7 +203,7 @@ def mask_chunk(images: np.ndarray, row_ids: Sequence[int], config: BuildConfig
     found: list[lm.Landmarks | Exception] = []
     for image in images:
         try:
-            found.append(detector.for_crop(_gray(image)))
+            found.append(detector.for_crop(to_gray(image)))
         except Exception as exc:  # noqa: BLE001 - becomes the row's error record below
             found.append(exc)
     out = np.empty_like(images)

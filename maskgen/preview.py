@@ -1,7 +1,7 @@
 """Contact sheets: originals beside masked faces, labelled, upscaled enough to see.
 
-:func:`contact_sheet` is pure (arrays in, an RGB array out); :func:`save_png` writes a
-PNG atomically.  Used by ``maskgen preview``, ``maskgen demo`` and the README picture.
+:func:`contact_sheet` is pure (arrays in, an RGB array out); write it with
+:func:`maskgen.io.write_image`.  Used by ``maskgen preview``, ``maskgen demo`` and the README picture.
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from maskgen.dataset import atomic_write
+from maskgen.fits import get_fit
 
-__all__ = ["contact_sheet", "save_png", "preview_table"]
+__all__ = ["contact_sheet", "preview_table"]
 
 #: layout constants (pixels of the sheet)
 GAP = 2                    # between the original and the masked copy
@@ -95,18 +95,6 @@ def contact_sheet(originals: Sequence[np.ndarray], masked: Sequence[np.ndarray],
     return sheet
 
 
-def save_png(path: str | Path, image: np.ndarray) -> Path:
-    """Write an (H, W) or (H, W, 3) uint8 RGB image as PNG, atomically (temp name + rename)."""
-    path = Path(path)
-    rgb = _to_rgb(image, "save_png")
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    if not ok:
-        raise ValueError(f"could not encode {path} as PNG")
-    with atomic_write(path) as tmp:
-        tmp.write_bytes(data.tobytes())
-    return path
-
-
 def preview_table(images: np.ndarray, n: int = 64, *, seed: int = 0, config: Any = None,
                   draw_landmarks: bool = False, cols: int = 8, scale: int = 4) -> tuple[np.ndarray, list[Any]]:
     """Mask ``n`` randomly chosen rows of ``images`` ((N, H, W) uint8) and make their contact sheet.
@@ -129,7 +117,8 @@ def preview_table(images: np.ndarray, n: int = 64, *, seed: int = 0, config: Any
         if r.params is None:
             labels.append(f"#{i} {r.status}")
             continue
-        fit = {"correct": "", "nose_exposed": " nose-out", "chin_only": " chin"}[r.params.fit]
+        label = get_fit(r.params.fit).label
+        fit = f" {label}" if label else ""
         qa_flag = "" if r.qa is None or r.qa.passed else " QA!"
         labels.append(f"{r.params.mask}{fit}{qa_flag}")
     points = [r.landmarks.points if (draw_landmarks and r.landmarks is not None) else None for r in results]

@@ -1,7 +1,8 @@
 """Does a rendered mask sit where it should? (nose tip / mouth / chin covered, eyes free)
 
 :func:`qa_check` samples the mask coverage ``alpha`` (bilinear, 0 outside the
-image) at landmark points and applies per-fit rules:
+image) at landmark points and applies the fit's rule (defined with the fit, in
+:data:`maskgen.fits.FIT_RULES`):
 
 * ``"correct"``:      nose tip and mouth covered, eyes visible;
 * ``"nose_exposed"``: nose tip visible, mouth covered, eyes visible;
@@ -19,11 +20,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from maskgen.landmarks import CHIN_POINT, LANDMARK_GROUPS, N_POINTS, NOSE_TIP_POINT
+from maskgen.fits import QAFlags, get_fit
+from maskgen.points import CHIN_JAW, LANDMARK_GROUPS, LOWER_LIP_BOTTOM, NOSE_TIP, check_points
 
-__all__ = ["FITS", "QAResult", "qa_check", "sample_alpha", "COVERED_ALPHA"]
-
-FITS = ("correct", "nose_exposed", "chin_only")
+__all__ = ["QAResult", "qa_check", "sample_alpha", "COVERED_ALPHA"]
 
 #: alpha at or above this value means "covered by the mask"
 COVERED_ALPHA = 0.5
@@ -32,10 +32,8 @@ MOUTH_COVERED_FRACTION = 0.9
 CHIN_COVERED_FRACTION = 0.6
 #: the eyes count as visible when at most this fraction of the 12 eye points is covered
 EYES_MAX_COVERED_FRACTION = 0.0
-#: jaw points around the chin, sampled slightly inside the face (moved this fraction
+#: the jaw points around the chin are sampled slightly inside the face (moved this fraction
 #: of the way towards the lower-lip centre) because the jaw line is the mask's edge
-CHIN_JAW_POINTS = np.array([6, 7, CHIN_POINT, 9, 10])
-LOWER_LIP_CENTER = 57
 CHIN_INSET = 0.2
 
 
@@ -86,38 +84,28 @@ def qa_check(points: np.ndarray, alpha: np.ndarray, fit: str = "correct") -> QAR
     """Check a rendered mask against the landmarks.
 
     points: (68, 2) float (x, y) pixel coordinates; alpha: (H, W) float in [0, 1],
-    the mask coverage; fit: one of :data:`FITS`.
+    the mask coverage; fit: one of :data:`maskgen.fits.FITS` (its rule decides ``passed``).
     """
-    if fit not in FITS:
-        raise ValueError(f"unknown fit {fit!r}; valid: {FITS}")
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.shape != (N_POINTS, 2):
-        raise ValueError(f"points must be ({N_POINTS}, 2) (x, y), got {pts.shape}")
-    if not np.isfinite(pts).all():
-        raise ValueError("points contain NaN or inf")
+    rule = get_fit(fit)
+    pts = check_points(points)
     a = np.asarray(alpha)
     if a.ndim != 2:
         raise ValueError(f"alpha must be (H, W), got shape {a.shape}")
     covered = sample_alpha(a, pts) >= COVERED_ALPHA
     inside = _in_frame(pts, a.shape)
-    chin_xy = pts[CHIN_JAW_POINTS] + CHIN_INSET * (pts[LOWER_LIP_CENTER] - pts[CHIN_JAW_POINTS])
+    chin_xy = pts[CHIN_JAW] + CHIN_INSET * (pts[LOWER_LIP_BOTTOM] - pts[CHIN_JAW])
     chin_inside = _in_frame(chin_xy, a.shape)
     chin_cov = sample_alpha(a, chin_xy) >= COVERED_ALPHA
     mouth, eyes = LANDMARK_GROUPS["mouth"], LANDMARK_GROUPS["eyes"]
 
     # NaN (no point in frame) compares False: an unverifiable "covered" test fails
-    nose_covered = bool(inside[NOSE_TIP_POINT] and covered[NOSE_TIP_POINT])
+    nose_covered = bool(inside[NOSE_TIP] and covered[NOSE_TIP])
     mouth_covered = bool(_covered_fraction(covered[mouth], inside[mouth]) >= MOUTH_COVERED_FRACTION)
     eyes_visible = not _covered_fraction(covered[eyes], inside[eyes]) > EYES_MAX_COVERED_FRACTION
     chin_covered = bool(_covered_fraction(chin_cov, chin_inside) >= CHIN_COVERED_FRACTION)
-    sampled = np.concatenate(([NOSE_TIP_POINT], mouth, eyes))
+    sampled = np.concatenate(([NOSE_TIP], mouth, eyes))
     out_of_frame = int((~inside[sampled]).sum() + (~chin_inside).sum())
 
-    if fit == "correct":
-        passed = nose_covered and mouth_covered and eyes_visible
-    elif fit == "nose_exposed":
-        passed = (not nose_covered) and mouth_covered and eyes_visible
-    else:  # chin_only
-        passed = (not mouth_covered) and chin_covered and eyes_visible
+    passed = bool(rule.passes(QAFlags(nose_covered, mouth_covered, eyes_visible, chin_covered)))
     return QAResult(passed=passed, nose_covered=nose_covered, mouth_covered=mouth_covered,
                     eyes_visible=eyes_visible, chin_covered=chin_covered, out_of_frame=out_of_frame)

@@ -17,41 +17,27 @@ Pipeline of :func:`render_mask`:
    roll off softly near white, and receive pixel-level fabric noise seeded from the params;
 5. *blend*: ``out = image * (1 - alpha) + premultiplied mask``.
 
-Everything random lives in the params (see :func:`maskgen.masks.sample_params`).
+Everything random lives in the params (see :func:`maskgen.fits.sample_params`); where the mask
+sits for each fit is :func:`maskgen.fits.fit_points`. This module imports no registry and keeps
+no globals: the template to draw is an argument.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from maskgen.qa import FITS  # ways of wearing a mask (MaskedFace-Net style incorrect wear), defined once
-
-if TYPE_CHECKING:  # only for type hints; masks.py imports this module
-    from maskgen.masks import MaskParams, MaskTemplate
+from maskgen.fits import MaskParams, fit_points
+from maskgen.imageops import LUMA_WEIGHTS, check_image
+from maskgen.points import CHIN, NOSE_TOP, check_points
+from maskgen.templates import MaskTemplate
 
 #: supersampling factor of the render canvas (lowered for big masks so the canvas stays <= MAX_CANVAS_SIDE)
 SUPERSAMPLE = 4
 MAX_CANVAS_SIDE = 1024
 #: feather (Gaussian sigma) of the mask edge, in output pixels (on top of the 1-pixel area average)
 FEATHER_SIGMA = 0.4
-#: landmark indices used by the fit geometry (dlib 68-point convention)
-CHIN, NOSE_TOP, NOSE_BRIDGE, NOSE_BOTTOM, UPPER_LIP, LOWER_LIP = 8, 27, 28, 33, 51, 57
-JAW_RIGHT_SIDE = np.arange(0, 9)        # jaw 0 (top, image left) .. 8 (chin)
-JAW_LEFT_SIDE = np.arange(16, 7, -1)    # jaw 16 (top, image right) .. 8 (chin)
-#: where the top edge goes for incorrect fits, as (landmark a, landmark b, t): height = lerp(h[a], h[b], t)
-FIT_TOP = {"nose_exposed": (NOSE_BOTTOM, UPPER_LIP, 0.2), "chin_only": (LOWER_LIP, CHIN, 0.05)}
-#: eye guard (correct fit): the mask top stays this far (fraction of face height) below the lowest eye point
-EYES = np.arange(36, 48)
-EYE_GAP = 0.03
-NOSE_TIP, NOSE_GAP = 30, 0.1
-#: nose_exposed: the top stays MOUTH_GAP above the higher mouth corner and NOSE_OUT_GAP below the nose tip
-MOUTH_CORNERS, MOUTH_GAP, NOSE_OUT_GAP = np.array([48, 54]), 0.08, 0.05
-#: points a correctly worn mask must cover (nose tip, nostrils, outer lips) and their margin from the jaw outline
-MUST_COVER = np.r_[30:36, 48:60]
-SIDE_GAP = 0.06
 #: lighting: reference skin albedo (exposure = mean face luminance / this), exposure clip, shading blur
 SKIN_ALBEDO = 0.5
 EXPOSURE_RANGE = (0.2, 1.9)
@@ -66,11 +52,12 @@ MAP_STEP = 2
 MIN_AREA_RATIO = 0.0        # a warped triangle smaller than this share of its expected area counts as folded
 OUTSIDE = -1e4              # template coordinate for canvas pixels outside every triangle
 FIXED_SHIFT = 4             # sub-pixel bits for cv2.fillConvexPoly
+_LUMA32 = LUMA_WEIGHTS.astype(np.float32)
 
 
 @dataclass(frozen=True)
 class PreparedTemplate:
-    """Per-(template, pattern) pre-processing, cached by the registry (see MaskTemplate.prepared).
+    """Per-(template, pattern) pre-processing, kept on the template (``MaskTemplate.cached``).
 
     weights: (n_anchor, 68) anchor = weights @ points; src: (n, 2) template (x, y) of anchors then ring points;
     ring_base: (n_ring,) anchor index each ring point hangs from; ring_offset: (n_ring, 2) template offset;
@@ -136,7 +123,7 @@ def _triangulate(points: np.ndarray) -> np.ndarray:
     return np.asarray(tris, np.int64)
 
 
-def prepare_template(template: "MaskTemplate", pattern: str = "plain") -> PreparedTemplate:
+def prepare_template(template: MaskTemplate, pattern: str = "plain") -> PreparedTemplate:
     """Triangulation, ring and premultiplied layer pyramid for one template and pattern."""
     img = template.image.astype(np.float32) / 255.0
     a = img[..., 3]
@@ -161,84 +148,7 @@ def prepare_template(template: "MaskTemplate", pattern: str = "plain") -> Prepar
                             tintable=template.tintable)
 
 
-# --------------------------------------------------------------------------------------------- fit geometry
-def _side_profile(h: np.ndarray, w: np.ndarray, side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Jaw side as increasing heights with matching lateral offsets (for np.interp)."""
-    hs, ws = h[side][::-1], w[side][::-1]          # chin first (h ~ 0), going up
-    hs = np.maximum.accumulate(hs)
-    return hs, ws
-
-
-def fit_points(points: np.ndarray, fit: str = "correct", top_shift: float = 0.0,
-               width_scale: float = 1.0) -> np.ndarray:
-    """Virtual landmarks (68, 2) float64 where the mask is placed for ``fit``.
-
-    Face frame: origin chin (8), "up" towards the nose top (27), unit = their distance.  The mask's
-    top (nose bridge, 28) moves to the fit's height (plus ``top_shift``, + = down; for ``correct`` at least
-    ``EYE_GAP`` below the lowest eye point); every point's height
-    is scaled about the chin by the same factor, jaw points slide along the jaw to their new height,
-    and other points keep their relative position between the two jaw sides.
-    """
-    pts = points.astype(np.float64)
-    if fit not in FITS:
-        raise ValueError(f"unknown fit {fit!r}; valid: {', '.join(FITS)}")
-    c = pts[CHIN]
-    up = pts[NOSE_TOP] - c
-    H = float(np.hypot(*up))
-    if H < 1e-6:
-        return pts
-    e_up = up / H
-    e_side = np.array([-e_up[1], e_up[0]])
-    rel = (pts - c) / H
-    h, w = rel @ e_up, rel @ e_side
-    # turned heads: the nose or mouth can stick out past the jaw outline; widen that side to cover them
-    for side, sign in ((JAW_RIGHT_SIDE, -1.0), (JAW_LEFT_SIDE, 1.0)):
-        s_h, s_w = _side_profile(h, w, side)
-        need = sign * (w[MUST_COVER] - np.interp(h[MUST_COVER], s_h, s_w)) + SIDE_GAP   # > 0: too close / outside
-        i = int(np.argmax(need))
-        if need[i] > 0:
-            weight = np.clip(h[side] / max(float(h[MUST_COVER][i]), 1e-3), 0.0, 1.0)   # 0 at the chin
-            w[side] += sign * need[i] * weight
-    h_top = max(h[NOSE_BRIDGE], 1e-3)
-    if fit == "correct":
-        # eye guard: when the nose bridge point sits close to (or above) the lowest eye point, slide down
-        # but never so far that the nose tip comes out (nose first when the pose makes both impossible)
-        target = max(min(h_top, float(h[EYES].min()) - EYE_GAP), min(h_top, h[NOSE_TIP] + NOSE_GAP))
-    else:
-        a, b, t = FIT_TOP[fit]
-        target = h[a] + t * (h[b] - h[a])
-        if fit == "nose_exposed":   # smiles lift the mouth corners: keep them under the mask, the nose tip out
-            target = min(max(target, float(h[MOUTH_CORNERS].max()) + MOUTH_GAP), h[NOSE_TIP] - NOSE_OUT_GAP)
-    k = max(0.05, (target - top_shift) / h_top)
-    h2 = np.where(h > 0, h * k, h)
-    r_h, r_w = _side_profile(h, w, JAW_RIGHT_SIDE)
-    l_h, l_w = _side_profile(h, w, JAW_LEFT_SIDE)
-    hw_r_old, hw_r_new = np.interp(h, r_h, r_w), np.interp(h2, r_h, r_w)
-    hw_l_old, hw_l_new = np.interp(h, l_h, l_w), np.interp(h2, l_h, l_w)
-    # lateral position as a fraction between the jaw sides, kept at the new height
-    span_old = np.where(np.abs(hw_l_old - hw_r_old) < 1e-6, 1e-6, hw_l_old - hw_r_old)
-    frac = (w - hw_r_old) / span_old
-    w2 = hw_r_new + frac * (hw_l_new - hw_r_new)
-    jaw = np.arange(17)
-    # jaw points slide along their own side of the jaw (the profile's change between the two heights)
-    w2[jaw] = w[jaw] + np.where(jaw <= CHIN, hw_r_new[jaw] - hw_r_old[jaw], hw_l_new[jaw] - hw_l_old[jaw])
-    mid = (hw_r_new + hw_l_new) / 2
-    w2 = mid + (w2 - mid) * width_scale
-    return c + H * (h2[:, None] * e_up + w2[:, None] * e_side)
-
-
 # --------------------------------------------------------------------------------------------- rendering
-def _check_inputs(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or not (
-            image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-        raise ValueError(f"image must be a (H, W) or (H, W, 3) uint8 array, got "
-                         f"{getattr(image, 'shape', None)} {getattr(image, 'dtype', type(image))}")
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.shape != (68, 2) or not np.all(np.isfinite(pts)):
-        raise ValueError(f"points must be a finite (68, 2) array of (x, y), got shape {pts.shape}")
-    return pts
-
-
 def _folds(src: np.ndarray, dst: np.ndarray, tri: np.ndarray) -> bool:
     """True if any triangle flips orientation (or collapses) between template and image."""
     def area(p: np.ndarray) -> np.ndarray:
@@ -255,18 +165,20 @@ def _soft_knee(v: np.ndarray) -> np.ndarray:
     return np.where(v <= KNEE, v, 1.0 - room * np.exp(-(v - KNEE) / room))
 
 
-def render_mask(image: np.ndarray, points: np.ndarray, template: "MaskTemplate",
-                params: "MaskParams") -> tuple[np.ndarray, np.ndarray]:
+def render_mask(image: np.ndarray, points: np.ndarray, template: MaskTemplate,
+                params: MaskParams) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``template`` on ``image`` with ``params``.
 
     image: (H, W) or (H, W, 3) uint8 (RGB); points: (68, 2) float (x, y) pixel coordinates of the image.
-    Returns (masked image, same shape/dtype; alpha (H, W) float32 in [0, 1]).  Inputs are not modified.
+    Returns (masked image, same shape/dtype; alpha (H, W) float32 in [0, 1]).  Inputs are not modified;
+    the same inputs give the same output.
     """
-    pts = _check_inputs(image, points)
+    check_image(image)
+    pts = check_points(points)
     H_img, W_img = image.shape[:2]
     out = image.copy()
     alpha_full = np.zeros((H_img, W_img), np.float32)
-    prep = template.prepared(params.pattern)
+    prep = template.cached(("prepared", params.pattern), lambda: prepare_template(template, params.pattern))
 
     vp = fit_points(pts, params.fit, params.top_shift, params.width_scale)
     dst_anchor = prep.weights @ vp
@@ -346,7 +258,7 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: "MaskTemplate",
     else:
         premult = small[..., :3]
         if gray_out or not params.use_color:
-            luma = premult @ np.array([0.299, 0.587, 0.114], np.float32)
+            luma = premult @ _LUMA32
             premult = np.repeat(luma[..., None], 3, axis=2)
 
     # light from the face: exposure (mean luminance under the mask) and shading (blurred luminance)
@@ -371,7 +283,7 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: "MaskTemplate",
 
     region = out[y0:y1, x0:x1].astype(np.float32) / 255.0
     if gray_out:
-        value = value @ np.array([0.299, 0.587, 0.114], np.float32)
+        value = value @ _LUMA32
         blended = region * (1.0 - a) + value
     else:
         blended = region * (1.0 - a[..., None]) + value
@@ -380,19 +292,4 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: "MaskTemplate",
     return out, alpha_full
 
 
-def apply_mask(image: np.ndarray, points: np.ndarray, params: "MaskParams",
-               template: "MaskTemplate | None" = None) -> tuple[np.ndarray, np.ndarray]:
-    """Draw the mask described by ``params`` (template looked up by ``params.mask`` unless given).
-
-    image (H, W) or (H, W, 3) uint8; points (68, 2) (x, y).  Returns (masked image of the same
-    shape and dtype, alpha (H, W) float32 in [0, 1]).  Pure: inputs are not modified, same inputs
-    give the same output.
-    """
-    if template is None:
-        from maskgen.masks import get_mask  # registry lookup (read-only); deferred to avoid an import cycle
-        template = get_mask(params.mask)
-    return render_mask(image, points, template, params)
-
-
-__all__ = ["FITS", "SUPERSAMPLE", "PreparedTemplate", "prepare_template", "fit_points",
-           "render_mask", "apply_mask"]
+__all__ = ["SUPERSAMPLE", "PreparedTemplate", "prepare_template", "render_mask"]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import platform
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -19,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgen import __version__
-from maskgen.dataset import FerTable, atomic_write, csv_stem, file_sha256, read_fer_csv, write_fer_csv
+from maskgen.dataset import FerTable, read_fer_csv, write_fer_csv
+from maskgen.io import atomic_write, csv_stem, file_sha256, manifest, write_json
 from maskgen.parallel import DEFAULT_CHUNK_SIZE, chunk_ranges, default_jobs, gather_rows, map_chunks
 from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk, resolve_masks
 
@@ -112,9 +110,7 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
             "read": round(t_read - t0, 3), "mask": round(t_mask - t_read, 3),
             "write": round(t_write - t_mask, 3), "total": round(t_write - t0, 3),
         }
-        manifest = {
-            "tool": "maskgen build-smfer",
-            "version": __version__,
+        fields = {
             "seed": config.seed,
             "config": {
                 "seed": config.seed, "masks": list(config.masks or ()),
@@ -125,10 +121,9 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
             "chunk_size": chunk_size,
             "backend": backend,
             "input_sha256": file_sha256(input_path),
-            "machine": {"python": platform.python_version(), "platform": platform.platform()},
             **asdict(report),
         }
-        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_json(tmp_manifest, manifest("maskgen build-smfer", fields))
     return report
 
 

@@ -18,7 +18,7 @@ import tempfile
 
 from fer_models.pretrained import ship
 from fer_models.train import evaluate_checkpoint, load_checkpoint
-from maskgen.dataset import file_sha256
+from maskgen.io import file_sha256
 
 
 def main() -> None:

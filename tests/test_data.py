@@ -97,7 +97,7 @@ def test_to_float_range() -> None:
 
 def test_augment_seeded_shape_dtype() -> None:
     x = to_float(torch.randint(0, 256, (8, 1, SIDE, SIDE), dtype=torch.uint8))
-    cfg = AugmentConfig()
+    cfg = AugmentConfig(20.0, 0.1, 0.1, True)
     a = augment_batch(x, cfg, torch.Generator().manual_seed(3))
     b = augment_batch(x, cfg, torch.Generator().manual_seed(3))
     c = augment_batch(x, cfg, torch.Generator().manual_seed(4))
@@ -124,9 +124,9 @@ def test_augment_identity_and_flip() -> None:
 def test_augment_bounds_and_border_replication() -> None:
     # a constant image stays constant under any transform when borders are replicated
     x = torch.full((16, 1, SIDE, SIDE), 0.25)
-    y = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(0))
+    y = augment_batch(x, AugmentConfig(20.0, 0.1, 0.1, True), torch.Generator().manual_seed(0))
     assert torch.allclose(y, x, atol=1e-5)
-    theta = sample_affine(1000, AugmentConfig(), torch.Generator().manual_seed(0))
+    theta = sample_affine(1000, AugmentConfig(20.0, 0.1, 0.1, True), torch.Generator().manual_seed(0))
     lin = theta[:, :, :2]
     det = torch.linalg.det(lin).abs()  # 1 / zoom^2
     assert det.min() >= 1 / 1.1**2 - 1e-4 and det.max() <= 1 / 0.9**2 + 1e-4
@@ -146,7 +146,7 @@ def test_augment_translation_direction() -> None:
 
 def test_augment_rejects_uint8() -> None:
     with pytest.raises(ValueError):
-        augment_batch(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), AugmentConfig(), torch.Generator())
+        augment_batch(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), AugmentConfig(20.0, 0.1, 0.1, True), torch.Generator())
 
 
 def test_class_weights_balanced() -> None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import fer_csv_text, random_faces, write_gz
-from maskgen.dataset import FerFormatError, FerTable, atomic_write, format_pixels, read_fer_csv, write_fer_csv
+from maskgen.dataset import FerFormatError, FerTable, format_pixels, read_fer_csv, write_fer_csv
+from maskgen.io import atomic_write
 
 
 def test_read_shapes_and_values(small_fer: Path) -> None:

@@ -11,16 +11,14 @@ skimage_data = pytest.importorskip("skimage.data")
 
 from maskgen import landmarks as lm  # noqa: E402
 from maskgen.landmarks import (  # noqa: E402
-    LANDMARK_GROUPS,
     Landmarks,
     LandmarkDetector,
     detect_faces,
-    fit_box_to_points,
     get_detector,
     landmarks_for_crop,
     load_prior,
-    procrustes_distance,
 )
+from maskgen.points import CHIN, LANDMARK_GROUPS, NOSE_TIP, fit_box_to_points, procrustes_distance  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +40,9 @@ def to_fer(face: np.ndarray) -> np.ndarray:
 def assert_face_geometry(p: Landmarks) -> None:
     """Eyes above nose tip above mouth above chin; subject's right eye on the image's left."""
     eyes_y = p.group("eyes")[:, 1].mean()
-    nose_y = p.points[lm.NOSE_TIP_POINT, 1]
+    nose_y = p.points[NOSE_TIP, 1]
     mouth_y = p.group("mouth")[:, 1].mean()
-    chin_y = p.points[lm.CHIN_POINT, 1]
+    chin_y = p.points[CHIN, 1]
     assert eyes_y < nose_y < mouth_y < chin_y
     assert p.group("right_eye")[:, 0].mean() < p.group("left_eye")[:, 0].mean()
     assert p.group("right_eyebrow")[:, 1].mean() < p.group("right_eye")[:, 1].mean()
@@ -57,7 +55,7 @@ def test_groups_cover_the_68_points_once() -> None:
     lips = set(LANDMARK_GROUPS["top_lip"].tolist()) | set(LANDMARK_GROUPS["bottom_lip"].tolist())
     assert lips == set(range(48, 68))
     with pytest.raises(ValueError, match="read-only"):
-        lm.LANDMARK_GROUPS["jaw"][0] = 3  # read-only arrays
+        LANDMARK_GROUPS["jaw"][0] = 3  # read-only arrays
     p = Landmarks(points=np.zeros((68, 2), np.float32), source="x", score=0.0, accepted=True, box=(0, 0, 1, 1))
     with pytest.raises(ValueError, match="unknown landmark group"):
         p.group("ears")

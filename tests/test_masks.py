@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from maskgen import masks as M
-from maskgen.masks import (BUILTIN_MASKS, MaskParams, MaskSpecError, get_mask, list_masks, load_mask_spec,
-                           register_mask, resolve_landmark, sample_params, unregister_mask)
+from maskgen.fits import MaskParams, sample_params
+from maskgen.masks import (BUILTIN_MASKS, MaskSpecError, get_mask, list_masks, load_mask_spec, register_mask,
+                           unregister_mask)
+from maskgen.pipeline import apply_mask
 from maskgen.qa import qa_check
-from maskgen.render import apply_mask
+from maskgen.templates import PATTERNS, resolve_landmark
 
 MAX_TEMPLATE_WIDTH = 512
 
@@ -259,10 +260,13 @@ def test_masks_subset_and_natural_spread_of_gray_tones(face):
 
 def test_patterns_are_cached_and_anti_aliased():
     t = get_mask("cloth")
-    for name in M.PATTERNS:
+    for name in PATTERNS:
         p = t.pattern_layer(name)
         assert p is t.pattern_layer(name)
         assert p.shape == t.image.shape[:2] and 0 <= p.min() and p.max() <= 1
         if name != "plain":
             assert 0.1 < p.mean() < 0.7 and ((p > 0.05) & (p < 0.95)).any()
-    assert t.prepared("stripes") is t.prepared("stripes")
+    from maskgen.render import prepare_template
+
+    prepared = t.cached(("prepared", "stripes"), lambda: prepare_template(t, "stripes"))
+    assert t.cached(("prepared", "stripes"), lambda: 1 / 0) is prepared  # computed once per template

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from maskgen.photo import expand_paths, mask_files, mask_photo, read_image, write_image
+from maskgen.io import read_image, write_image
+from maskgen.photo import expand_paths, mask_files, mask_photo
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from maskgen.preview import GAP, LABEL_HEIGHT, MARGIN, contact_sheet, preview_table, save_png
+from maskgen.io import write_image as save_png
+from maskgen.preview import GAP, LABEL_HEIGHT, MARGIN, contact_sheet, preview_table
 
 
 def _images(n: int, shape=(48, 48), value: int = 100) -> list[np.ndarray]:

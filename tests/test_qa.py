@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskgen.landmarks import LANDMARK_GROUPS, load_prior
-from maskgen.qa import COVERED_ALPHA, FITS, QAResult, qa_check, sample_alpha
+from maskgen.fits import FITS
+from maskgen.landmarks import load_prior
+from maskgen.points import LANDMARK_GROUPS
+from maskgen.qa import COVERED_ALPHA, QAResult, qa_check, sample_alpha
 
 SIZE = 96
 
@@ -116,7 +118,7 @@ def test_validation(points: np.ndarray) -> None:
 
 def test_points_outside_the_image_are_not_judged() -> None:
     """A mouth cut by the bottom border: only its in-frame points must be covered."""
-    from maskgen.landmarks import LANDMARK_GROUPS
+    from maskgen.points import LANDMARK_GROUPS
     from maskgen.qa import qa_check
 
     pts = np.zeros((68, 2), np.float32)

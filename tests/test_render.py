@@ -15,9 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
-from maskgen.masks import MaskParams, get_mask, list_masks, sample_params
+from maskgen.fits import FITS, MaskParams, fit_points, sample_params
+from maskgen.masks import get_mask, list_masks
+from maskgen.pipeline import apply_mask
 from maskgen.qa import qa_check
-from maskgen.render import FITS, apply_mask, fit_points, render_mask
+from maskgen.render import render_mask
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 LFW_FACES = 12          # how many LFW faces to try (the first 100 of lfw_subset are faces)
@@ -149,10 +151,10 @@ def test_fit_guards_keep_eyes_free_and_nose_covered(faces):
 
 
 def test_folded_mesh_is_detected_and_still_renders_a_whole_mask(faces):
-    from maskgen.render import _folds
+    from maskgen.render import _folds, prepare_template
 
     gray, pts = faces[0]
-    prep = get_mask("surgical").prepared()
+    prep = prepare_template(get_mask("surgical"))
     n = len(prep.weights)
     tri, src = prep.triangles, prep.src
     anchors = prep.weights @ pts

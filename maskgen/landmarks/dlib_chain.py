@@ -1,4 +1,4 @@
-"""68-point facial landmarks that never silently miss.
+"""The dlib landmark source: 68-point landmarks that never silently miss.
 
 Two entry points:
 
@@ -37,61 +37,20 @@ integer positions. Models are loaded lazily, once per process.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
 from maskgen._resources import CNN_FACE_DETECTOR, SHAPE_PREDICTOR_68, dlib_model_path
+from maskgen.imageops import to_gray
+from maskgen.landmarks.base import Landmarks
+from maskgen.landmarks.prior import LandmarkPrior, crop_features, frame_features, load_prior
+from maskgen.points import box_iou, fit_box_to_points, procrustes_distance
 
-__all__ = [
-    "LANDMARK_GROUPS",
-    "N_POINTS",
-    "Landmarks",
-    "LandmarkDetector",
-    "LandmarkPrior",
-    "get_detector",
-    "detect_faces",
-    "landmarks_for_crop",
-    "procrustes_distance",
-    "crop_features",
-    "frame_features",
-    "fit_box_to_points",
-    "load_prior",
-    "PRIOR_PATH",
-]
-
-N_POINTS = 68
-
-#: Named groups of the dlib / iBUG 68-point convention, defined once.
-#: "right"/"left" are the subject's: ``right_eye`` (36-41) is on the image's left.
-LANDMARK_GROUPS: dict[str, np.ndarray] = {
-    "jaw": np.arange(0, 17),
-    "right_eyebrow": np.arange(17, 22),
-    "left_eyebrow": np.arange(22, 27),
-    "nose_bridge": np.arange(27, 31),
-    "nose_tip": np.arange(31, 36),
-    "right_eye": np.arange(36, 42),
-    "left_eye": np.arange(42, 48),
-    # outer upper lip then inner upper lip (as face_recognition's api.py)
-    "top_lip": np.array([48, 49, 50, 51, 52, 53, 54, 64, 63, 62, 61, 60]),
-    # outer lower lip then inner lower lip (as face_recognition's api.py)
-    "bottom_lip": np.array([54, 55, 56, 57, 58, 59, 48, 60, 67, 66, 65, 64]),
-    # convenience unions
-    "nose": np.arange(27, 36),
-    "eyes": np.arange(36, 48),
-    "mouth": np.arange(48, 68),
-}
-for _idx in LANDMARK_GROUPS.values():
-    _idx.setflags(write=False)
-
-#: index of the nose tip (bottom of the nose bridge) and of the chin
-NOSE_TIP_POINT = 30
-CHIN_POINT = 8
+__all__ = ["LandmarkDetector"]
 
 # ---------------------------------------------------------------- crop mode
 #: crops are resized so that their longer side is this many pixels before HOG
@@ -112,9 +71,6 @@ MIN_CROP_CONTRAST = 3.0
 #: A regressed box is not refined (see the module docstring).
 REFINE_MAX_ITER = 4
 REFINE_TOL = 0.01
-#: the box-regressor stages after the first look at a frame this many times the
-#: current box size, centred on it, resized to FEATURE_SIZE
-CASCADE_FRAME = 1.5
 
 # --------------------------------------------------------------- photo mode
 #: photos whose longer side is below these sizes are upsampled by dlib (x2 per step)
@@ -129,223 +85,7 @@ CNN_CONFIDENCE = 0.3
 #: two detections whose boxes overlap more than this (IoU) are the same face
 DUPLICATE_IOU = 0.4
 
-#: the learned prior (box, mean shape, thresholds); produced by
-#: ``python benchmarks/landmarks.py DATA --fit-prior`` (see docs/results.md)
-PRIOR_PATH = Path(__file__).with_name("landmark_prior.json")
 
-
-@dataclass(frozen=True)
-class Landmarks:
-    """68 facial landmarks of one face.
-
-    ``points`` is (68, 2) float32 in (x, y) order, pixel coordinates of the input
-    image. ``box`` is (left, top, right, bottom) in the same coordinates.
-    ``score`` is the Procrustes distance to the mean face shape (lower = better),
-    ``accepted`` whether the shape passed the plausibility checks.
-    """
-
-    points: np.ndarray
-    source: str
-    score: float
-    accepted: bool
-    box: tuple[float, float, float, float]
-    #: detector confidence (HOG / CNN score) where a detector produced the box, else nan
-    confidence: float = field(default=float("nan"), compare=False)
-
-    def group(self, name: str) -> np.ndarray:
-        """(k, 2) float32 points of a named group (see :data:`LANDMARK_GROUPS`)."""
-        try:
-            idx = LANDMARK_GROUPS[name]
-        except KeyError:
-            raise ValueError(f"unknown landmark group {name!r}; valid: {sorted(LANDMARK_GROUPS)}") from None
-        return self.points[idx]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able summary (no points) for per-row sidecars."""
-        return {
-            "landmark_source": self.source,
-            "landmark_score": round(float(self.score), 5),
-            "landmark_accepted": bool(self.accepted),
-        }
-
-
-# -------------------------------------------------------- crop box features
-#: crops are resized to this size before computing the box-regressor features
-FEATURE_SIZE = 48
-#: gradient-histogram cell size (pixels) and number of orientation bins
-FEATURE_CELL = 6
-FEATURE_BINS = 9
-#: side of the downsampled intensity image appended to the histograms
-FEATURE_THUMB = 12
-#: damping constant of the per-cell histogram normalisation
-FEATURE_NORM_EPS = 10.0
-
-
-def crop_features(gray: np.ndarray) -> np.ndarray:
-    """Appearance features of a crop for the prior-box regressor, (d,) float32.
-
-    A HOG-like descriptor: per FEATURE_CELL x FEATURE_CELL cell a histogram of
-    gradient orientations (FEATURE_BINS bins over 0-180 degrees, magnitude
-    weighted, linear bin interpolation, normalised per cell), followed by a
-    FEATURE_THUMB x FEATURE_THUMB thumbnail scaled to [0, 1].
-    """
-    g = np.asarray(gray, dtype=np.float32)
-    if g.shape != (FEATURE_SIZE, FEATURE_SIZE):
-        g = cv2.resize(g, (FEATURE_SIZE, FEATURE_SIZE), interpolation=cv2.INTER_AREA)
-    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=1)
-    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=1)
-    mag = np.sqrt(gx * gx + gy * gy)
-    ang = (np.arctan2(gy, gx) % np.pi) * (FEATURE_BINS / np.pi)
-    lo = np.floor(ang)
-    w_hi = ang - lo
-    b_lo = lo.astype(np.intp) % FEATURE_BINS
-    b_hi = (b_lo + 1) % FEATURE_BINS
-    n = FEATURE_SIZE // FEATURE_CELL
-    cell = (np.arange(FEATURE_SIZE) // FEATURE_CELL)
-    cell_idx = (cell[:, None] * n + cell[None, :]) * FEATURE_BINS
-    hist = np.bincount((cell_idx + b_lo).ravel(), weights=(mag * (1 - w_hi)).ravel(), minlength=n * n * FEATURE_BINS)
-    hist += np.bincount((cell_idx + b_hi).ravel(), weights=(mag * w_hi).ravel(), minlength=n * n * FEATURE_BINS)
-    hist = hist.reshape(n * n, FEATURE_BINS)
-    hist /= np.linalg.norm(hist, axis=1, keepdims=True) + FEATURE_NORM_EPS
-    thumb = cv2.resize(g, (FEATURE_THUMB, FEATURE_THUMB), interpolation=cv2.INTER_AREA) / 255.0
-    return np.concatenate([hist.ravel(), thumb.ravel()]).astype(np.float32)
-
-
-def frame_features(gray: np.ndarray, center_size: tuple[float, float, float]) -> np.ndarray:
-    """:func:`crop_features` of the square frame CASCADE_FRAME x size around a box centre.
-
-    center_size is (cx, cy, size) in pixels of ``gray`` ((H, W) uint8); pixels outside
-    the crop are filled by replicating its border.
-    """
-    cx, cy, size = center_size
-    side = CASCADE_FRAME * size
-    f = FEATURE_SIZE / side
-    affine = np.array([[f, 0.0, (side / 2 - cx + 0.5) * f - 0.5],
-                       [0.0, f, (side / 2 - cy + 0.5) * f - 0.5]], dtype=np.float32)
-    frame = cv2.warpAffine(gray, affine, (FEATURE_SIZE, FEATURE_SIZE), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-    return crop_features(frame)
-
-
-# ------------------------------------------------------------------ geometry
-def procrustes_distance(points: np.ndarray, reference: np.ndarray) -> float:
-    """Full Procrustes distance (translation, scale, rotation removed; no reflection) in [0, 1].
-
-    ``points`` and ``reference`` are (n, 2) (x, y) arrays. With the shapes as centred
-    complex vectors a, b: sqrt(1 - |<a, b>|^2 / (|a|^2 |b|^2)); 0 = same shape.
-    """
-    p = np.asarray(points, dtype=np.float64)
-    r = np.asarray(reference, dtype=np.float64)
-    a = p[:, 0] + 1j * p[:, 1]
-    b = r[:, 0] + 1j * r[:, 1]
-    a = a - a.mean()
-    b = b - b.mean()
-    na, nb = float(np.vdot(a, a).real), float(np.vdot(b, b).real)
-    if na < 1e-12 or nb < 1e-12:
-        return 1.0
-    c = abs(np.vdot(a, b)) ** 2 / (na * nb)
-    return float(np.sqrt(max(0.0, 1.0 - c)))
-
-
-def fit_box_to_points(points: np.ndarray, mean_shape: np.ndarray) -> tuple[float, float, float, float]:
-    """Square box (left, top, right, bottom) that maps ``mean_shape`` best onto ``points``.
-
-    ``mean_shape`` is (68, 2) in box-normalised coordinates ((0, 0) = top-left,
-    (1, 1) = bottom-right of the face box); least squares over scale and
-    translation (no rotation: boxes are axis-aligned).
-    """
-    p = np.asarray(points, dtype=np.float64)
-    m = np.asarray(mean_shape, dtype=np.float64)
-    mc, pc = m.mean(axis=0), p.mean(axis=0)
-    dm = m - mc
-    scale = float((dm * (p - pc)).sum() / (dm * dm).sum())
-    left, top = pc - scale * mc
-    return (float(left), float(top), float(left + scale), float(top + scale))
-
-
-def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-# --------------------------------------------------------------------- prior
-@dataclass(frozen=True)
-class LandmarkPrior:
-    """What the crop fallback and the plausibility checks know about aligned faces.
-
-    box:        (left, top, right, bottom) of the typical face box as fractions of
-                the crop's width / height
-    mean_shape: (68, 2) mean landmarks in box-normalised coordinates
-    max_score:  Procrustes distance above which a shape is implausible
-    max_center_offset: largest allowed distance of a crop's box centre from the
-                prior box centre, as a fraction of the prior box size
-    size_range: allowed (min, max) box size as a fraction of the prior box size
-    """
-
-    box: tuple[float, float, float, float]
-    mean_shape: np.ndarray
-    max_score: float
-    max_center_offset: float
-    size_range: tuple[float, float]
-    #: box regressor: list of stages (coef (d, 3), intercept (3,)); stage 0 maps the
-    #: features of the whole crop to (cx / W, cy / H, log(size / W)); stage k >= 1 maps
-    #: the features of the CASCADE_FRAME frame around the current box to a correction
-    #: (dcx / size, dcy / size, dlog size). Empty: use the fixed prior box.
-    cascade: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "box": [round(v, 6) for v in self.box],
-            "max_score": round(self.max_score, 6),
-            "max_center_offset": round(self.max_center_offset, 6),
-            "size_range": [round(v, 6) for v in self.size_range],
-            "mean_shape": np.round(self.mean_shape, 5).tolist(),
-            "cascade": [
-                {"coef": [[float(f"{v:.5g}") for v in row] for row in coef.T], "intercept": [float(v) for v in icpt]}
-                for coef, icpt in self.cascade
-            ],
-            "meta": self.meta,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LandmarkPrior:
-        shape = np.asarray(data["mean_shape"], dtype=np.float64)
-        if shape.shape != (N_POINTS, 2):
-            raise ValueError(f"prior mean_shape must be ({N_POINTS}, 2), got {shape.shape}")
-        box = tuple(float(v) for v in data["box"])
-        if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
-            raise ValueError(f"prior box must be (left, top, right, bottom) with left<right, top<bottom: {box}")
-        return cls(
-            box=box,  # type: ignore[arg-type]
-            mean_shape=shape,
-            max_score=float(data["max_score"]),
-            max_center_offset=float(data["max_center_offset"]),
-            size_range=(float(data["size_range"][0]), float(data["size_range"][1])),
-            cascade=tuple(
-                (np.asarray(st["coef"], dtype=np.float32).T.copy(), np.asarray(st["intercept"], dtype=np.float32))
-                for st in data.get("cascade", [])
-            ),
-            meta=dict(data.get("meta", {})),
-        )
-
-
-def load_prior(path: str | Path = PRIOR_PATH) -> LandmarkPrior:
-    """Read a :class:`LandmarkPrior` from JSON (default: the one shipped with maskgen)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"landmark prior {path} missing; create it with `python benchmarks/landmarks.py DATA --fit-prior`"
-        ) from None
-    return LandmarkPrior.from_json(data)
-
-
-# ------------------------------------------------------------------ detector
 @dataclass
 class _Canvas:
     """An upscaled, edge-padded copy of a crop and the map back to input coords."""
@@ -375,7 +115,7 @@ def _to_gray_uint8(image: np.ndarray, what: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
-        arr = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_RGB2GRAY)
+        arr = to_gray(arr)
     if arr.ndim != 2:
         raise ValueError(f"{what}: expected (H, W) or (H, W, 3) image, got shape {arr.shape}")
     if min(arr.shape) < 8:
@@ -384,7 +124,11 @@ def _to_gray_uint8(image: np.ndarray, what: str) -> np.ndarray:
 
 
 class LandmarkDetector:
-    """Holds the dlib models (loaded lazily on first use) and the crop prior."""
+    """The dlib landmark source: HOG / prior box / CNN crop chain and photo detection.
+
+    Holds the dlib models (loaded lazily on first use, never at import or construction)
+    and the crop prior. Implements :class:`maskgen.landmarks.base.LandmarkSource`.
+    """
 
     def __init__(self, prior: LandmarkPrior | None = None) -> None:
         self._prior = prior
@@ -588,7 +332,7 @@ class LandmarkDetector:
                         found.append(((r.left(), r.top(), r.right(), r.bottom()), float(det.confidence), "cnn"))
         faces: list[Landmarks] = []
         for box, conf, source in sorted(found, key=lambda f: -f[1]):
-            if any(_box_iou(box, f.box) > DUPLICATE_IOU for f in faces):
+            if any(box_iou(box, f.box) > DUPLICATE_IOU for f in faces):
                 continue
             points = self._predict(gray, box).astype(np.float32)
             score = self.score(points)
@@ -597,24 +341,3 @@ class LandmarkDetector:
             faces.append(Landmarks(points=points, source=source, score=score, accepted=True,
                                    box=tuple(float(v) for v in box), confidence=conf))  # type: ignore[arg-type]
         return sorted(faces, key=lambda f: f.box[0])
-
-
-_DETECTOR: LandmarkDetector | None = None
-
-
-def get_detector() -> LandmarkDetector:
-    """Process-wide detector (one per worker process); models load on first use."""
-    global _DETECTOR
-    if _DETECTOR is None:
-        _DETECTOR = LandmarkDetector()
-    return _DETECTOR
-
-
-def detect_faces(image: np.ndarray) -> list[Landmarks]:
-    """All faces in a photo; see :meth:`LandmarkDetector.detect_faces`."""
-    return get_detector().detect_faces(image)
-
-
-def landmarks_for_crop(gray: np.ndarray) -> Landmarks:
-    """Landmarks for an aligned crop; see :meth:`LandmarkDetector.for_crop`."""
-    return get_detector().for_crop(gray)

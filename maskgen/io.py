@@ -1,0 +1,168 @@
+"""Generic file I/O, used by every stage that writes: atomic writes, checksums, file naming,
+manifests, and image files.
+
+Nothing here knows about FER2013 (that codec is :mod:`maskgen.dataset`). Every output goes
+through :func:`atomic_write`: written under a temporary name in the same folder and renamed
+only when complete, so an interrupted run never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` only on success.
+
+    On any exception (including KeyboardInterrupt) the temporary file is removed, so an
+    interrupted run never leaves a half-written file under the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, _default_file_mode())  # mkstemp makes 0600; give the usual umask mode
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def _default_file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give: 0o666 minus the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (recorded in manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def csv_stem(path: str | os.PathLike) -> str:
+    """File name without ``.csv`` / ``.csv.gz``: ``fer2013.csv.gz`` -> ``fer2013``."""
+    stem = Path(path).name
+    for suffix in (".gz", ".csv"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem
+
+
+# ---------------------------------------------------------------- manifests
+def machine_info() -> dict[str, Any]:
+    """Python, platform, and the SIMD paths numpy and OpenCV may take here (they decide
+    which rounding a few float operations get; see docs/results.md, "Determinism")."""
+    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            features = {}
+    info["numpy"] = np.__version__
+    order = ("AVX512_SKX", "AVX512F", "AVX2", "AVX", "SSE42", "ASIMD")
+    info["numpy_simd"] = next((k for k in order if features.get(k)), "baseline")
+    info["opencv"] = cv2.__version__
+    info["opencv_cpu"] = cv2.getCPUFeaturesLine()
+    overrides = {k: os.environ[k] for k in ("NPY_DISABLE_CPU_FEATURES", "OPENCV_CPU_DISABLE") if os.environ.get(k)}
+    if overrides:
+        info["simd_overrides"] = overrides
+    return info
+
+
+def manifest(tool: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A run manifest: the tool, maskgen's version, the machine, then ``fields``."""
+    from maskgen import __version__
+
+    return {"tool": tool, "version": __version__, **fields, "machine": machine_info()}
+
+
+def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON (newline at the end) to ``path`` (a temporary path of atomic_write)."""
+    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- images
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a picture as (H, W) uint8 (gray files) or (H, W, 3) uint8 RGB; ValueError if unreadable."""
+    im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if im is None:
+        raise ValueError(f"cannot read image {path}")
+    if im.dtype == np.uint16:
+        im = (im // 257).astype(np.uint8)
+    if im.dtype != np.uint8:
+        raise ValueError(f"{path}: unsupported pixel type {im.dtype}")
+    if im.ndim == 2:
+        return im
+    if im.shape[2] == 4:
+        return cv2.cvtColor(im, cv2.COLOR_BGRA2RGB)
+    if im.shape[2] == 1:
+        return im[..., 0]
+    return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
+
+
+def read_rgba(path: str | os.PathLike) -> np.ndarray:
+    """Read a picture with an alpha channel as (H, W, 4) uint8 RGBA; ValueError if unreadable or opaque."""
+    im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if im is None:
+        raise ValueError(f"cannot read image {path}")
+    if im.ndim != 3 or im.shape[2] != 4:
+        raise ValueError(f"image {path} has no alpha channel (need an RGBA PNG)")
+    if im.dtype == np.uint16:
+        im = (im // 257).astype(np.uint8)
+    return cv2.cvtColor(im, cv2.COLOR_BGRA2RGBA)
+
+
+#: PNG files are written with the smallest encoding (lossless either way)
+PNG_PARAMS = (cv2.IMWRITE_PNG_COMPRESSION, 9)
+
+
+def encode_image(image: np.ndarray, suffix: str = ".png", params: tuple[int, ...] | None = None) -> bytes:
+    """(H, W) or (H, W, 3) RGB uint8 -> the bytes of an image file of type ``suffix``.
+
+    ``params``: OpenCV ``imencode`` flags (default: :data:`PNG_PARAMS` for PNG, none otherwise).
+    """
+    suffix = suffix or ".png"
+    if params is None:
+        params = PNG_PARAMS if suffix.lower() == ".png" else ()
+    bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(suffix, bgr, list(params))
+    if not ok:
+        raise ValueError(f"cannot encode an image as {suffix}")
+    return data.tobytes()
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, params: tuple[int, ...] | None = None) -> Path:
+    """Write (H, W) or (H, W, 3) RGB uint8 atomically; the format comes from the suffix."""
+    path = Path(path)
+    try:
+        data = encode_image(image, path.suffix or ".png", params)
+    except ValueError:
+        raise ValueError(f"cannot encode {path}") from None
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+__all__ = ["atomic_write", "csv_stem", "encode_image", "file_sha256", "machine_info", "manifest", "read_image",
+           "read_rgba", "write_image", "write_json"]
