@@ -20,7 +20,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -161,13 +161,6 @@ def measure_model(
         t_batch = statistics.median(time_forward(model, xb, throughput_repeats, min(warmup, 1), placement))
         throughput = THROUGHPUT_BATCH / t_batch
     return ModelCost(name, params, flops, flops // FLOPS_PER_MAC, latency_ms, throughput)
-
-
-def summarize(names: Iterable[str] | None = None, **kwargs: object) -> list[ModelCost]:
-    """:func:`measure_model` for each name (default: every registered model)."""
-    from fer_models.models import list_models
-
-    return [measure_model(n, **kwargs) for n in (list_models() if names is None else names)]
 
 
 def _paper_cell(name: str) -> str:

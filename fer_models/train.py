@@ -627,9 +627,3 @@ def parse_model_kw(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = value
     return out
-
-
-if __name__ == "__main__":  # same command as `fer-models train`
-    from fer_models.cli import train as _train_command
-
-    _train_command()

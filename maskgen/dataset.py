@@ -76,15 +76,6 @@ class FerTable:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def split_indices(self, usage: str) -> np.ndarray:
-        """Row indices whose ``Usage`` equals ``usage`` (int64, increasing)."""
-        if self.usage is None:
-            raise ValueError(f"{self.path} has no Usage column")
-        return np.flatnonzero(self.usage == usage)
-
-    def class_counts(self) -> np.ndarray:
-        """(7,) int64 number of rows per emotion label."""
-        return np.bincount(self.emotion, minlength=len(EMOTIONS))
 
 
 def _read_text(path: Path) -> str:

@@ -90,11 +90,20 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+#: what a seed guarantees (measured: docs/results.md, "Determinism"); recorded in every manifest
+DETERMINISM = (
+    "byte-identical for the same seed and version on the same numpy / OpenCV SIMD paths (see 'machine'), "
+    "for any --jobs, chunk size or backend; on other SIMD paths rows, labels and sampled parameters are "
+    "identical and pixels agree within 1 gray level, except rows whose landmark decision sits on a rounding "
+    "boundary (measured: 0 of 3,000 rows without AVX512, 1 of 3,000 on an SSE4.2-only path)"
+)
+
+
 def manifest(tool: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """A run manifest: the tool, maskgen's version, the machine, then ``fields``."""
+    """A run manifest: the tool, maskgen's version, ``fields``, the machine and the determinism guarantee."""
     from maskgen import __version__
 
-    return {"tool": tool, "version": __version__, **fields, "machine": machine_info()}
+    return {"tool": tool, "version": __version__, **fields, "machine": machine_info(), "determinism": DETERMINISM}
 
 
 def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:

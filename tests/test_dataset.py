@@ -18,7 +18,7 @@ def test_read_shapes_and_values(small_fer: Path) -> None:
     assert np.array_equal(table.images, random_faces(10))
     assert table.emotion.tolist() == [i % 7 for i in range(10)]
     assert table.columns == ["emotion", "pixels", "Usage"]
-    assert table.split_indices("PublicTest").tolist() == [3, 8]
+    assert np.flatnonzero(table.usage == "PublicTest").tolist() == [3, 8]
 
 
 def test_unchanged_write_is_byte_identical(small_fer: Path, tmp_path: Path) -> None:
@@ -53,8 +53,6 @@ def test_without_usage_and_gzip(tmp_path: Path) -> None:
     table = read_fer_csv(path)
     assert table.usage is None and table.columns == ["emotion", "pixels"]
     assert np.array_equal(table.images, images)
-    with pytest.raises(ValueError, match="no Usage column"):
-        table.split_indices("Training")
 
 
 def test_in_memory_table_writes_standard_format(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ MAX_TEMPLATE_WIDTH = 512
 def face() -> tuple[np.ndarray, np.ndarray]:
     """A real 48x48 face (skimage LFW, upscaled for dlib) and its (68, 2) landmarks."""
     import dlib
-    from skimage import data
+    data = pytest.importorskip("skimage.data")
 
     from maskgen._resources import SHAPE_PREDICTOR_68, dlib_model_path
 

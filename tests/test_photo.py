@@ -12,7 +12,7 @@ from maskgen.photo import expand_paths, mask_files, mask_photo
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    from skimage import data
+    data = pytest.importorskip("skimage.data")
 
     return cv2.resize(data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
 
@@ -69,3 +69,33 @@ def test_unreadable_and_missing(tmp_path):
     assert report.failed and "cannot read" in report.failed[0][1]
     with pytest.raises(FileNotFoundError):
         mask_files([tmp_path / "nope.jpg"], tmp_path / "out")
+
+
+def test_a_failing_face_is_recorded_and_the_others_are_masked(monkeypatch) -> None:
+    """Per-face error handling: the photo path goes through pipeline.mask_with_landmarks face by face."""
+    from maskgen import photo
+    from maskgen.landmarks import Landmarks, load_prior
+
+    shape = load_prior().mean_shape
+    faces = [Landmarks(points=(shape * 60 + [x, 20]).astype(np.float32), source="hog", score=0.01, accepted=True,
+                       box=(x, 20.0, x + 60.0, 80.0)) for x in (10.0, 100.0)]
+
+    class TwoFaces:
+        def detect_faces(self, image):
+            return faces
+
+    real = photo.mask_with_landmarks
+    calls = []
+
+    def flaky(image, points, rng, **kw):
+        calls.append(points)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return real(image, points, rng, **kw)
+
+    monkeypatch.setattr(photo, "mask_with_landmarks", flaky)
+    image = np.full((100, 180, 3), 128, np.uint8)
+    result = photo.mask_photo(image, detector=TwoFaces())
+    assert len(calls) == 2 and len(result.faces) == 1 and result.faces[0].box[0] == 100.0
+    assert result.errors == [(0, (10.0, 20.0, 70.0, 80.0), "RuntimeError: boom")]
+    assert result.alpha[:, 100:].max() > 0.5 and result.alpha[:, :60].max() == 0  # only the second face masked

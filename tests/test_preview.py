@@ -61,7 +61,7 @@ def test_save_png_atomic_roundtrip(tmp_path):
 
 
 def test_preview_table_masks_real_faces_like_build_smfer():
-    from skimage import data
+    data = pytest.importorskip("skimage.data")
 
     from maskgen.pipeline import BuildConfig, mask_face
 
@@ -79,7 +79,7 @@ def test_preview_table_masks_real_faces_like_build_smfer():
 def test_preview_cli_with_a_custom_mask_spec(tmp_path):
     """`maskgen preview` writes the sheet; a --mask-spec mask can be chosen with --masks."""
     from click.testing import CliRunner
-    from skimage import data
+    data = pytest.importorskip("skimage.data")
 
     from maskgen.cli import main
 

@@ -80,6 +80,7 @@ def test_sidecar_and_manifest(built: dict[str, Path]) -> None:
     assert manifest["seed"] == 0 and manifest["rows"] == N_ROWS
     assert sum(manifest["status_counts"].values()) == N_ROWS
     assert set(manifest["timings_s"]) >= {"read", "mask", "write", "total"}
+    assert manifest["machine"]["numpy_simd"] and "byte-identical" in manifest["determinism"]
 
 
 def test_default_output_names(tmp_path: Path) -> None:
@@ -136,15 +137,21 @@ def test_interrupt_leaves_no_output(lfw_csv: Path, tmp_path: Path, monkeypatch) 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_format_text_of_unmasked_rows_is_kept(tmp_path: Path) -> None:
-    """A row whose image did not change is written byte-identical (checked via a no-op build)."""
-    images = np.zeros((2, 48, 48), np.uint8)
+@pytest.mark.parametrize("quoted", [False, True])
+def test_format_text_of_unmasked_rows_is_kept(tmp_path: Path, quoted: bool) -> None:
+    """Rows whose image did not change are written byte-identical: a build that masks nothing
+    (blank images, ``on_implausible="keep"``) reproduces its input file byte for byte."""
+    images = np.zeros((3, 48, 48), np.uint8)
+    text = fer_csv_text(images, [0, 1, 6], ["Training", "PublicTest", "PrivateTest"], newline="\r\n")
+    if quoted:  # pixel field in quotes, as some FER2013 copies have it
+        lines = text.split("\r\n")
+        text = "\r\n".join([lines[0]] + [f'{ln.split(",")[0]},"{ln.split(",")[1]}",{ln.split(",")[2]}'
+                                           for ln in lines[1:] if ln] + [""])
     src = tmp_path / "in.csv"
-    src.write_text(fer_csv_text(images, [0, 1], ["Training", "PublicTest"], newline="\r\n"))
+    src.write_bytes(text.encode())
     out = tmp_path / "out.csv"
     build_smfer(src, out, config=BuildConfig(on_implausible="keep"), jobs=1, progress=False)
-    table = read_fer_csv(out)
-    assert table.newline == "\r\n" and len(table) == 2
+    assert out.read_bytes() == src.read_bytes()
 
 
 def test_api_registered_mask_reaches_workers(lfw_csv: Path, tmp_path: Path) -> None:

@@ -39,8 +39,19 @@ def test_count_flops_two_per_multiply_add() -> None:
 
 
 def test_time_forward_counts_repeats() -> None:
-    times = time_forward(nn.Identity(), torch.zeros(1), repeats=4, warmup=1)
-    assert len(times) == 4 and all(t >= 0 for t in times)
+    import time
+
+    class Slow(nn.Module):
+        calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            Slow.calls += 1
+            time.sleep(0.005)
+            return x
+
+    times = time_forward(Slow(), torch.zeros(1), repeats=4, warmup=1)
+    assert Slow.calls == 5 and len(times) == 4  # warm-up runs are not timed
+    assert all(0.005 <= t < 0.5 for t in times)  # each time is one forward pass
     with pytest.raises(ValueError):
         time_forward(nn.Identity(), torch.zeros(1), repeats=0)
 
