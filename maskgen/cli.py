@@ -85,11 +85,14 @@ def main() -> None:
 @click.option("--metadata", "metadata_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Per-row sidecar CSV [default: <output>.meta.csv].")
 @click.option("--chunk-size", type=int, default=256, show_default=True, help="Rows per parallel task.")
+@click.option("--landmarks", "landmarks_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV of supplied landmarks (key column 'row'; 68 x,y pairs or a face box) used instead of "
+                   "detection for the rows it names; see docs/masks.md.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, mask_names: str | None,
                     mask_specs: tuple[str, ...], fit_text: str | None, on_implausible: str,
-                    metadata_path: Path | None, chunk_size: int, quiet: bool) -> None:
+                    metadata_path: Path | None, chunk_size: int, landmarks_file: Path | None, quiet: bool) -> None:
     """Mask every face of INPUT_CSV (FER2013 format, .csv or .csv.gz) -> SMFER2013.
 
     Same rows, order, labels and Usage as the input; the output is byte-identical for any
@@ -101,7 +104,8 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
 
     config = BuildConfig(seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
                          mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs),
-                         on_implausible=on_implausible)
+                         on_implausible=on_implausible,
+                         landmarks=str(landmarks_file.resolve()) if landmarks_file else None)
     report = build_smfer(input_csv, output, config=config, jobs=jobs, chunk_size=chunk_size,
                          metadata_path=metadata_path, progress=not quiet)
     _print_report(report)

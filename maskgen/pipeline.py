@@ -51,6 +51,8 @@ class BuildConfig:
             parent process) to register in each worker; see :func:`resolve_masks`.
         on_implausible: "mask" (draw on the best landmarks and flag the row) or "keep"
             (leave the row unmasked and flag it).
+        landmarks: a landmarks file (:mod:`maskgen.landmarks.supplied`): its points or boxes
+            are used for the rows it names; other rows are detected.
     """
 
     seed: int = 0
@@ -59,6 +61,7 @@ class BuildConfig:
     mask_specs: tuple[str, ...] = ()
     on_implausible: str = "mask"
     templates: tuple[MaskTemplate, ...] = field(default=(), repr=False)
+    landmarks: str | None = None
 
     def __post_init__(self) -> None:
         if self.on_implausible not in ("mask", "keep"):
@@ -132,6 +135,22 @@ def resolve_masks(config: BuildConfig) -> BuildConfig:
     return replace(config, masks=names, templates=custom)
 
 
+_supplied_sources: dict[str, lm.LandmarkSource] = {}
+
+
+def landmark_source(config: BuildConfig) -> lm.LandmarkSource:
+    """The landmark source of a build: the dlib chain, wrapped by the supplied points when
+    ``config.landmarks`` names a file (read once per process; validated by the caller)."""
+    if config.landmarks is None:
+        return lm.get_detector()
+    key = str(Path(config.landmarks).resolve())
+    if key not in _supplied_sources:
+        from maskgen.landmarks.supplied import SuppliedSource, read_landmarks_file
+
+        _supplied_sources[key] = SuppliedSource(read_landmarks_file(key), lm.get_detector())
+    return _supplied_sources[key]
+
+
 def row_rng(seed: int, row_id: int) -> np.random.Generator:
     """The row's own random generator: depends only on (seed, row_id)."""
     return np.random.default_rng([int(seed), int(row_id)])
@@ -171,7 +190,7 @@ def mask_face(image: np.ndarray, row_id: int, config: BuildConfig,
     try:
         prepare_worker(config)
         if marks is None:
-            marks = (detector or lm.get_detector()).for_crop(to_gray(image))
+            marks = (detector or landmark_source(config)).for_crop(to_gray(image), key=row_id)
         if not marks.accepted and config.on_implausible == "keep":
             return RowResult(row_id, image.copy(), KEPT, landmarks=marks)
         out, alpha, params, check = mask_with_landmarks(
@@ -199,11 +218,11 @@ def mask_chunk(images: np.ndarray, row_ids: Sequence[int], config: BuildConfig
 
     Returns (row_ids (k,) int64, images (k, H, W) uint8, sidecar records).
     """
-    detector = lm.get_detector()
+    detector = landmark_source(config)
     found: list[lm.Landmarks | Exception] = []
-    for image in images:
+    for image, row_id in zip(images, row_ids):
         try:
-            found.append(detector.for_crop(to_gray(image)))
+            found.append(detector.for_crop(to_gray(image), key=int(row_id)))
         except Exception as exc:  # noqa: BLE001 - becomes the row's error record below
             found.append(exc)
     out = np.empty_like(images)

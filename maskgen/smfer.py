@@ -87,6 +87,11 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
         meta_path = Path(metadata_path)
     table = read_fer_csv(input_path)
     config = resolve_masks(config)  # unknown mask names fail here, before any work
+    if config.landmarks is not None:  # so does a bad landmarks file, with its line
+        from maskgen.landmarks.supplied import check_row_keys, read_landmarks_file
+
+        h, w = table.images.shape[1:]
+        check_row_keys(read_landmarks_file(config.landmarks, (w, h)), len(table))
     t_read = time.perf_counter()
 
     n = len(table)
@@ -116,6 +121,8 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
                 "seed": config.seed, "masks": list(config.masks or ()),
                 "fit_probs": dict(config.fit_probs or {"correct": 1.0}),
                 "mask_specs": list(config.mask_specs), "on_implausible": config.on_implausible,
+                "landmarks": config.landmarks,
+                "landmarks_sha256": file_sha256(config.landmarks) if config.landmarks else None,
             },
             "jobs": n_jobs,
             "chunk_size": chunk_size,

@@ -2,13 +2,14 @@
 
 A *landmark source* finds the 68 points of the convention (:mod:`maskgen.points`) on faces:
 
-- ``for_crop(gray)``: one aligned face crop (a FER2013 row) -> one :class:`Landmarks`, always
-  (with ``accepted=False`` and its ``source`` tag when no plausible shape was found);
-- ``detect_faces(image)``: any photo -> every face found, ``[]`` if none.
+- ``for_crop(gray, key=None)``: one aligned face crop (a FER2013 row) -> one :class:`Landmarks`,
+  always (with ``accepted=False`` and its ``source`` tag when no plausible shape was found);
+- ``detect_faces(image, key=None)``: any photo -> every face found, ``[]`` if none.
 
-The dlib chain (:mod:`maskgen.landmarks.dlib_chain`) is the built-in source; another one
-(supplied points, another detector) is a class with these two methods, registered with
-:func:`register_source` and chosen by name in :func:`get_source`.
+``key`` names the row (or file) being processed, for sources that look faces up rather than
+detect them. The dlib chain (:mod:`maskgen.landmarks.dlib_chain`) is the built-in source;
+supplied points (:mod:`maskgen.landmarks.supplied`) wrap it; another detector is a class with
+these two methods, registered with :func:`register_source` and chosen by name in :func:`get_source`.
 """
 from __future__ import annotations
 
@@ -54,11 +55,14 @@ class Landmarks:
 class LandmarkSource(Protocol):
     """A source of 68-point landmarks (see the module docstring)."""
 
-    def for_crop(self, gray: np.ndarray) -> Landmarks:
-        """Landmarks of an aligned face crop ((H, W) uint8); never raises for a valid image."""
+    def for_crop(self, gray: np.ndarray, key: int | str | None = None) -> Landmarks:
+        """Landmarks of an aligned face crop ((H, W) uint8); never raises for a valid image.
+
+        ``key`` names the row or file (a source of supplied points looks it up; detectors ignore it).
+        """
         ...
 
-    def detect_faces(self, image: np.ndarray) -> list[Landmarks]:
+    def detect_faces(self, image: np.ndarray, key: int | str | None = None) -> list[Landmarks]:
         """Every face in a photo ((H, W) or (H, W, 3) uint8 RGB), left to right; [] if none."""
         ...
 

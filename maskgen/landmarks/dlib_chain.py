@@ -285,12 +285,30 @@ class LandmarkDetector:
             break
         return best
 
-    def for_crop(self, gray: np.ndarray) -> Landmarks:
+    def in_box(self, image: np.ndarray, box: tuple[float, float, float, float], source: str = "box") -> Landmarks:
+        """The shape predictor in a given face box (left, top, right, bottom; input pixels).
+
+        Crops (longer side at most CROP_TARGET_SIZE) use the same upscaled canvas as
+        :meth:`for_crop`; bigger images are predicted on directly. ``accepted`` is the
+        plausibility test of the shape (Procrustes score).
+        """
+        gray = _to_gray_uint8(image, "in_box")
+        if max(gray.shape) <= CROP_TARGET_SIZE:
+            canvas = self.crop_canvas(gray)
+            box_big = canvas.box_from_input(box)
+            result = self._crop_result(canvas, box_big, self._predict(canvas.image, box_big), source, gray.shape)
+            return replace(result, accepted=result.score <= self.prior.max_score)
+        points = self._predict(gray, box).astype(np.float32)
+        score = self.score(points)
+        return Landmarks(points=points, source=source, score=score, accepted=score <= self.prior.max_score,
+                         box=tuple(float(v) for v in box))  # type: ignore[arg-type]
+
+    def for_crop(self, gray: np.ndarray, key: int | str | None = None) -> Landmarks:
         """Landmarks for an aligned face crop ((H, W) uint8, e.g. a (48, 48) FER2013 row).
 
         Tries HOG, then the (regressed) prior box, then the CNN; returns the first
         accepted shape, else the lowest-score one with ``accepted=False``.
-        Never raises for a valid image.
+        Never raises for a valid image. ``key`` (the row) is not used by this source.
         """
         gray = _to_gray_uint8(gray, "for_crop")
         canvas = self.crop_canvas(gray)
@@ -307,7 +325,7 @@ class LandmarkDetector:
         return min(tried, key=lambda lm: lm.score)
 
     # ------------------------------------------------------------ photo mode
-    def detect_faces(self, image: np.ndarray) -> list[Landmarks]:
+    def detect_faces(self, image: np.ndarray, key: int | str | None = None) -> list[Landmarks]:
         """All faces in a photo ((H, W) or (H, W, 3) uint8 RGB), left to right; [] if none.
 
         Small images are upsampled; HOG first, the CNN only when HOG finds nothing
