@@ -154,7 +154,7 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 
 
 @main.command()
-@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="FER2013-format CSV (.csv or .csv.gz).")
+@click.option("--data", required=True, type=click.Path(exists=True), help="FER2013-format CSV (.csv or .csv.gz), or an image folder (split/class/*.png).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoints, log.jsonl, test report.")
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default="default", show_default=True,
               help="default: the best recipe measured (docs/training.md); paper: the paper's recipe exactly. "
@@ -217,7 +217,7 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
               help="best.pt or checkpoint.pt of a run.")
 @click.option("--weights", default=None, help="Shipped weights by name instead of --checkpoint (fer-models weights lists them).")
-@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="FER2013-format CSV to score (any file).")
+@click.option("--data", required=True, type=click.Path(exists=True), help="FER2013-format CSV or image folder to score.")
 @click.option("--split", type=_SPLIT_CHOICE, default=None, help="Default: the checkpoint's split.")
 @click.option("--subset", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder (default: next to the checkpoint).")

@@ -74,6 +74,65 @@ class FerTensors:
         return self.images[idx], self.labels[idx]
 
 
+#: class-folder names accepted for each FER2013 label (FER+ / common image-folder spellings)
+CLASS_ALIASES: Mapping[str, int] = {
+    **{name: i for i, name in enumerate(EMOTIONS)},
+    "anger": 0, "disgusted": 1, "fearful": 2, "happiness": 3, "sadness": 4, "surprised": 5,
+}
+#: split-folder names -> FER2013 ``Usage``
+SPLIT_ALIASES: Mapping[str, str] = {
+    "train": "Training", "training": "Training", "val": "PublicTest", "valid": "PublicTest",
+    "validation": "PublicTest", "publictest": "PublicTest", "test": "PrivateTest", "privatetest": "PrivateTest",
+}
+
+
+def load_image_folder(path: str | os.PathLike) -> FerTensors:
+    """Read an image-folder dataset (``split/class/*.png|jpg``, as ``maskgen build-smfer DIR`` writes it).
+
+    Pictures are converted to gray (luma) and resized to 48x48 (area interpolation) where needed;
+    class folders name the FER2013 label (:data:`CLASS_ALIASES`, case-insensitive), split folders
+    the ``Usage`` (:data:`SPLIT_ALIASES`; none: no ``Usage``). Rows are in sorted path order.
+
+    Raises:
+        ValueError: no pictures, an unknown class or split folder, or an unreadable picture.
+    """
+    import cv2
+
+    from maskgen.folders import scan_folder
+    from maskgen.imageops import to_gray
+    from maskgen.io import read_image
+
+    root = Path(path)
+    items = scan_folder(root)
+    if not items:
+        raise ValueError(f"{root}: no pictures")
+    images = np.empty((len(items), SIDE, SIDE), np.uint8)
+    labels = np.empty(len(items), np.int64)
+    usage = []
+    for k, item in enumerate(items):
+        label = CLASS_ALIASES.get(item.label.lower())
+        if label is None:
+            raise ValueError(f"{root / item.path}: class folder {item.label!r} is not an expression; "
+                             f"expected one of {', '.join(EMOTIONS)}")
+        split = SPLIT_ALIASES.get(item.split.lower()) if item.split else None
+        if item.split and split is None:
+            raise ValueError(f"{root / item.path}: split folder {item.split!r} is not one of "
+                             f"{', '.join(sorted(set(SPLIT_ALIASES)))}")
+        gray = to_gray(read_image(root / item.path))
+        if gray.shape != (SIDE, SIDE):
+            gray = cv2.resize(gray, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+        images[k], labels[k] = gray, label
+        usage.append(split)
+    has_usage = any(u is not None for u in usage)
+    return FerTensors(images=torch.from_numpy(images).unsqueeze(1), labels=torch.from_numpy(labels),
+                      usage=np.array(usage, dtype=object) if has_usage else None, groups=None, path=root)
+
+
+def load_dataset(path: str | os.PathLike) -> FerTensors:
+    """A FER2013-format CSV (:func:`load_fer_tensors`) or an image folder (:func:`load_image_folder`)."""
+    return load_image_folder(path) if Path(path).is_dir() else load_fer_tensors(path)
+
+
 def load_fer_tensors(path: str | os.PathLike) -> FerTensors:
     """Read and validate a FER2013-format CSV (``.csv`` or ``.csv.gz``) into tensors."""
     table = read_fer_csv(path)
@@ -222,5 +281,5 @@ def class_weights(labels: torch.Tensor, num_classes: int = len(EMOTIONS)) -> tor
 
 __all__ = [
     "SIDE", "SPLITS", "SUBSETS", "USAGE_SPLIT", "AugmentConfig", "FerTensors", "augment_batch",
-    "class_weights", "load_fer_tensors", "random_erase", "sample_affine", "split_indices", "to_float",
+    "class_weights", "load_dataset", "load_fer_tensors", "load_image_folder", "random_erase", "sample_affine", "split_indices", "to_float",
 ]

@@ -39,7 +39,7 @@ from torch import nn
 
 from fer_models.config import RECIPES, RESUME_MUTABLE, TTA_CHOICES, TrainConfig, recipe_value
 from fer_models.data import (
-    FerTensors, augment_batch, class_weights, load_fer_tensors, random_erase, split_indices, to_float,
+    FerTensors, augment_batch, class_weights, load_dataset, random_erase, split_indices, to_float,
 )
 from fer_models.device import Placement, resolve
 from fer_models.labels import FERPLUS_CLASSES, ferplus_targets, parse_labels_option, read_ferplus_votes
@@ -379,7 +379,7 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
     ckpt_path = out / CHECKPOINT_NAME
     if not resume and ckpt_path.exists():
         raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue, or choose another --out")
-    data = data if data is not None else load_fer_tensors(config.data)
+    data = data if data is not None else load_dataset(config.data)
     subsets = split_indices(data, config.split, config.seed)
     class_names: tuple[str, ...] = EMOTIONS
     soft = None
@@ -585,7 +585,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
     if tta not in TTA_CHOICES:
         raise ValueError(f"tta must be one of {TTA_CHOICES}, got {tta!r}")
     placement = resolve(device, amp)
-    tensors = load_fer_tensors(data)
+    tensors = load_dataset(data)
     if subset == "all":
         rows = np.arange(len(tensors))
     else:

@@ -67,9 +67,9 @@ def main() -> None:
 
 
 @main.command("build-smfer")
-@click.argument("input_csv", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output CSV [default: smfer2013.csv next to the input].")
+@click.argument("input_csv", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output CSV [default: smfer2013.csv next to the input]; for a folder input, the output folder.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Base seed; row i draws from numpy default_rng([seed, i]).")
 @click.option("-j", "--jobs", type=int, default=0, show_default=True, help="Worker processes (0 = all cores).")
@@ -88,16 +88,27 @@ def main() -> None:
 @click.option("--landmarks", "landmarks_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV of supplied landmarks (key column 'row'; 68 x,y pairs or a face box) used instead of "
                    "detection for the rows it names; see docs/masks.md.")
+@click.option("--photo", "photo_mode", is_flag=True,
+              help="Folder input: mask every face found in each picture (default: each picture is one aligned "
+                   "face crop, the FER2013 chain).")
+@click.option("--list", "list_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Folder input: a CSV with a 'path' column (relative to INPUT) and optional 'label', "
+                   "'split' columns, instead of every picture under INPUT.")
+@click.option("--resume", is_flag=True, help="Folder input: continue an interrupted build in the output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, mask_names: str | None,
                     mask_specs: tuple[str, ...], fit_text: str | None, on_implausible: str,
-                    metadata_path: Path | None, chunk_size: int, landmarks_file: Path | None, quiet: bool) -> None:
-    """Mask every face of INPUT_CSV (FER2013 format, .csv or .csv.gz) -> SMFER2013.
+                    metadata_path: Path | None, chunk_size: int, landmarks_file: Path | None, photo_mode: bool,
+                    list_file: Path | None, resume: bool, quiet: bool) -> None:
+    """Mask every face of INPUT (a FER2013-format .csv / .csv.gz, or a folder of pictures).
 
-    Same rows, order, labels and Usage as the input; the output is byte-identical for any
-    --jobs and for repeated runs with the same --seed. Bad input is reported with its line
-    number before any work starts, and no output file is left behind on failure or Ctrl-C.
+    CSV: the output has the same rows, order, labels and Usage as the input, byte-identical for
+    any --jobs and for repeated runs with the same --seed. Folder (split/class/*.png as the
+    image-folder copies of FER2013, or any tree; or --list): -o OUT_DIR gets the same relative
+    paths, plus smfer.meta.csv and smfer.manifest.json; --resume continues an interrupted build.
+    Bad input is reported with its line number before any work starts, and no output file is
+    left behind on failure or Ctrl-C.
     """
     from maskgen.pipeline import BuildConfig
     from maskgen.smfer import build_smfer
@@ -106,6 +117,22 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
                          mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs),
                          on_implausible=on_implausible,
                          landmarks=str(landmarks_file.resolve()) if landmarks_file else None)
+    if input_csv.is_dir():
+        from maskgen.folders import build_folder
+
+        if output is None:
+            raise ValueError("a folder input needs -o OUT_DIR (the masked copy of the folder)")
+        folder = build_folder(input_csv, output, config=config, mode="photo" if photo_mode else "crop",
+                              list_file=list_file, jobs=jobs, resume=resume, progress=not quiet)
+        click.echo(f"wrote {folder.images} pictures to {folder.output} in {folder.timings_s['total']:.1f} s"
+                   + (f" ({folder.resumed} already done)" if folder.resumed else ""))
+        click.echo(f"  status:    {json.dumps(folder.status_counts)}")
+        click.echo(f"  masks:     {json.dumps(folder.mask_counts)}")
+        click.echo(f"  QA passed: {folder.qa_passed}/{folder.faces} faces")
+        click.echo(f"  sidecar:   {folder.metadata}")
+        return
+    if photo_mode or list_file or resume:
+        raise ValueError("--photo, --list and --resume are for folder inputs")
     report = build_smfer(input_csv, output, config=config, jobs=jobs, chunk_size=chunk_size,
                          metadata_path=metadata_path, progress=not quiet)
     _print_report(report)

@@ -112,6 +112,9 @@ def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- images
+#: picture files read from folders
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a picture as (H, W) uint8 (gray files) or (H, W, 3) uint8 RGB; ValueError if unreadable."""
     im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -173,5 +176,5 @@ def write_image(path: str | os.PathLike, image: np.ndarray, params: tuple[int, .
     return path
 
 
-__all__ = ["atomic_write", "csv_stem", "encode_image", "file_sha256", "machine_info", "manifest", "read_image",
+__all__ = ["IMAGE_SUFFIXES", "atomic_write", "csv_stem", "encode_image", "file_sha256", "machine_info", "manifest", "read_image",
            "read_rgba", "write_image", "write_json"]

@@ -18,15 +18,13 @@ import numpy as np
 
 from maskgen.fits import MaskParams
 from maskgen.imageops import check_image
-from maskgen.io import read_image, write_image
+from maskgen.io import IMAGE_SUFFIXES, read_image, write_image
 from maskgen.pipeline import mask_with_landmarks
 from maskgen.qa import QAResult
 
 __all__ = ["IMAGE_SUFFIXES", "FaceResult", "PhotoResult", "PhotoReport", "mask_photo", "mask_files",
            "expand_paths"]
 
-#: file types read from folders
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)

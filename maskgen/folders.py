@@ -1,0 +1,294 @@
+"""Image-folder datasets: mask every image of a folder tree (or of a list file), same relative paths out.
+
+Layouts read:
+
+- an ImageFolder tree, ``SRC/split/class/*.png|jpg`` (as the common image-folder copies of
+  FER2013 are laid out: ``train/angry/...``, ``test/happy/...``), or ``SRC/class/*``, or flat;
+  the split and class come from the folder names;
+- a list file (``--list FILE``): a CSV with a ``path`` column (relative to ``SRC``) and an
+  optional ``label`` column; its other columns are ignored.
+
+Two modes: ``crop`` (aligned face crops, the FER2013 landmark chain; every image is masked) and
+``photo`` (every face the detector finds; images without a face are recorded as ``no_face``).
+
+Every image's randomness comes from ``(seed, key)`` with ``key`` a 63-bit hash of its relative
+path (:func:`path_key`), so the output does not depend on order, chunking or workers. Outputs go
+to ``OUT/<same relative path>`` (same format; JPEG is re-encoded), plus ``OUT/smfer.meta.csv``
+(one row per image, sorted by path) and ``OUT/smfer.manifest.json``.
+
+**Resume.** The build keeps ``OUT/.maskgen-build.json`` (what is being built) and appends each
+finished chunk's sidecar rows to ``OUT/.smfer.meta.partial.csv``. After an interruption the same
+command with ``resume=True`` (``--resume``) skips every image whose output and sidecar row exist,
+after checking that the configuration is the same; the finished folder is identical to an
+uninterrupted build's.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from maskgen.io import IMAGE_SUFFIXES, atomic_write, file_sha256, manifest, read_image, write_image, write_json
+from maskgen.parallel import default_jobs, map_chunks
+from maskgen.pipeline import SIDECAR_COLUMNS, BuildConfig, landmark_source, mask_face, resolve_masks
+
+__all__ = ["FOLDER_SIDECAR_COLUMNS", "MODES", "FolderItem", "FolderReport", "build_folder", "path_key",
+           "read_list_file", "scan_folder"]
+
+MODES = ("crop", "photo")
+STATE_NAME = ".maskgen-build.json"
+PARTIAL_NAME = ".smfer.meta.partial.csv"
+META_NAME, MANIFEST_NAME = "smfer.meta.csv", "smfer.manifest.json"
+#: sidecar columns of a folder build: the image's path, split and label, then the CSV build's columns
+FOLDER_SIDECAR_COLUMNS = ("path", "split", "label", "faces", *[c for c in SIDECAR_COLUMNS if c != "row_id"])
+DEFAULT_FOLDER_CHUNK = 64
+
+
+@dataclass(frozen=True)
+class FolderItem:
+    """One image of a folder dataset: path relative to the root ('/'-separated), split and label ('' if none)."""
+
+    path: str
+    split: str = ""
+    label: str = ""
+
+
+def path_key(rel: str) -> int:
+    """Stable 63-bit key of a relative path (the row id of its random generator)."""
+    return int.from_bytes(hashlib.sha256(rel.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+def scan_folder(root: str | Path, exclude: Path | None = None) -> list[FolderItem]:
+    """Every image under ``root`` (sorted), split / class from ``split/class/file`` or ``class/file``."""
+    root = Path(root)
+    items = []
+    for f in sorted(root.rglob("*")):
+        if not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if exclude is not None and exclude in f.parents:
+            continue
+        parts = f.relative_to(root).parts
+        split, label = (parts[0], parts[1]) if len(parts) >= 3 else ("", parts[0] if len(parts) == 2 else "")
+        items.append(FolderItem("/".join(parts), split, label))
+    return items
+
+
+def read_list_file(path: str | Path, root: str | Path) -> list[FolderItem]:
+    """Items of a list file (CSV with ``path`` and optional ``label`` / ``split`` columns), validated.
+
+    Raises:
+        ValueError: no ``path`` column, a path twice, a missing file, or a file that is not an
+            image type read here (naming the list file and line).
+    """
+    path, root = Path(path), Path(root)
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or "path" not in reader.fieldnames:
+            raise ValueError(f"{path}, line 1: a list file needs a 'path' column, got {reader.fieldnames}")
+        items, seen = [], {}
+        for line, row in enumerate(reader, start=2):
+            rel = (row.get("path") or "").strip().replace("\\", "/")
+            if not rel:
+                raise ValueError(f"{path}, line {line}: empty path")
+            if rel in seen:
+                raise ValueError(f"{path}, line {line}: {rel} listed twice (first on line {seen[rel]})")
+            if not (root / rel).is_file():
+                raise ValueError(f"{path}, line {line}: {root / rel} not found")
+            if Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
+                raise ValueError(f"{path}, line {line}: {rel} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+            seen[rel] = line
+            items.append(FolderItem(rel, (row.get("split") or "").strip(), (row.get("label") or "").strip()))
+    if not items:
+        raise ValueError(f"{path}: no images listed")
+    return sorted(items, key=lambda it: it.path)
+
+
+def _mask_item(item: FolderItem, src: Path, out: Path, mode: str, config: BuildConfig) -> dict[str, Any]:
+    """Mask one image, write its output, return its sidecar record."""
+    base = {"path": item.path, "split": item.split, "label": item.label}
+    try:
+        image = read_image(src / item.path)
+    except ValueError as exc:
+        return {**base, "faces": 0, "status": "error", "error": f"ValueError: {exc}"}
+    key = path_key(item.path)
+    if mode == "crop":
+        from maskgen.imageops import to_gray
+
+        try:
+            marks = landmark_source(config).for_crop(to_gray(image), key=item.path)
+        except Exception as exc:  # noqa: BLE001 - recorded per image
+            write_image(out / item.path, image)
+            return {**base, "faces": 0, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
+        result = mask_face(image, key, config, marks=marks)
+        write_image(out / item.path, result.image)
+        record = result.record()
+        record.pop("row_id")
+        return {**base, "faces": 1 if result.params is not None else 0, **record}
+    from maskgen.photo import mask_photo
+
+    photo = mask_photo(image, seed=config.seed, key=key, masks=config.masks, fit_probs=config.fit_probs,
+                       detector=landmark_source(config))
+    write_image(out / item.path, photo.image)
+    params = [{**f.params.to_dict(), "box": [round(v, 1) for v in f.box]} for f in photo.faces]
+    return {
+        **base, "faces": len(photo.faces),
+        "status": "masked" if photo.faces else ("error" if photo.errors else "no_face"),
+        "mask": ";".join(f.params.mask for f in photo.faces), "fit": ";".join(f.params.fit for f in photo.faces),
+        "qa_passed": ";".join(str(int(f.qa.passed)) for f in photo.faces),
+        "params": json.dumps(params, sort_keys=True, separators=(",", ":")) if params else "",
+        "error": "; ".join(f"face {k}: {e}" for k, _, e in photo.errors),
+    }
+
+
+def mask_folder_chunk(items: list[FolderItem], src: str, out: str, mode: str,
+                      config: BuildConfig) -> list[dict[str, Any]]:
+    """Worker task: mask a chunk of images, write them, return their sidecar records."""
+    return [_mask_item(item, Path(src), Path(out), mode, config) for item in items]
+
+
+@dataclass
+class FolderReport:
+    """What a folder build did; also the core of its manifest."""
+
+    input: str
+    output: str
+    metadata: str
+    manifest: str
+    mode: str
+    images: int
+    resumed: int
+    status_counts: dict[str, int]
+    mask_counts: dict[str, int]
+    landmark_sources: dict[str, int]
+    faces: int
+    qa_passed: int
+    timings_s: dict[str, float]
+
+
+def _state(config: BuildConfig, mode: str, items: list[FolderItem], list_file: str | None) -> dict[str, Any]:
+    listing = hashlib.sha256("\n".join(f"{i.path}\t{i.split}\t{i.label}" for i in items).encode()).hexdigest()
+    return {"mode": mode, "seed": config.seed, "masks": list(config.masks or ()),
+            "fit_probs": dict(config.fit_probs or {"correct": 1.0}), "mask_specs": list(config.mask_specs),
+            "on_implausible": config.on_implausible, "landmarks": config.landmarks,
+            "landmarks_sha256": file_sha256(config.landmarks) if config.landmarks else None,
+            "list_file": list_file, "items_sha256": listing, "images": len(items)}
+
+
+def _read_partial(path: Path, out: Path) -> dict[str, dict[str, str]]:
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return {r["path"]: r for r in rows if (out / r["path"]).is_file()}
+
+
+def _csv_text(records: list[dict[str, Any]], header: bool) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FOLDER_SIDECAR_COLUMNS, lineterminator="\n", restval="")
+    if header:
+        writer.writeheader()
+    writer.writerows(records)
+    return buf.getvalue()
+
+
+def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = BuildConfig(), mode: str = "crop",
+                 list_file: str | Path | None = None, jobs: int | None = None,
+                 chunk_size: int = DEFAULT_FOLDER_CHUNK, backend: str = "loky", resume: bool = False,
+                 progress: bool = True) -> FolderReport:
+    """Mask every image of folder ``src`` into folder ``out`` (see the module docstring).
+
+    Raises:
+        ValueError: bad input (no images, a bad list or landmarks file, ``out`` inside ``src``),
+            or ``out`` holds another build (``resume`` with a different configuration, or an
+            unfinished build without ``resume``).
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    src, out = Path(src), Path(out)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not src.is_dir():
+        raise ValueError(f"{src} is not a folder")
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise ValueError(f"output folder {out} must not be the input folder or inside it")
+    items = read_list_file(list_file, src) if list_file else scan_folder(src)
+    if not items:
+        raise ValueError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    config = resolve_masks(config)
+    if config.landmarks is not None:
+        from maskgen.landmarks.supplied import LandmarksFileError, read_landmarks_file
+
+        supplied = read_landmarks_file(config.landmarks)
+        if supplied.key_column != "path":
+            raise LandmarksFileError(f"{supplied.path}: a folder dataset needs a 'path' key column")
+        known = {i.path for i in items}
+        for key, line in sorted(supplied.lines.items(), key=lambda kv: kv[1]):
+            if key not in known:
+                raise LandmarksFileError(f"{supplied.path}, line {line}: {key} is not an image of {src}")
+    state = _state(config, mode, items, str(list_file) if list_file else None)
+    state_path, partial_path = out / STATE_NAME, out / PARTIAL_NAME
+    meta_path, manifest_path = out / META_NAME, out / MANIFEST_NAME
+    if state_path.is_file():
+        saved = json.loads(state_path.read_text())
+        if not resume:
+            raise ValueError(f"{out} holds an unfinished build: pass --resume to continue it, or choose another folder")
+        diff = sorted(k for k in state if saved.get(k) != state[k])
+        if diff:
+            raise ValueError(f"--resume with a different configuration or image list ({', '.join(diff)})")
+    elif manifest_path.is_file() and not resume:
+        raise ValueError(f"{out} already holds a finished build ({manifest_path}); choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(state_path) as tmp:
+        write_json(tmp, state)
+    done = _read_partial(partial_path, out) if resume else {}
+    if resume and not done and manifest_path.is_file() and meta_path.is_file():
+        finished = json.loads(manifest_path.read_text())
+        if all(finished.get(k) == v for k, v in state.items()):  # a finished build of the same thing
+            done = _read_partial(meta_path, out)
+    todo = [i for i in items if i.path not in done]
+    if not partial_path.is_file() or not resume:
+        partial_path.write_text(_csv_text([], header=True), encoding="utf-8")
+    t_read = time.perf_counter()
+
+    chunks = [todo[a:a + chunk_size] for a in range(0, len(todo), chunk_size)]
+    tasks = [(chunk, str(src), str(out), mode, config) for chunk in chunks]
+    n_jobs = jobs if jobs and jobs > 0 else default_jobs()
+    new: list[dict[str, Any]] = []
+    with tqdm(total=len(items), initial=len(done), unit="img", desc=f"masking ({n_jobs} jobs)",
+              disable=not progress) as bar, open(partial_path, "a", encoding="utf-8", newline="") as part:
+        for records in map_chunks(mask_folder_chunk, tasks, jobs=n_jobs, backend=backend):
+            part.write(_csv_text(records, header=False))
+            part.flush()
+            new.extend(records)
+            bar.update(len(records))
+    t_mask = time.perf_counter()
+
+    everything = {**done, **{r["path"]: {k: ("" if v is None else str(v)) for k, v in r.items()} for r in new}}
+    rows = [everything[i.path] for i in items]
+    status = Counter(r["status"] for r in rows)
+    report = FolderReport(
+        input=str(src), output=str(out), metadata=str(meta_path), manifest=str(manifest_path), mode=mode,
+        images=len(items), resumed=len(done), status_counts=dict(sorted(status.items())),
+        mask_counts=dict(sorted(Counter(m for r in rows for m in str(r.get("mask", "")).split(";") if m).items())),
+        landmark_sources=dict(sorted(Counter(r.get("landmark_source", "") for r in rows
+                                             if r.get("landmark_source")).items())),
+        faces=sum(int(r.get("faces") or 0) for r in rows),
+        qa_passed=sum(str(r.get("qa_passed", "")).split(";").count("1") for r in rows), timings_s={},
+    )
+    with atomic_write(meta_path) as tmp_meta, atomic_write(manifest_path) as tmp_manifest:
+        tmp_meta.write_text(_csv_text(rows, header=True), encoding="utf-8")
+        report.timings_s = {"scan": round(t_read - t0, 3), "mask": round(t_mask - t_read, 3),
+                            "total": round(time.perf_counter() - t0, 3)}
+        write_json(tmp_manifest, manifest("maskgen build-smfer (folder)", {
+            **state, "jobs": n_jobs, "chunk_size": chunk_size, "backend": backend,
+            **{k: v for k, v in asdict(report).items() if k != "timings_s"}, "timings_s": report.timings_s}))
+    partial_path.unlink(missing_ok=True)
+    state_path.unlink(missing_ok=True)
+    return report
