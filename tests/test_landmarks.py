@@ -237,3 +237,20 @@ def test_regressed_prior_box_is_not_refined_but_fixed_box_is(lfw_faces: np.ndarr
     calls.clear()
     det.crop_prior(g, regress=False)
     assert len(calls) >= 2
+
+
+def test_mirrored_astronaut_has_exactly_two_faces(astronaut: np.ndarray) -> None:
+    """Face evidence: the mission patch (a weak HOG detection) is not confirmed by the CNN."""
+    faces = detect_faces(np.hstack([astronaut, astronaut[:, ::-1]]))
+    assert len(faces) == 2
+    assert all(40 < f.box[1] < 200 for f in faces)  # both are the face, not the patch (y ~ 330-430)
+    assert faces[0].box[2] < 512 < faces[1].box[0]
+
+
+@pytest.mark.slow
+def test_photo_mode_precision_and_recall_on_lfw() -> None:
+    """lfw_subset: 100 faces and 100 non-faces, upscaled 4x (100x100): >= 95 faces found, <= 1 non-face."""
+    crops = (skimage_data.lfw_subset() * 255).round().astype(np.uint8)
+    found = [bool(detect_faces(cv2.resize(c, (100, 100), interpolation=cv2.INTER_CUBIC))) for c in crops]
+    assert sum(found[:100]) >= 95, sum(found[:100])
+    assert sum(found[100:]) <= 1, sum(found[100:])
