@@ -85,6 +85,12 @@ def main() -> None:
 @click.option("--metadata", "metadata_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Per-row sidecar CSV [default: <output>.meta.csv].")
 @click.option("--chunk-size", type=int, default=256, show_default=True, help="Rows per parallel task.")
+@click.option("--backend", type=click.Choice(["loky", "threading", "sequential", "dask"]), default="loky",
+              show_default=True, help="Where the work runs: local processes (loky), threads, this process, or a "
+                                      "dask.distributed cluster (pip install 'maskgen[dask]').")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="--backend dask: address of a running scheduler (tcp://host:8786); default: a local cluster "
+                   "of --jobs workers.")
 @click.option("--landmarks", "landmarks_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV of supplied landmarks (key column 'row'; 68 x,y pairs or a face box) used instead of "
                    "detection for the rows it names; see docs/masks.md.")
@@ -99,7 +105,8 @@ def main() -> None:
 @_friendly_errors
 def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, mask_names: str | None,
                     mask_specs: tuple[str, ...], fit_text: str | None, on_implausible: str,
-                    metadata_path: Path | None, chunk_size: int, landmarks_file: Path | None, photo_mode: bool,
+                    metadata_path: Path | None, chunk_size: int, backend: str, scheduler: str | None,
+                    landmarks_file: Path | None, photo_mode: bool,
                     list_file: Path | None, resume: bool, quiet: bool) -> None:
     """Mask every face of INPUT (a FER2013-format .csv / .csv.gz, or a folder of pictures).
 
@@ -123,7 +130,8 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
         if output is None:
             raise ValueError("a folder input needs -o OUT_DIR (the masked copy of the folder)")
         folder = build_folder(input_csv, output, config=config, mode="photo" if photo_mode else "crop",
-                              list_file=list_file, jobs=jobs, resume=resume, progress=not quiet)
+                              list_file=list_file, jobs=jobs, backend=backend, scheduler=scheduler, resume=resume,
+                              progress=not quiet)
         click.echo(f"wrote {folder.images} pictures to {folder.output} in {folder.timings_s['total']:.1f} s"
                    + (f" ({folder.resumed} already done)" if folder.resumed else ""))
         click.echo(f"  status:    {json.dumps(folder.status_counts)}")
@@ -133,8 +141,8 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
         return
     if photo_mode or list_file or resume:
         raise ValueError("--photo, --list and --resume are for folder inputs")
-    report = build_smfer(input_csv, output, config=config, jobs=jobs, chunk_size=chunk_size,
-                         metadata_path=metadata_path, progress=not quiet)
+    report = build_smfer(input_csv, output, config=config, jobs=jobs, chunk_size=chunk_size, backend=backend,
+                         scheduler=scheduler, metadata_path=metadata_path, progress=not quiet)
     _print_report(report)
 
 

@@ -199,7 +199,7 @@ def _csv_text(records: list[dict[str, Any]], header: bool) -> str:
 
 def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = BuildConfig(), mode: str = "crop",
                  list_file: str | Path | None = None, jobs: int | None = None,
-                 chunk_size: int = DEFAULT_FOLDER_CHUNK, backend: str = "loky", resume: bool = False,
+                 chunk_size: int = DEFAULT_FOLDER_CHUNK, backend: str = "loky", scheduler: str | None = None, resume: bool = False,
                  progress: bool = True) -> FolderReport:
     """Mask every image of folder ``src`` into folder ``out`` (see the module docstring).
 
@@ -263,7 +263,7 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
     new: list[dict[str, Any]] = []
     with tqdm(total=len(items), initial=len(done), unit="img", desc=f"masking ({n_jobs} jobs)",
               disable=not progress) as bar, open(partial_path, "a", encoding="utf-8", newline="") as part:
-        for records in map_chunks(mask_folder_chunk, tasks, jobs=n_jobs, backend=backend):
+        for records in map_chunks(mask_folder_chunk, tasks, jobs=n_jobs, backend=backend, scheduler=scheduler):
             part.write(_csv_text(records, header=False))
             part.flush()
             new.extend(records)

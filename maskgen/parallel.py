@@ -2,6 +2,12 @@
 
 Results come back keyed by chunk, so the caller reassembles them by row id; which worker
 ran which chunk never changes the output (randomness is per row, see ``pipeline.row_rng``).
+
+Backends: ``loky`` (processes on this machine, the default), ``threading``, ``sequential``,
+and ``dask``: a dask.distributed cluster (optional extra ``maskgen[dask]``), either an existing
+one (``scheduler="tcp://host:8786"``) or a ``LocalCluster`` of ``jobs`` single-threaded worker
+processes started for the call. Models load once per worker process (the landmark source is a
+per-process singleton), so a long-lived cluster pays for them once.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ T = TypeVar("T")
 
 #: default rows per chunk: large enough to amortise dispatch, small enough for a smooth progress bar
 DEFAULT_CHUNK_SIZE = 256
-BACKENDS = ("loky", "threading", "sequential")
+BACKENDS = ("loky", "threading", "sequential", "dask")
 
 
 def default_jobs() -> int:
@@ -34,15 +40,21 @@ def chunk_ranges(n: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[tuple[int
 
 
 def map_chunks(func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], *, jobs: int | None = None,
-               backend: str = "loky") -> Iterator[T]:
+               backend: str = "loky", scheduler: str | None = None) -> Iterator[T]:
     """Yield ``func(*args)`` for each ``args`` in ``chunks``, in order.
 
     ``jobs`` None or <= 0 means all cores; ``jobs == 1`` or backend "sequential" runs in
-    this process (no pickling, easiest to debug).
+    this process (no pickling, easiest to debug). ``scheduler``: address of a running dask
+    scheduler (backend "dask" only; default: a local cluster for this call).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if scheduler is not None and backend != "dask":
+        raise ValueError("a scheduler address goes with backend 'dask'")
     n_jobs = default_jobs() if not jobs or jobs <= 0 else int(jobs)
+    if backend == "dask":
+        yield from _map_dask(func, chunks, n_jobs, scheduler)
+        return
     if n_jobs == 1 or backend == "sequential" or len(chunks) <= 1:
         for args in chunks:
             yield func(*args)
@@ -52,6 +64,27 @@ def map_chunks(func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], *, job
     parallel = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator", pre_dispatch="3 * n_jobs",
                         max_nbytes=None)
     yield from parallel(delayed(func)(*args) for args in chunks)
+
+
+def _map_dask(func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], n_jobs: int,
+              scheduler: str | None) -> Iterator[T]:
+    """``map_chunks`` on dask.distributed: submit every chunk, yield results in submission order."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ValueError("backend 'dask' needs dask.distributed: pip install 'maskgen[dask]'") from None
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(scheduler if scheduler is not None else cluster)
+    try:
+        futures = [client.submit(func, *args, pure=False) for args in chunks]
+        for future in futures:
+            yield future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def gather_rows(n: int, results: Iterator[tuple[np.ndarray, np.ndarray, list[dict]]], image_shape: tuple[int, ...],

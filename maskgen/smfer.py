@@ -66,7 +66,7 @@ def _sidecar_text(records: list[dict]) -> str:
 
 def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *,
                 config: BuildConfig = BuildConfig(), jobs: int | None = None,
-                chunk_size: int = DEFAULT_CHUNK_SIZE, backend: str = "loky",
+                chunk_size: int = DEFAULT_CHUNK_SIZE, backend: str = "loky", scheduler: str | None = None,
                 metadata_path: str | Path | None = None, progress: bool = True) -> BuildReport:
     """Mask every row of ``input_path`` and write SMFER2013-style outputs.
 
@@ -100,7 +100,7 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
     n_jobs = jobs if jobs and jobs > 0 else default_jobs()
     with tqdm(total=n, unit="row", desc=f"masking ({n_jobs} jobs)", disable=not progress, smoothing=0.1) as bar:
         images, records = gather_rows(
-            n, map_chunks(mask_chunk, tasks, jobs=n_jobs, backend=backend), table.images.shape[1:],
+            n, map_chunks(mask_chunk, tasks, jobs=n_jobs, backend=backend, scheduler=scheduler), table.images.shape[1:],
             on_chunk=bar.update,
         )
     t_mask = time.perf_counter()
