@@ -62,7 +62,7 @@ def run_variant(name: str, args: argparse.Namespace) -> None:
         claim.rmdir()
 
 
-def table(out: Path, epochs: int | None = None) -> str:
+def table(out: Path) -> str:
     rows = ["| variant | what changes | PublicTest acc | PrivateTest acc | PrivateTest acc, flip TTA | "
             "PublicTest acc, raw weights (no EMA) | macro F1 |", "|---|---|--:|--:|--:|--:|--:|"]
     for name, (what, _) in VARIANTS.items():
@@ -72,12 +72,10 @@ def table(out: Path, epochs: int | None = None) -> str:
             continue
         m = json.loads(path.read_text())
         log = [json.loads(line) for line in (out / name / "log.jsonl").read_text().splitlines()]
-        best = next(r for r in log if r["epoch"] == m["best_epoch"])
         tt = m["tta_table"]
         raw = max((r.get("val_acc_raw", float("nan")) for r in log), default=float("nan"))
         rows.append(f"| {name} | {what} | {tt['none']['val_acc']:.4f} | {tt['none']['test_acc']:.4f} | "
-                    f"{tt['flip']['test_acc']:.4f} | {raw:.4f} | {m['macro']['f1']:.4f} |"
-                    + ("" if best else ""))
+                    f"{tt['flip']['test_acc']:.4f} | {raw:.4f} | {m['macro']['f1']:.4f} |")
     return "\n".join(rows)
 
 

@@ -183,8 +183,8 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 @_recipe_option("--scale", "scale", "Random zoom, fraction (+-).", type=float)
 @_recipe_option("--erase-prob", "erase_prob", "Random-erasing probability per image.", type=float)
 @_recipe_option("--mixup", "mixup_alpha", "mixup Beta(alpha, alpha); 0 = off.", type=float)
-@_recipe_option("--ema", "ema_decay", "EMA decay of the weights per step; 0 = off (selection and test use the EMA).",
-                type=float)
+@_recipe_option("--ema", "ema_decay", "EMA decay of the weights per step; 0 = off. Each epoch the EMA or the raw "
+                "weights, whichever scores higher on validation, is the candidate for best.pt.", type=float)
 @_recipe_option("--tta", "tta", "Test-time augmentation of the final test report (every mode is also recorded).",
                 type=click.Choice(TTA_CHOICES))
 @click.option("--labels", default=None, metavar="ferplus=VOTES.csv",

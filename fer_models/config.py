@@ -106,6 +106,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= {lo} and below {hi:g}, got {value}")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if not (0 <= self.scale < 1 and 0 <= self.translate < 1 and 0 <= self.rotation_deg <= 180):
+            raise ValueError(f"augmentation out of range: scale {self.scale} and translate {self.translate} must be "
+                             f"in [0, 1), rotation {self.rotation_deg} in [0, 180]")
+        if self.label_mode != "majority" and self.labels is None:
+            raise ValueError("label_mode is for FER+ labels: give labels=ferplus=VOTES.csv too")
         if self.labels is not None:
             parse_labels_option(self.labels)
             if self.num_classes != len(FERPLUS_CLASSES):

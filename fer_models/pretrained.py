@@ -65,7 +65,7 @@ def load_weights(name: str) -> dict[str, Any]:
 
 
 def strip_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
-    """An inference-only copy of a training checkpoint (weights in float32, no optimizer / RNG)."""
+    """An inference-only copy of a training checkpoint (the weights to predict with; no optimizer / RNG)."""
     return {k: state[k] for k in KEEP_KEYS if k in state}
 
 

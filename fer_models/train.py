@@ -1,13 +1,15 @@
-"""Train and evaluate FER models on FER2013-format CSVs (torchvision-reference shape).
+"""Train and evaluate FER models on FER2013-format CSVs or image folders (torchvision-reference shape).
 
-``main(config)`` loads the CSV once into uint8 tensors, trains with the paper's
-recipe (Adam, lr 1e-3, x0.1 every 30 epochs, batch 64, 100 epochs, class-weighted
-cross-entropy, rotation/shift/zoom/flip augmentation), keeps the best checkpoint by
-validation accuracy, saves a resumable checkpoint atomically after every epoch and
-finally scores the best model on the test subset.
+``main(config)`` loads the data once into uint8 tensors (on the chosen device), trains with
+the config's recipe (:mod:`fer_models.config`: the ``default`` recipe or the paper's), keeps
+the best checkpoint by validation accuracy (raw weights or their EMA, whichever scores higher
+that epoch), saves a resumable checkpoint atomically after every epoch and finally scores the
+best model once on the test subset (with the recipe's test-time augmentation; every TTA mode
+is recorded beside it).
 
-Speed on CPU comes from: batched augmentation on tensors (no per-image Python),
-channels_last memory format, bf16 autocast, and optionally ``torch.compile``.
+Speed comes from: batched augmentation on tensors (no per-image Python), channels_last memory
+format, autocast where the hardware computes bf16 / fp16 natively (:mod:`fer_models.device`),
+and optionally ``torch.compile``.
 
 Run directory layout (``config.out``)::
 
@@ -19,7 +21,8 @@ Run directory layout (``config.out``)::
 
 Determinism: the model is initialised from ``torch.manual_seed(seed)``; the shuffling
 and augmentation of epoch ``e`` come from a generator seeded by ``(seed, e)``, so a run
-resumed from the checkpoint of epoch ``e`` continues exactly as if never interrupted.
+resumed from the checkpoint of epoch ``e`` on the same device continues exactly as if never
+interrupted (bit for bit on the CPU; on CUDA, cuDNN's autotuned kernels are not deterministic).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_models.config import RECIPES, RESUME_MUTABLE, TTA_CHOICES, TrainConfig, recipe_value
+from fer_models.config import RECIPES, RESUME_MUTABLE, TTA_CHOICES, TrainConfig  # noqa: F401 (re-exported)
 from fer_models.data import (
     FerTensors, augment_batch, class_weights, load_dataset, random_erase, split_indices, to_float,
 )
@@ -416,6 +419,9 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
     log_lines: list[str] = []
     if resume:
         state = load_checkpoint(ckpt_path)
+        if "recipe" not in state["config"]:
+            raise ValueError(f"{ckpt_path} was written by an older fer_models (per-epoch StepLR, one parameter "
+                             "group) and cannot be resumed; evaluate it, or train again")
         _check_resume(state["config"], config)
         model.load_state_dict(state.get("train_model", state["model"]))
         optimizer.load_state_dict(state["optimizer"])
@@ -426,6 +432,8 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
+        if dev.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         start_epoch, best_acc, best_epoch = state["epoch"], state["best_val_acc"], state["best_epoch"]
         log_lines = _read_log(out / LOG_NAME, start_epoch)
     out.mkdir(parents=True, exist_ok=True)
@@ -484,7 +492,9 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
             "version": CHECKPOINT_VERSION, "model": _cpu_state(used), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "config": dataclasses.asdict(config),
             "best_val_acc": best_acc, "best_epoch": best_epoch, "class_names": list(class_names),
-            "rng": {"torch": torch.get_rng_state()}, "resolved": placement.record(), "selected": selected,
+            "rng": {"torch": torch.get_rng_state(),
+                    **({"cuda": torch.cuda.get_rng_state_all()} if dev.type == "cuda" else {})},
+            "resolved": placement.record(), "selected": selected,
         }
         if ema is not None:
             state["train_model"] = _cpu_state(model)
@@ -545,6 +555,9 @@ def _ferplus_data(config: TrainConfig, data: FerTensors, subsets: dict[str, np.n
     targets (N, 8) float32 for ``soft`` (else None).
     """
     _, votes_path = parse_labels_option(config.labels)  # type: ignore[arg-type]
+    if data.path.is_dir():
+        raise ValueError(f"FER+ votes are aligned with FER2013's row order; {data.path} is an image folder "
+                         "(use a FER2013-format CSV with --labels)")
     fp = ferplus_targets(read_ferplus_votes(votes_path, len(data)))
     keep_eval = fp.majority >= 0
     keep_train = fp.keep_soft if config.label_mode == "soft" else keep_eval
@@ -559,7 +572,7 @@ def _ferplus_data(config: TrainConfig, data: FerTensors, subsets: dict[str, np.n
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A model's state dict with every tensor on the CPU (checkpoints load anywhere)."""
-    return {k: v.detach().cpu().clone() if v.device.type != "cpu" else v for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 # ---------------------------------------------------------------- evaluation of a saved run

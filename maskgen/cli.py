@@ -84,7 +84,8 @@ def main() -> None:
                    "(flagged in the sidecar) or keep the row unmasked (flagged).")
 @click.option("--metadata", "metadata_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Per-row sidecar CSV [default: <output>.meta.csv].")
-@click.option("--chunk-size", type=int, default=256, show_default=True, help="Rows per parallel task.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None,
+              help="Rows (or pictures) per parallel task [default: 256 rows; 64 pictures].")
 @click.option("--backend", type=click.Choice(["loky", "threading", "sequential", "dask"]), default="loky",
               show_default=True, help="Where the work runs: local processes (loky), threads, this process, or a "
                                       "dask.distributed cluster (pip install 'maskgen[dask]').")
@@ -92,8 +93,8 @@ def main() -> None:
               help="--backend dask: address of a running scheduler (tcp://host:8786); default: a local cluster "
                    "of --jobs workers.")
 @click.option("--landmarks", "landmarks_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="CSV of supplied landmarks (key column 'row'; 68 x,y pairs or a face box) used instead of "
-                   "detection for the rows it names; see docs/masks.md.")
+              help="CSV of supplied landmarks (key column 'row' for a CSV input, 'path' for a folder; 68 x,y "
+                   "pairs or a face box) used instead of detection where it has an entry; see docs/masks.md.")
 @click.option("--photo", "photo_mode", is_flag=True,
               help="Folder input: mask every face found in each picture (default: each picture is one aligned "
                    "face crop, the FER2013 chain).")
@@ -117,6 +118,7 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
     Bad input is reported with its line number before any work starts, and no output file is
     left behind on failure or Ctrl-C.
     """
+    from maskgen.parallel import DEFAULT_CHUNK_SIZE
     from maskgen.pipeline import BuildConfig
     from maskgen.smfer import build_smfer
 
@@ -125,13 +127,15 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
                          on_implausible=on_implausible,
                          landmarks=str(landmarks_file.resolve()) if landmarks_file else None)
     if input_csv.is_dir():
-        from maskgen.folders import build_folder
+        from maskgen.folders import DEFAULT_FOLDER_CHUNK, build_folder
 
         if output is None:
             raise ValueError("a folder input needs -o OUT_DIR (the masked copy of the folder)")
+        if metadata_path is not None:
+            raise ValueError("--metadata is for CSV inputs; a folder build writes OUT_DIR/smfer.meta.csv")
         folder = build_folder(input_csv, output, config=config, mode="photo" if photo_mode else "crop",
-                              list_file=list_file, jobs=jobs, backend=backend, scheduler=scheduler, resume=resume,
-                              progress=not quiet)
+                              list_file=list_file, jobs=jobs, chunk_size=chunk_size or DEFAULT_FOLDER_CHUNK,
+                              backend=backend, scheduler=scheduler, resume=resume, progress=not quiet)
         click.echo(f"wrote {folder.images} pictures to {folder.output} in {folder.timings_s['total']:.1f} s"
                    + (f" ({folder.resumed} already done)" if folder.resumed else ""))
         click.echo(f"  status:    {json.dumps(folder.status_counts)}")
@@ -141,7 +145,8 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
         return
     if photo_mode or list_file or resume:
         raise ValueError("--photo, --list and --resume are for folder inputs")
-    report = build_smfer(input_csv, output, config=config, jobs=jobs, chunk_size=chunk_size, backend=backend,
+    report = build_smfer(input_csv, output, config=config, jobs=jobs, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+                         backend=backend,
                          scheduler=scheduler, metadata_path=metadata_path, progress=not quiet)
     _print_report(report)
 

@@ -133,7 +133,7 @@ def _mask_item(item: FolderItem, src: Path, out: Path, mode: str, config: BuildC
     from maskgen.photo import mask_photo
 
     photo = mask_photo(image, seed=config.seed, key=key, masks=config.masks, fit_probs=config.fit_probs,
-                       detector=landmark_source(config))
+                       detector=landmark_source(config), lookup_key=item.path)
     write_image(out / item.path, photo.image)
     params = [{**f.params.to_dict(), "box": [round(v, 1) for v in f.box]} for f in photo.faces]
     return {
@@ -181,10 +181,15 @@ def _state(config: BuildConfig, mode: str, items: list[FolderItem], list_file: s
 
 
 def _read_partial(path: Path, out: Path) -> dict[str, dict[str, str]]:
+    """Sidecar rows already written, keyed by path: only complete rows whose output exists
+    (a build killed while writing a row leaves a torn last line, which is dropped)."""
     if not path.is_file():
         return {}
     with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+        reader = csv.DictReader(fh, restkey="_extra")
+        if reader.fieldnames != list(FOLDER_SIDECAR_COLUMNS):
+            return {}
+        rows = [r for r in reader if "_extra" not in r and None not in r.values()]
     return {r["path"]: r for r in rows if (out / r["path"]).is_file()}
 
 
@@ -235,26 +240,30 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
     state = _state(config, mode, items, str(list_file) if list_file else None)
     state_path, partial_path = out / STATE_NAME, out / PARTIAL_NAME
     meta_path, manifest_path = out / META_NAME, out / MANIFEST_NAME
-    if state_path.is_file():
+    done: dict[str, dict[str, str]] = {}
+    if state_path.is_file():  # an unfinished build
         saved = json.loads(state_path.read_text())
         if not resume:
             raise ValueError(f"{out} holds an unfinished build: pass --resume to continue it, or choose another folder")
         diff = sorted(k for k in state if saved.get(k) != state[k])
         if diff:
             raise ValueError(f"--resume with a different configuration or image list ({', '.join(diff)})")
-    elif manifest_path.is_file() and not resume:
-        raise ValueError(f"{out} already holds a finished build ({manifest_path}); choose another folder")
+        done = _read_partial(partial_path, out)
+    elif manifest_path.is_file():  # a finished build
+        if not resume:
+            raise ValueError(f"{out} already holds a finished build ({manifest_path}); choose another folder")
+        finished = json.loads(manifest_path.read_text())
+        diff = sorted(k for k in state if finished.get(k) != state[k])
+        if diff:
+            raise ValueError(f"--resume: {out} holds a finished build of another configuration or image list "
+                             f"({', '.join(diff)}); choose another folder")
+        done = _read_partial(meta_path, out)  # the same build: nothing left to do
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(state_path) as tmp:
         write_json(tmp, state)
-    done = _read_partial(partial_path, out) if resume else {}
-    if resume and not done and manifest_path.is_file() and meta_path.is_file():
-        finished = json.loads(manifest_path.read_text())
-        if all(finished.get(k) == v for k, v in state.items()):  # a finished build of the same thing
-            done = _read_partial(meta_path, out)
     todo = [i for i in items if i.path not in done]
-    if not partial_path.is_file() or not resume:
-        partial_path.write_text(_csv_text([], header=True), encoding="utf-8")
+    with atomic_write(partial_path) as tmp:  # the complete rows so far (drops a torn last line)
+        tmp.write_text(_csv_text(list(done.values()), header=True), encoding="utf-8")
     t_read = time.perf_counter()
 
     chunks = [todo[a:a + chunk_size] for a in range(0, len(todo), chunk_size)]

@@ -65,11 +65,12 @@ class PhotoReport:
 
 def mask_photo(image: np.ndarray, *, seed: int = 0, key: int = 0, masks: Sequence[str] | None = None,
                fit_probs: Mapping[str, float] | None = None, color: bool = True,
-               detector: Any = None) -> PhotoResult:
+               detector: Any = None, lookup_key: str | None = None) -> PhotoResult:
     """Mask every detected face in ``image`` ((H, W) or (H, W, 3) uint8 RGB).
 
     ``color``: colour masks on colour photos (gray photos always get gray tones).  ``detector``:
-    a :class:`maskgen.landmarks.LandmarkDetector` (default: the process-wide one).
+    a landmark source (default: the process-wide dlib one); ``lookup_key`` is passed to its
+    ``detect_faces`` (a source of supplied landmarks looks the photo up by it).
     """
     if detector is None:
         from maskgen.landmarks import get_detector
@@ -78,7 +79,7 @@ def mask_photo(image: np.ndarray, *, seed: int = 0, key: int = 0, masks: Sequenc
     out = img.copy()
     alpha = np.zeros(img.shape[:2], np.float32)
     result = PhotoResult(image=out, alpha=alpha, faces=[])
-    for k, marks in enumerate(detector.detect_faces(img)):
+    for k, marks in enumerate(detector.detect_faces(img, key=lookup_key)):
         box = tuple(float(v) for v in marks.box)
         try:
             masked, a, params, check = mask_with_landmarks(

@@ -103,13 +103,21 @@ class RowResult:
         }
 
 
-_loaded_specs: set[str] = set()
+_loaded_specs: set[tuple[str, int, int]] = set()
+
+
+def _file_key(path: str) -> tuple[str, int, int]:
+    """(resolved path, mtime, size): a per-process cache entry goes stale when its file changes
+    (long-lived dask or loky workers serve many builds)."""
+    resolved = Path(path).resolve()
+    st = resolved.stat()
+    return str(resolved), st.st_mtime_ns, st.st_size
 
 
 def prepare_worker(config: BuildConfig) -> None:
     """Register the config's custom masks in this process (spec files once each, then templates)."""
     for spec in config.mask_specs:
-        key = str(Path(spec).resolve())
+        key = _file_key(spec)
         if key not in _loaded_specs:
             template = masks.load_mask_spec(spec, register=False)
             if template.name not in masks.list_masks():
@@ -135,7 +143,7 @@ def resolve_masks(config: BuildConfig) -> BuildConfig:
     return replace(config, masks=names, templates=custom)
 
 
-_supplied_sources: dict[str, lm.LandmarkSource] = {}
+_supplied_sources: dict[tuple[str, int, int], lm.LandmarkSource] = {}
 
 
 def landmark_source(config: BuildConfig) -> lm.LandmarkSource:
@@ -143,11 +151,11 @@ def landmark_source(config: BuildConfig) -> lm.LandmarkSource:
     ``config.landmarks`` names a file (read once per process; validated by the caller)."""
     if config.landmarks is None:
         return lm.get_detector()
-    key = str(Path(config.landmarks).resolve())
+    key = _file_key(config.landmarks)
     if key not in _supplied_sources:
         from maskgen.landmarks.supplied import SuppliedSource, read_landmarks_file
 
-        _supplied_sources[key] = SuppliedSource(read_landmarks_file(key), lm.get_detector())
+        _supplied_sources[key] = SuppliedSource(read_landmarks_file(key[0]), lm.get_detector())
     return _supplied_sources[key]
 
 

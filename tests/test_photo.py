@@ -81,7 +81,7 @@ def test_a_failing_face_is_recorded_and_the_others_are_masked(monkeypatch) -> No
                        box=(x, 20.0, x + 60.0, 80.0)) for x in (10.0, 100.0)]
 
     class TwoFaces:
-        def detect_faces(self, image):
+        def detect_faces(self, image, key=None):
             return faces
 
     real = photo.mask_with_landmarks

@@ -95,7 +95,7 @@ def read_landmarks_file(path: str | os.PathLike, image_size: tuple[int, int] | N
 
     Args:
         image_size: (width, height) of every image (FER2013: (48, 48)) for the range check;
-            None skips it (folder datasets check per image).
+            None skips it (folder datasets, whose pictures differ in size).
     Raises:
         LandmarksFileError: the first problem, with its line number.
     """
