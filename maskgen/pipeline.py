@@ -32,7 +32,7 @@ STATUSES = (MASKED, MASKED_IMPLAUSIBLE, KEPT, ERROR)
 
 #: sidecar columns, in order
 SIDECAR_COLUMNS = (
-    "row_id", "status", "mask", "fit", "landmark_source", "landmark_score",
+    "row_id", "status", "mask", "fit", "landmark_source", "landmark_score", "face_evidence",
     "qa_passed", "qa_nose_covered", "qa_mouth_covered", "qa_eyes_visible", "qa_chin_covered", "qa_out_of_frame",
     "params", "error",
 )
@@ -92,6 +92,7 @@ class RowResult:
             "fit": p.get("fit", ""),
             "landmark_source": self.landmarks.source if self.landmarks is not None else "",
             "landmark_score": round(float(self.landmarks.score), 4) if self.landmarks is not None else "",
+            "face_evidence": _rounded(self.landmarks.evidence) if self.landmarks is not None else "",
             "qa_passed": int(q.passed) if q is not None else "",
             "qa_nose_covered": int(q.nose_covered) if q is not None else "",
             "qa_mouth_covered": int(q.mouth_covered) if q is not None else "",
@@ -101,6 +102,11 @@ class RowResult:
             "params": json.dumps(p, sort_keys=True, separators=(",", ":")) if p else "",
             "error": self.error,
         }
+
+
+def _rounded(value: float) -> float | str:
+    """4-digit value for the sidecar; '' where not measured (nan)."""
+    return "" if value != value else round(float(value), 4)
 
 
 _loaded_specs: set[tuple[str, int, int]] = set()

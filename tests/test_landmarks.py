@@ -254,3 +254,18 @@ def test_photo_mode_precision_and_recall_on_lfw() -> None:
     found = [bool(detect_faces(cv2.resize(c, (100, 100), interpolation=cv2.INTER_CUBIC))) for c in crops]
     assert sum(found[:100]) >= 95, sum(found[:100])
     assert sum(found[100:]) <= 1, sum(found[100:])
+
+
+def test_crop_face_evidence(lfw_faces: np.ndarray) -> None:
+    """Faces score higher face evidence than non-faces; blank crops sit at the floor; landmarks unchanged."""
+    from maskgen.landmarks.dlib_chain import EVIDENCE_FLOOR
+
+    det = get_detector()
+    non_faces = (skimage_data.lfw_subset()[100:130] * 255).round().astype(np.uint8)
+    faces = [det.for_crop(f) for f in lfw_faces[:30]]
+    others = [det.for_crop(f) for f in non_faces]
+    assert all(EVIDENCE_FLOOR <= m.evidence for m in faces + others)
+    assert np.median([m.evidence for m in faces]) > np.median([m.evidence for m in others]) + 0.5
+    assert det.for_crop(np.full((48, 48), 90, np.uint8)).evidence == EVIDENCE_FLOOR
+    hog = [m for m in faces if m.source == "hog"]
+    assert hog and all(m.evidence == m.confidence for m in hog)

@@ -41,6 +41,9 @@ class Landmarks:
     box: tuple[float, float, float, float]
     #: detector confidence (HOG / CNN score) where a detector produced the box, else nan
     confidence: float = field(default=float("nan"), compare=False)
+    #: face evidence of a crop: how face-like its best plausibly placed HOG window is (higher =
+    #: more face-like; see maskgen.landmarks.dlib_chain.EVIDENCE_FLOOR), nan where not measured
+    evidence: float = field(default=float("nan"), compare=False)
 
     def group(self, name: str) -> np.ndarray:
         """(k, 2) float32 points of a named group (see :data:`LANDMARK_GROUPS`)."""

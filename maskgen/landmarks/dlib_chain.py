@@ -84,6 +84,11 @@ PHOTO_CNN_MAX_PIXELS = 1_200_000
 CNN_CONFIDENCE = 0.3
 #: two detections whose boxes overlap more than this (IoU) are the same face
 DUPLICATE_IOU = 0.4
+#: face evidence in crop mode: the best HOG score of a plausibly placed window, searched down to
+#: this score (rows whose best window scores lower, or blank crops, get this value). It does not
+#: change which landmarks a row gets; it is recorded per row (sidecar ``face_evidence``) so that
+#: non-faces can be filtered (docs/results.md, "Face evidence").
+EVIDENCE_FLOOR = -1.5
 #: face evidence in photo mode: a HOG detection scoring below this must be confirmed by the CNN,
 #: run on a CONFIRM_SIDE x CONFIRM_SIDE crop of CONFIRM_CONTEXT x the box around it (any MMOD
 #: detection there confirms). Measured (docs/results.md, "Face evidence"): the mission patch on
@@ -218,6 +223,15 @@ class LandmarkDetector:
         )
         return Landmarks(points=points, source=source, score=score, accepted=bool(ok), box=box, confidence=confidence)
 
+    def _crop_evidence(self, gray: np.ndarray, canvas: _Canvas) -> float:
+        """Best HOG score of a plausibly placed window, searched down to EVIDENCE_FLOOR."""
+        rects, scores, _ = self.hog.run(canvas.image, 0, EVIDENCE_FLOOR)
+        for rect, conf in sorted(zip(rects, scores), key=lambda rs: -rs[1]):
+            box = canvas.box_to_input((rect.left(), rect.top(), rect.right(), rect.bottom()))
+            if self._box_plausible(box, gray.shape[1], gray.shape[0]):
+                return float(conf)
+        return EVIDENCE_FLOOR
+
     def crop_hog(self, gray: np.ndarray, canvas: _Canvas | None = None,
                  threshold: float = CROP_HOG_THRESHOLD) -> Landmarks | None:
         """HOG stage for a crop: best detection whose box is plausible, or None."""
@@ -320,16 +334,19 @@ class LandmarkDetector:
         gray = _to_gray_uint8(gray, "for_crop")
         canvas = self.crop_canvas(gray)
         if float(gray.std()) < MIN_CROP_CONTRAST:  # blank: report the prior shape, not accepted
-            return replace(self.crop_prior(gray, canvas), accepted=False)
+            return replace(self.crop_prior(gray, canvas), accepted=False, evidence=EVIDENCE_FLOOR)
         tried: list[Landmarks] = []
-        for stage in (self.crop_hog, self.crop_prior, self.crop_cnn):
-            lm = stage(gray, canvas)
+        hog = self.crop_hog(gray, canvas)
+        evidence = hog.confidence if hog is not None else self._crop_evidence(gray, canvas)
+        stages = (lambda: hog, lambda: self.crop_prior(gray, canvas), lambda: self.crop_cnn(gray, canvas))
+        for stage in stages:  # HOG, then the prior box, then the CNN: the first accepted shape wins
+            lm = stage()
             if lm is None:
                 continue
             if lm.accepted:
-                return lm
+                return replace(lm, evidence=evidence)
             tried.append(lm)
-        return min(tried, key=lambda lm: lm.score)
+        return replace(min(tried, key=lambda lm: lm.score), evidence=evidence)
 
     # ------------------------------------------------------------ photo mode
     def _cnn_confirms(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> bool:
