@@ -202,7 +202,7 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_: bool, resume: bool,
           **options: object) -> None:
-    """Train a model on a FER2013-format CSV (default: the best measured recipe); see docs/training.md."""
+    """Train a model on a FER2013-format CSV or an image folder (default: the best measured recipe); see docs/training.md."""
     from fer_models.train import TrainConfig, main as train_main, parse_model_kw
 
     try:

@@ -67,7 +67,7 @@ def main() -> None:
 
 
 @main.command("build-smfer")
-@click.argument("input_csv", type=click.Path(path_type=Path))
+@click.argument("input_csv", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output CSV [default: smfer2013.csv next to the input]; for a folder input, the output folder.")
 @click.option("--seed", type=int, default=0, show_default=True,
