@@ -98,7 +98,7 @@ def load_image_folder(path: str | os.PathLike) -> FerTensors:
     """
     import cv2
 
-    from maskgen.folders import scan_folder
+    from maskgen.folders import MFER_INDEX_NAME, scan_folder
     from maskgen.imageops import to_gray
     from maskgen.io import read_image
 
@@ -124,8 +124,18 @@ def load_image_folder(path: str | os.PathLike) -> FerTensors:
         images[k], labels[k] = gray, label
         usage.append(split)
     has_usage = any(u is not None for u in usage)
+    groups = None
+    index_path = root / MFER_INDEX_NAME
+    if index_path.is_file():  # an MFER-style folder: a picture and its masked twin share a source
+        import csv
+
+        with open(index_path, newline="", encoding="utf-8") as fh:
+            source = {r["path"]: r["source"] for r in csv.DictReader(fh)}
+        names = [source.get(item.path, item.path) for item in items]
+        ids = {name: str(k) for k, name in enumerate(sorted(set(names)))}  # splits take integer group ids
+        groups = np.array([ids[name] for name in names], dtype=object)
     return FerTensors(images=torch.from_numpy(images).unsqueeze(1), labels=torch.from_numpy(labels),
-                      usage=np.array(usage, dtype=object) if has_usage else None, groups=None, path=root)
+                      usage=np.array(usage, dtype=object) if has_usage else None, groups=groups, path=root)
 
 
 def load_dataset(path: str | os.PathLike) -> FerTensors:

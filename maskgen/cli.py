@@ -198,10 +198,10 @@ def demo_cmd(outdir: Path, rows: int, seed: int, jobs: int) -> None:
 
 
 @main.command("build-mfer")
-@click.argument("fer_csv", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("smfer_csv", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output CSV [default: mfer2013.csv next to FER_CSV].")
+@click.argument("fer_csv", metavar="FER", type=click.Path(path_type=Path))
+@click.argument("smfer_csv", metavar="SMFER", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output CSV [default: mfer2013.csv next to FER]; for folders, the output folder.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for class under/oversampling.")
 @click.option("--balance", type=click.Choice(["pairs", "none"]), default="pairs", show_default=True,
               help="pairs: each used face once unmasked and once masked (equal masked/unmasked counts per "
@@ -211,13 +211,24 @@ def demo_cmd(outdir: Path, rows: int, seed: int, jobs: int) -> None:
 @_friendly_errors
 def build_mfer_cmd(fer_csv: Path, smfer_csv: Path, output: Path | None, seed: int, balance: str,
                    classes: str) -> None:
-    """Mix FER_CSV and its masked copy SMFER_CSV into MFER2013 (adds columns source, masked).
+    """Mix FER and its masked copy SMFER into MFER2013 (adds columns source, masked).
 
     Usage follows the source row, so a face and its masked copy stay on the same side of the
-    standard split. See docs/splits.md.
+    standard split. See docs/splits.md. FER and SMFER may also be a picture folder and its
+    build-smfer output folder: -o OUT_DIR then gets every masked picture twice (original and
+    NAME__masked), plus mfer.index.csv (path, source, masked, split, label).
     """
     from maskgen.mfer import build_mfer, format_counts
 
+    if fer_csv.is_dir():
+        from maskgen.folders import build_mfer_folder
+
+        if output is None:
+            raise ValueError("a folder input needs -o OUT_DIR")
+        mix = build_mfer_folder(fer_csv, smfer_csv, output)
+        click.echo(f"wrote {mix.pictures} pictures from {mix.sources} sources to {mix.output} "
+                   f"({mix.skipped_unmasked} pictures the build left unmasked are not used); index: {mix.index}")
+        return
     report = build_mfer(fer_csv, smfer_csv, output, seed=seed, balance=balance, classes=classes)
     click.echo(f"wrote {report.output} ({report.rows} rows from {report.sources} sources; "
                f"{report.smfer_unchanged_rows} SMFER rows were unmasked) in {report.timings_s['total']:.1f} s")

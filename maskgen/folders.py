@@ -38,8 +38,8 @@ from maskgen.io import IMAGE_SUFFIXES, atomic_write, file_sha256, manifest, read
 from maskgen.parallel import default_jobs, map_chunks
 from maskgen.pipeline import SIDECAR_COLUMNS, BuildConfig, landmark_source, mask_face, resolve_masks
 
-__all__ = ["FOLDER_SIDECAR_COLUMNS", "MODES", "FolderItem", "FolderReport", "build_folder", "path_key",
-           "read_list_file", "scan_folder"]
+__all__ = ["FOLDER_SIDECAR_COLUMNS", "MFER_INDEX_NAME", "MODES", "FolderItem", "FolderMixReport", "FolderReport",
+           "build_folder", "build_mfer_folder", "masked_name", "path_key", "read_list_file", "scan_folder"]
 
 MODES = ("crop", "photo")
 STATE_NAME = ".maskgen-build.json"
@@ -301,3 +301,69 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
     partial_path.unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)
     return report
+
+
+# ---------------------------------------------------------------- MFER-style mix of a folder
+MFER_INDEX_NAME = "mfer.index.csv"
+MASKED_TAG = "__masked"
+
+
+@dataclass
+class FolderMixReport:
+    """What :func:`build_mfer_folder` wrote."""
+
+    output: str
+    index: str
+    sources: int
+    pictures: int
+    skipped_unmasked: int
+
+
+def masked_name(rel: str) -> str:
+    """``train/happy/0001.png`` -> ``train/happy/0001__masked.png`` (the masked twin's path)."""
+    stem, dot, ext = rel.rpartition(".")
+    return f"{stem}{MASKED_TAG}.{ext}" if dot else f"{rel}{MASKED_TAG}"
+
+
+def build_mfer_folder(src: str | Path, masked: str | Path, out: str | Path) -> FolderMixReport:
+    """MFER-style mix of a folder dataset: every picture that ``masked`` (a finished folder build
+    of ``src``) masked, once unmasked and once masked, side by side under ``out``.
+
+    ``out/<path>`` is the original, ``out/<path with __masked before the suffix>`` its masked twin
+    (same split and class folders), and ``out/mfer.index.csv`` lists every picture with its
+    ``source`` (the original's path: a face and its twin share it, so the ``grouped`` split keeps
+    them together) and ``masked`` flag. Pictures the build left unmasked (errors, ``kept``, photos
+    with no face) are left out, so masked and unmasked counts are equal in every class and split.
+
+    Raises:
+        ValueError: ``masked`` is not a finished build of ``src`` (no sidecar, or another picture list).
+    """
+    src, masked, out = Path(src), Path(masked), Path(out)
+    meta = masked / META_NAME
+    if not meta.is_file():
+        raise ValueError(f"{masked} is not a finished folder build (no {META_NAME}); run build-smfer on {src} first")
+    items = {i.path: i for i in scan_folder(src)}
+    with open(meta, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    unknown = [r["path"] for r in rows if r["path"] not in items]
+    if unknown:
+        raise ValueError(f"{meta} lists {unknown[0]}, which is not a picture of {src}: not a build of this folder")
+    for p in (src, masked):
+        if out.resolve() == p.resolve() or p.resolve() in out.resolve().parents:
+            raise ValueError(f"output folder {out} must not be {p} or inside it")
+    used = [r for r in rows if r["status"].startswith("masked") and (masked / r["path"]).is_file()]
+    index = []
+    for r in sorted(used, key=lambda r: r["path"]):
+        item = items[r["path"]]
+        for flag, from_path, to_rel in ((0, src / item.path, item.path), (1, masked / item.path, masked_name(item.path))):
+            with atomic_write(out / to_rel) as tmp:
+                tmp.write_bytes(from_path.read_bytes())
+            index.append({"path": to_rel, "source": item.path, "masked": flag, "split": item.split, "label": item.label})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["path", "source", "masked", "split", "label"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(index)
+    with atomic_write(out / MFER_INDEX_NAME) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    return FolderMixReport(output=str(out), index=str(out / MFER_INDEX_NAME), sources=len(used), pictures=len(index),
+                           skipped_unmasked=len(rows) - len(used))

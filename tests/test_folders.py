@@ -149,3 +149,29 @@ def test_fer_models_trains_on_the_folder_maskgen_writes(image_folder: Path, tmp_
     finally:
         (image_folder / "train" / "bogus" / "x.png").unlink()
         (image_folder / "train" / "bogus").rmdir()
+
+
+def test_mfer_style_mix_of_a_folder(image_folder: Path, tmp_path: Path) -> None:
+    masked = tmp_path / "masked"
+    build_folder(image_folder, masked, jobs=1, progress=False)
+    mix = tmp_path / "mix"
+    result = CliRunner().invoke(main, ["build-mfer", str(image_folder), str(masked), "-o", str(mix)])
+    assert result.exit_code == 0, result.output
+    index = list(csv.DictReader(open(mix / folders.MFER_INDEX_NAME)))
+    assert len(index) == 2 * N and sum(int(r["masked"]) for r in index) == N
+    for r in index:
+        origin = (masked if r["masked"] == "1" else image_folder) / r["source"]
+        assert (mix / r["path"]).read_bytes() == origin.read_bytes()
+    pytest.importorskip("torch")
+    from fer_models.data import load_image_folder, split_indices
+
+    data = load_image_folder(mix)
+    assert len(data) == 2 * N and len(set(data.groups)) == N
+    s = split_indices(data, "grouped", seed=0)  # a face and its twin stay on one side
+    side_of_row = {int(i): name for name in ("train", "val", "test") for i in s[name]}
+    by_group: dict[str, set[str]] = {}
+    for i, g in enumerate(data.groups):
+        by_group.setdefault(g, set()).add(side_of_row[i])
+    assert len(by_group) == N and all(len(v) == 1 for v in by_group.values())
+    with pytest.raises(ValueError, match="not a finished folder build"):
+        folders.build_mfer_folder(image_folder, tmp_path / "nothing", tmp_path / "mix2")
