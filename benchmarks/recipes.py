@@ -63,19 +63,23 @@ def run_variant(name: str, args: argparse.Namespace) -> None:
 
 
 def table(out: Path) -> str:
-    rows = ["| variant | what changes | PublicTest acc | PrivateTest acc | PrivateTest acc, flip TTA | "
-            "PublicTest acc, raw weights (no EMA) | macro F1 |", "|---|---|--:|--:|--:|--:|--:|"]
+    """Markdown table of the finished variants (each run's PublicTest / PrivateTest numbers)."""
+    rows = ["| variant | what changes | PublicTest (best epoch, no TTA) | PrivateTest, no TTA | PrivateTest, flip TTA | "
+            "best PublicTest, raw weights | best PublicTest, EMA | PrivateTest macro F1 (variant's TTA) |",
+            "|---|---|--:|--:|--:|--:|--:|--:|"]
     for name, (what, _) in VARIANTS.items():
         path = out / name / "test" / "metrics.json"
         if not path.is_file():
-            rows.append(f"| {name} | {what} | (not run) | | | | |")
+            rows.append(f"| {name} | {what} | (not run) | | | | | |")
             continue
         m = json.loads(path.read_text())
         log = [json.loads(line) for line in (out / name / "log.jsonl").read_text().splitlines()]
         tt = m["tta_table"]
-        raw = max((r.get("val_acc_raw", float("nan")) for r in log), default=float("nan"))
+        raw = max(r.get("val_acc_raw", r["val_acc"]) for r in log)
+        ema = max((r["val_acc_ema"] for r in log if "val_acc_ema" in r), default=None)
         rows.append(f"| {name} | {what} | {tt['none']['val_acc']:.4f} | {tt['none']['test_acc']:.4f} | "
-                    f"{tt['flip']['test_acc']:.4f} | {raw:.4f} | {m['macro']['f1']:.4f} |")
+                    f"{tt['flip']['test_acc']:.4f} | {raw:.4f} | {'-' if ema is None else f'{ema:.4f}'} | "
+                    f"{m['macro']['f1']:.4f} ({m['tta']}) |")
     return "\n".join(rows)
 
 

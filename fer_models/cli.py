@@ -157,7 +157,7 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 @click.option("--data", required=True, type=click.Path(exists=True), help="FER2013-format CSV (.csv or .csv.gz), or an image folder (split/class/*.png).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoints, log.jsonl, test report.")
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default="default", show_default=True,
-              help="default: the best recipe measured (docs/training.md); paper: the paper's recipe exactly. "
+              help="default: our recipe (65.8 % FER2013 PrivateTest at 100 epochs; docs/training.md); paper: the paper's recipe exactly. "
                    "Options below override single values of the recipe.")
 @click.option("--model", default="mini_xception_cbam", show_default=True, help="Registered model name.")
 @click.option("--model-kw", multiple=True, metavar="KEY=VALUE", help="Extra model argument (JSON value), repeatable.")
@@ -202,7 +202,7 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_: bool, resume: bool,
           **options: object) -> None:
-    """Train a model on a FER2013-format CSV or an image folder (default: the best measured recipe); see docs/training.md."""
+    """Train a model on a FER2013-format CSV or an image folder (default: our recipe; --recipe paper: the paper's); see docs/training.md."""
     from fer_models.train import TrainConfig, main as train_main, parse_model_kw
 
     try:
