@@ -543,15 +543,11 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
     if config.channels_last:
         best_model = best_model.to(memory_format=torch.channels_last)
     # every TTA mode on both val and test, recorded; the reported one is config.tta, fixed before the run
-    tta_table = {}
-    for mode in TTA_CHOICES:
-        tta_table[mode] = {
-            name: evaluate(best_model, xs, ys, None, config.eval_batch_size, config.channels_last,
-                           placement=placement, tta=mode)["acc"]
-            for name, xs, ys in (("val_acc", val_x, val_y), ("test_acc", test_x, test_y))
-        }
-    test = evaluate(best_model, test_x, test_y, None, config.eval_batch_size, config.channels_last,
-                    placement=placement, tta=config.tta)
+    runs = {(mode, name): evaluate(best_model, xs, ys, None, config.eval_batch_size, config.channels_last,
+                                   placement=placement, tta=mode)
+            for mode in TTA_CHOICES for name, xs, ys in (("val_acc", val_x, val_y), ("test_acc", test_x, test_y))}
+    tta_table = {mode: {name: runs[mode, name]["acc"] for name in ("val_acc", "test_acc")} for mode in TTA_CHOICES}
+    test = runs[config.tta, "test_acc"]
     report = classification_report(test_y.cpu().numpy(), test["preds"], class_names)
     tta_note = "" if config.tta == "none" else f", TTA {config.tta}"
     title = (f"{config.model} (best epoch {best_epoch}, val acc {best_acc:.4f}{tta_note}) on "

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from maskgen.imageops import to_gray
 from maskgen.io import IMAGE_SUFFIXES, atomic_write, file_sha256, manifest, read_image, write_image, write_json
 from maskgen.parallel import default_jobs, map_chunks
 from maskgen.pipeline import SIDECAR_COLUMNS, BuildConfig, landmark_source, mask_face, resolve_masks
@@ -118,8 +119,6 @@ def _mask_item(item: FolderItem, src: Path, out: Path, mode: str, config: BuildC
         return {**base, "faces": 0, "status": "error", "error": f"ValueError: {exc}"}
     key = path_key(item.path)
     if mode == "crop":
-        from maskgen.imageops import to_gray
-
         try:
             marks = landmark_source(config).for_crop(to_gray(image), key=item.path)
         except Exception as exc:  # noqa: BLE001 - recorded per image
@@ -228,15 +227,9 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
         raise ValueError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES)})")
     config = resolve_masks(config)
     if config.landmarks is not None:
-        from maskgen.landmarks.supplied import LandmarksFileError, read_landmarks_file
+        from maskgen.landmarks.supplied import check_keys, read_landmarks_file
 
-        supplied = read_landmarks_file(config.landmarks)
-        if supplied.key_column != "path":
-            raise LandmarksFileError(f"{supplied.path}: a folder dataset needs a 'path' key column")
-        known = {i.path for i in items}
-        for key, line in sorted(supplied.lines.items(), key=lambda kv: kv[1]):
-            if key not in known:
-                raise LandmarksFileError(f"{supplied.path}, line {line}: {key} is not an image of {src}")
+        check_keys(read_landmarks_file(config.landmarks), "path", {i.path for i in items}, f"it is not a picture of {src}")
     state = _state(config, mode, items, str(list_file) if list_file else None)
     state_path, partial_path = out / STATE_NAME, out / PARTIAL_NAME
     meta_path, manifest_path = out / META_NAME, out / MANIFEST_NAME

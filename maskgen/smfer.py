@@ -88,10 +88,11 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
     table = read_fer_csv(input_path)
     config = resolve_masks(config)  # unknown mask names fail here, before any work
     if config.landmarks is not None:  # so does a bad landmarks file, with its line
-        from maskgen.landmarks.supplied import check_row_keys, read_landmarks_file
+        from maskgen.landmarks.supplied import check_keys, read_landmarks_file
 
         h, w = table.images.shape[1:]
-        check_row_keys(read_landmarks_file(config.landmarks, (w, h)), len(table))
+        check_keys(read_landmarks_file(config.landmarks, (w, h)), "row", {str(i) for i in range(len(table))},
+                   f"the data has {len(table)} rows")
     t_read = time.perf_counter()
 
     n = len(table)

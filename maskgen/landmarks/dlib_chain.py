@@ -223,28 +223,34 @@ class LandmarkDetector:
         )
         return Landmarks(points=points, source=source, score=score, accepted=bool(ok), box=box, confidence=confidence)
 
-    def _crop_evidence(self, gray: np.ndarray, canvas: _Canvas) -> float:
-        """Best HOG score of a plausibly placed window, searched down to EVIDENCE_FLOOR."""
-        rects, scores, _ = self.hog.run(canvas.image, 0, EVIDENCE_FLOOR)
+    def _hog_windows(self, gray: np.ndarray, canvas: _Canvas, threshold: float
+                     ) -> list[tuple[tuple[float, float, float, float], float]]:
+        """Plausibly placed HOG windows (canvas box, score) scoring at least ``threshold``, best first.
+
+        dlib's non-maximum suppression keeps windows in score order, so the windows above a
+        higher threshold are the same whichever lower threshold the scan used.
+        """
+        rects, scores, _ = self.hog.run(canvas.image, 0, threshold)
+        windows = []
         for rect, conf in sorted(zip(rects, scores), key=lambda rs: -rs[1]):
-            box = canvas.box_to_input((rect.left(), rect.top(), rect.right(), rect.bottom()))
-            if self._box_plausible(box, gray.shape[1], gray.shape[0]):
-                return float(conf)
-        return EVIDENCE_FLOOR
+            box_big = (rect.left(), rect.top(), rect.right(), rect.bottom())
+            if self._box_plausible(canvas.box_to_input(box_big), gray.shape[1], gray.shape[0]):
+                windows.append((box_big, float(conf)))
+        return windows
+
+    def _hog_result(self, gray: np.ndarray, canvas: _Canvas,
+                    window: tuple[tuple[float, float, float, float], float] | None) -> Landmarks | None:
+        if window is None:
+            return None
+        box_big, conf = window
+        return self._crop_result(canvas, box_big, self._predict(canvas.image, box_big), "hog", gray.shape, conf)
 
     def crop_hog(self, gray: np.ndarray, canvas: _Canvas | None = None,
                  threshold: float = CROP_HOG_THRESHOLD) -> Landmarks | None:
         """HOG stage for a crop: best detection whose box is plausible, or None."""
         canvas = canvas or self.crop_canvas(gray)
-        rects, scores, _ = self.hog.run(canvas.image, 0, threshold)
-        best = None
-        for rect, conf in sorted(zip(rects, scores), key=lambda rs: -rs[1]):
-            box_big = (rect.left(), rect.top(), rect.right(), rect.bottom())
-            if not self._box_plausible(canvas.box_to_input(box_big), gray.shape[1], gray.shape[0]):
-                continue
-            best = self._crop_result(canvas, box_big, self._predict(canvas.image, box_big), "hog", gray.shape, conf)
-            break
-        return best
+        windows = self._hog_windows(gray, canvas, threshold)
+        return self._hog_result(gray, canvas, windows[0] if windows else None)
 
     def regress_box(self, gray: np.ndarray, stages: int | None = None) -> tuple[float, float, float, float]:
         """Face box (left, top, right, bottom) of a crop predicted from its appearance.
@@ -336,8 +342,10 @@ class LandmarkDetector:
         if float(gray.std()) < MIN_CROP_CONTRAST:  # blank: report the prior shape, not accepted
             return replace(self.crop_prior(gray, canvas), accepted=False, evidence=EVIDENCE_FLOOR)
         tried: list[Landmarks] = []
-        hog = self.crop_hog(gray, canvas)
-        evidence = hog.confidence if hog is not None else self._crop_evidence(gray, canvas)
+        # one HOG scan serves both: the evidence (best window down to EVIDENCE_FLOOR) and the HOG stage
+        windows = self._hog_windows(gray, canvas, EVIDENCE_FLOOR)
+        evidence = windows[0][1] if windows else EVIDENCE_FLOOR
+        hog = self._hog_result(gray, canvas, next((w for w in windows if w[1] >= CROP_HOG_THRESHOLD), None))
         stages = (lambda: hog, lambda: self.crop_prior(gray, canvas), lambda: self.crop_cnn(gray, canvas))
         for stage in stages:  # HOG, then the prior box, then the CNN: the first accepted shape wins
             lm = stage()

@@ -30,7 +30,7 @@ import numpy as np
 from maskgen.landmarks.base import Landmarks, LandmarkSource
 from maskgen.points import N_POINTS, fit_box_to_points
 
-__all__ = ["FRAME_MARGIN", "LandmarksFileError", "SuppliedLandmarks", "SuppliedSource", "check_row_keys",
+__all__ = ["FRAME_MARGIN", "LandmarksFileError", "SuppliedLandmarks", "SuppliedSource", "check_keys",
            "read_landmarks_file"]
 
 #: supplied points may lie outside the image (a crop cuts the chin) by this fraction of its size
@@ -80,14 +80,15 @@ def _is_float(text: str) -> bool:
         return False
 
 
-def check_row_keys(supplied: SuppliedLandmarks, n_rows: int) -> None:
-    """For a CSV dataset: the file's keys must be row numbers below ``n_rows``."""
-    if supplied.key_column != "row":
-        raise LandmarksFileError(f"{supplied.path}: a CSV dataset needs a 'row' key column, not "
+def check_keys(supplied: SuppliedLandmarks, key_column: str, known: set[str], what: str) -> None:
+    """The file must be keyed by ``key_column`` and every key must be in ``known``
+    (``what`` says what is missing, e.g. "the data has 3000 rows")."""
+    if supplied.key_column != key_column:
+        raise LandmarksFileError(f"{supplied.path}: this dataset needs a {key_column!r} key column, not "
                                  f"{supplied.key_column!r}")
     for key, line in sorted(supplied.lines.items(), key=lambda kv: kv[1]):
-        if int(key) >= n_rows:
-            raise LandmarksFileError(f"{supplied.path}, line {line}: row {key}, but the data has {n_rows} rows")
+        if key not in known:
+            raise LandmarksFileError(f"{supplied.path}, line {line}: {key_column} {key}, but {what}")
 
 
 def read_landmarks_file(path: str | os.PathLike, image_size: tuple[int, int] | None = None) -> SuppliedLandmarks:
