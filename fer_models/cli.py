@@ -10,6 +10,7 @@ import shlex
 from pathlib import Path
 
 import click
+import numpy as np
 
 from fer_models.config import AMP_CHOICES, OPTIMIZERS, RECIPES, SCHEDULES, TTA_CHOICES
 from fer_models.labels import LABEL_MODES
@@ -189,6 +190,9 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
                 type=click.Choice(TTA_CHOICES))
 @click.option("--labels", default=None, metavar="ferplus=VOTES.csv",
               help="Train on FER+ crowd labels (8 classes) instead of FER2013's; see docs/training.md.")
+@click.option("--init", default=None, metavar="NAME|CHECKPOINT",
+              help="Start from trained weights (shipped name such as fer2013, or a checkpoint) instead of random "
+                   "ones: fine-tuning. Recorded in the run's config.")
 @click.option("--label-mode", type=click.Choice(LABEL_MODES), default="majority", show_default=True,
               help="FER+ targets: the majority label, or the vote distribution (scored on majority labels).")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
@@ -203,9 +207,12 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_: bool, resume: bool,
           **options: object) -> None:
     """Train a model on a FER2013-format CSV or an image folder (default: our recipe; --recipe paper: the paper's); see docs/training.md."""
+    from fer_models.pretrained import checkpoint_file
     from fer_models.train import TrainConfig, main as train_main, parse_model_kw
 
     try:
+        if options.get("init") is not None:
+            options["init"] = checkpoint_file(str(options["init"]))
         config = TrainConfig.from_recipe(recipe, data=data, out=out, model_kwargs=parse_model_kw(model_kw),
                                          compile=compile_, **options)
         train_main(config, resume=resume)
@@ -241,10 +248,9 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
         torch.set_num_threads(threads)
     try:
         if weights is not None:
-            from fer_models.pretrained import load_weights, weights_path
+            from fer_models.pretrained import checkpoint_file
 
-            load_weights(weights)  # checks the name and the file's sha256
-            checkpoint = str(weights_path(weights))
+            checkpoint = checkpoint_file(weights)
             if out is None:
                 out = f"eval-{weights}-{Path(data).name.split('.')[0]}-{subset}"
         report = evaluate_checkpoint(checkpoint, data, split, subset, out, batch_size, amp, device, tta)
@@ -254,6 +260,222 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
     title += f" ({report['device']}, amp {report['amp']}" + ("" if report["tta"] == "none" else f", TTA {report['tta']}") + ")"
     click.echo(format_report(report, title))
     click.echo(f"report: {report['paths']['json']}  confusion matrix: {report['paths']['png']}")
+
+
+@main.command()
+@click.option("--fer", "fer", type=click.Path(exists=True), default=None, help="FER2013 CSV (Tables 2 and 3).")
+@click.option("--smfer", "smfer", type=click.Path(exists=True), default=None, help="SMFER2013 CSV (Table 2).")
+@click.option("--mfer", "mfer", type=click.Path(exists=True), default=None, help="MFER2013 CSV (Tables 1 and 2).")
+@click.option("--build", is_flag=True,
+              help="Make SMFER2013 and MFER2013 from --fer with maskgen (under OUT/data, seed --build-seed).")
+@click.option("--build-seed", type=int, default=0, show_default=True, help="maskgen seed for --build.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="maskgen workers for --build.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Benchmark folder: one run folder per cell under OUT/runs (resumable).")
+@click.option("--budget", type=click.Choice(["smoke", "cpu", "full"]), default="cpu", show_default=True,
+              help="smoke: 2 steps per run (checks the machinery); cpu: what fits a 2-core machine "
+                   "(epochs per model in docs/paper_tables.md); full: the paper's 100 epochs.")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default="default", show_default=True)
+@click.option("--tables", default="1,2,3", show_default=True, help="Comma-separated tables to run: 1, 2, 3.")
+@click.option("--write", "write_path", type=click.Path(dir_okay=False), default=None,
+              help="Markdown file for the tables (default OUT/paper_tables.md); the plot is written beside it.")
+@click.option("--limit", type=click.IntRange(min=0), default=None,
+              help="Train at most this many new runs now (the rest on the next call); 0: only write the tables.")
+def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool, build_seed: int,
+              jobs: int | None, out: str, budget: str, recipe: str, tables: str, write_path: str | None,
+              limit: int | None) -> None:
+    """The paper's Tables 1-3 under the usage, de-duplicated and paper protocols; resumable (docs/paper_tables.md)."""
+    import sys
+
+    from fer_models.benchmark import benchmark as run_benchmark, build_datasets
+
+    chosen = [t.strip() for t in tables.split(",") if t.strip()]
+    try:
+        if build:
+            if fer is None:
+                raise click.UsageError("--build needs --fer")
+            if smfer or mfer:
+                raise click.UsageError("give --build or --smfer / --mfer, not both")
+            paths = build_datasets(fer, Path(out), seed=build_seed, jobs=jobs, echo=click.echo)
+        else:
+            paths = {k: v for k, v in (("fer2013", fer), ("smfer2013", smfer), ("mfer2013", mfer)) if v}
+        command = " ".join(shlex.quote(a) for a in ["fer-models", *sys.argv[1:]])
+        done = run_benchmark(paths, out, budget=budget, recipe=recipe, tables=chosen, write=write_path,
+                             command=command, echo=click.echo, limit=limit)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{done['finished']} of {done['total']} runs finished")
+
+
+def _load_model_state(checkpoint: str | None, weights: str | None) -> tuple[dict, str]:
+    """(checkpoint dict, its file) of exactly one of --checkpoint / --weights."""
+    from fer_models.pretrained import checkpoint_file
+    from fer_models.train import load_checkpoint
+
+    if (checkpoint is None) == (weights is None):
+        raise click.UsageError("give exactly one of --checkpoint and --weights")
+    path = checkpoint_file(weights) if weights is not None else str(checkpoint)
+    return load_checkpoint(path), path
+
+
+_CHECKPOINT_OPT = click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
+                               help="best.pt or checkpoint.pt of a run.")
+_WEIGHTS_OPT = click.option("--weights", default=None, help="Shipped weights by name (fer-models weights lists them).")
+
+
+@main.command("export")
+@_CHECKPOINT_OPT
+@_WEIGHTS_OPT
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
+@click.option("--check", "check_csv", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="FER2013-format CSV: compare onnxruntime's logits with PyTorch's on its first --check-rows faces "
+                   "(default: 256 LFW faces scikit-image ships, when installed).")
+@click.option("--check-rows", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--int8", "int8_csv", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Also write OUTPUT with .int8.onnx: static int8, calibrated on the Training rows of this CSV.")
+@click.option("--calibration-rows", type=click.IntRange(min=16), default=512, show_default=True)
+def export_command(checkpoint: str | None, weights: str | None, output: str, check_csv: str | None, check_rows: int,
+                   int8_csv: str | None, calibration_rows: int) -> None:
+    """Export a trained model to ONNX (BatchNorm folded, dynamic batch, preprocessing in the metadata)."""
+    from fer_models.export import MAX_ABS_DIFF, export_onnx, quantize_int8
+    from maskgen.io import file_sha256
+
+    try:
+        state, path = _load_model_state(checkpoint, weights)
+        faces = _check_faces(check_csv, check_rows)
+        info = export_onnx(state, output, source_sha256=file_sha256(path), check_images=faces)
+        click.echo(f"wrote {info.path} ({info.bytes:,} bytes, {info.model}, classes {', '.join(info.class_names)}; "
+                   f"BatchNorm folded)")
+        if info.max_abs_diff is not None:
+            click.echo(f"verified on {len(faces)} faces: max |logit difference| {info.max_abs_diff:.2e} "
+                       f"(limit {MAX_ABS_DIFF:g})")
+        if int8_csv is not None:
+            from maskgen.dataset import read_fer_csv
+
+            table = read_fer_csv(int8_csv)
+            train = np.flatnonzero(table.usage == "Training") if table.usage is not None else np.arange(len(table))
+            calib = table.images[train[:calibration_rows]]
+            q = quantize_int8(output, Path(output).with_suffix(".int8.onnx"), calib)
+            click.echo(f"wrote {q} ({q.stat().st_size:,} bytes; calibrated on {len(calib)} faces). Whether it pays "
+                       "is measured by benchmarks/onnx_latency.py")
+    except (ValueError, ImportError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _check_faces(csv_path: str | None, rows: int) -> np.ndarray | None:
+    """Faces to verify an export on: a CSV's first rows, or scikit-image's LFW faces (None without either)."""
+    if csv_path is not None:
+        from maskgen.dataset import read_fer_csv
+
+        return read_fer_csv(csv_path).images[:rows]
+    from fer_models.export import shipped_faces
+
+    try:
+        return shipped_faces(rows)
+    except RuntimeError:  # scikit-image is not installed
+        return None
+
+
+@main.command("predict")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@_CHECKPOINT_OPT
+@_WEIGHTS_OPT
+@click.option("--onnx", "onnx_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An exported model (fer-models export) instead of a checkpoint.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here (default: stdout).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("--annotate", type=click.Path(file_okay=False), default=None,
+              help="Folder for the photos with each face's box and label drawn.")
+@click.option("--aligned", is_flag=True, help="Pictures are face crops already (FER2013-style): no face detection.")
+@click.option("--tta", type=click.Choice(TTA_CHOICES), default=None,
+              help="Test-time augmentation (default: the checkpoint's recipe; none for --onnx, which takes none/flip).")
+@click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
+@click.option("--amp", type=click.Choice(AMP_CHOICES), default="auto", show_default=True, help=_AMP_HELP)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def predict_command(paths: tuple[str, ...], checkpoint: str | None, weights: str | None, onnx_path: str | None,
+                    output: str | None, fmt: str, annotate: str | None, aligned: bool, tta: str | None, device: str,
+                    amp: str, progress: bool) -> None:
+    """Expression of every face in photos, folders or FER2013-format CSVs: one row per face (file, box, label,
+    probabilities). Photos without a face are reported (status no_face)."""
+    from fer_models.predict import Scorer, format_records, predict_paths, summarize
+    from maskgen.io import atomic_write
+
+    try:
+        if onnx_path is not None:
+            if checkpoint is not None or weights is not None:
+                raise click.UsageError("give one of --checkpoint, --weights and --onnx")
+            scorer = Scorer.from_onnx(onnx_path, tta=tta or "none")
+        else:
+            state, _ = _load_model_state(checkpoint, weights)
+            scorer = Scorer.from_checkpoint(state, tta=tta, device=device, amp=amp)
+        click.echo(f"model: {scorer.describe}", err=True)
+        records = predict_paths(paths, scorer, aligned=aligned, annotate=annotate, progress=progress)
+    except (ValueError, ImportError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    text = format_records(records, scorer.class_names, fmt)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with atomic_write(Path(output)) as tmp:
+            tmp.write_text(text)
+        click.echo(f"wrote {output}", err=True)
+    click.echo(summarize(records), err=True)
+
+
+@main.command("explain")
+@_CHECKPOINT_OPT
+@_WEIGHTS_OPT
+@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="FER2013-format CSV.")
+@click.option("--masked", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Its SMFER2013 twin (maskgen build-smfer on --data; the .meta.csv sidecar beside it).")
+@click.option("-n", "count", type=click.IntRange(min=1, max=64), default=8, show_default=True, help="Faces drawn.")
+@click.option("--subset", type=click.Choice(["Training", "PublicTest", "PrivateTest", "all"]), default="PrivateTest",
+              show_default=True, help="Rows to draw from (by Usage).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which faces are drawn.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+def explain_command(checkpoint: str | None, weights: str | None, data: str, masked: str, count: int, subset: str,
+                    seed: int, output: str) -> None:
+    """CBAM spatial attention of each block and a Grad-CAM of the last one, for faces unmasked and masked, with the
+    share of Grad-CAM inside the mask and the eye regions."""
+    from fer_models.explain import explain_rows, plot_explanations
+    from fer_models.train import model_from_checkpoint
+
+    try:
+        state, _ = _load_model_state(checkpoint, weights)
+        model, config = model_from_checkpoint(state)
+        fer, smfer, params, rows = _twin_rows(data, masked, subset)
+        pick = sorted(np.random.default_rng(seed).choice(rows, size=min(count, len(rows)), replace=False).tolist())
+        names = tuple(state.get("class_names") or ())
+        explained = explain_rows(model, names, fer.images, smfer.images, fer.emotion, params, pick)
+        title = f"{config.model} ({weights or Path(str(checkpoint)).name}): {len(pick)} {subset} faces"
+        plot_explanations(explained, output, title)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for kind in ("unmasked", "masked"):
+        es = explained[kind]
+        click.echo(f"{kind}: Grad-CAM in the mask region {100 * np.mean([e.mask_share for e in es]):.1f} %, "
+                   f"in the eye region {100 * np.mean([e.eye_share for e in es]):.1f} % (mean of {len(es)} faces)")
+    click.echo(f"wrote {output}")
+
+
+def _twin_rows(data: str, masked: str, subset: str) -> tuple:
+    """(FER2013 table, SMFER2013 table, params per row, usable rows): rows masked with the mask's parameters."""
+    from fer_models.explain import read_sidecar_params
+    from maskgen.dataset import read_fer_csv
+
+    fer, smfer = read_fer_csv(data), read_fer_csv(masked)
+    if len(fer) != len(smfer) or not np.array_equal(fer.emotion, smfer.emotion):
+        raise ValueError(f"{masked} is not the masked twin of {data}: {len(smfer)} vs {len(fer)} rows or other labels")
+    params = read_sidecar_params(masked, len(fer))
+    ok = np.array([p is not None for p in params])
+    if subset != "all":
+        if fer.usage is None:
+            raise ValueError(f"{data} has no Usage column; use --subset all")
+        ok &= fer.usage == subset
+    rows = np.flatnonzero(ok)
+    if rows.size == 0:
+        raise ValueError(f"no masked {subset} rows with mask parameters in the sidecar of {masked}")
+    return fer, smfer, params, rows
 
 
 @main.command("weights")

@@ -41,6 +41,9 @@ class TrainConfig:
     EMA candidate, horizontal-flip test-time augmentation. ``RECIPES["paper"]`` holds
     the paper's recipe (Adam 1e-3, x0.1 every 30 epochs, class-weighted cross-entropy).
 
+    ``init`` starts from trained weights instead of random ones (fine-tuning): the name of
+    shipped weights (``fer2013``) or a checkpoint path; the model must match.
+
     ``lr_step`` is in epochs (``schedule="step"``). ``device`` / ``amp`` are resolved by
     :func:`fer_models.device.resolve` (``auto``: CUDA if present; bf16 only where the hardware
     computes it natively).
@@ -77,6 +80,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     tta: str = "flip"
     labels: str | None = None
+    init: str | None = None
     label_mode: str = "majority"
     channels_last: bool = True
     device: str = "auto"

@@ -64,6 +64,21 @@ def load_weights(name: str) -> dict[str, Any]:
     return load_checkpoint(path)
 
 
+def checkpoint_file(name_or_path: str) -> str:
+    """The checkpoint file of shipped weights ``name_or_path`` (sha256 checked), or the path itself.
+
+    Raises:
+        ValueError: neither a shipped name nor an existing file.
+    """
+    if name_or_path in weights_index():
+        load_weights(name_or_path)  # checks the file's sha256
+        return str(weights_path(name_or_path))
+    if Path(name_or_path).is_file():
+        return name_or_path
+    raise ValueError(f"{name_or_path!r} is neither shipped weights ({', '.join(list_weights()) or 'none'}) "
+                     "nor a checkpoint file")
+
+
 def strip_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
     """An inference-only copy of a training checkpoint (the weights to predict with; no optimizer / RNG)."""
     return {k: state[k] for k in KEEP_KEYS if k in state}
@@ -99,4 +114,4 @@ def ship(checkpoint: str | os.PathLike, name: str, entry: dict[str, Any], folder
     return path
 
 
-__all__ = ["list_weights", "load_weights", "ship", "strip_checkpoint", "weights_index", "weights_path"]
+__all__ = ["checkpoint_file", "list_weights", "load_weights", "ship", "strip_checkpoint", "weights_index", "weights_path"]

@@ -50,8 +50,8 @@ PAPER_REFERENCE: dict[str, tuple[float, float | None]] = {
     "mini_xception_paper": (0.61e6, 28.3e6),
     "mini_xception_cbam_paper": (0.68e6, 30.1e6),
     "mobilenet_v2": (2.23e6, None),
-    "resnet18": (11.69e6, None),
-    "vit": (13.45e6, None),
+    "resnet18": (11.69e6, 98.7e6),
+    "vit": (13.45e6, 102.3e6),
 }
 
 

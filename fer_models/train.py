@@ -47,7 +47,7 @@ from fer_models.data import (
 from fer_models.device import Placement, resolve
 from fer_models.labels import FERPLUS_CLASSES, ferplus_targets, parse_labels_option, read_ferplus_votes
 from maskgen.dataset import EMOTIONS
-from maskgen.io import atomic_write
+from maskgen.io import atomic_write, file_sha256
 
 #: Bump when the checkpoint dict changes incompatibly.
 CHECKPOINT_VERSION = 1
@@ -335,6 +335,27 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
+def load_init(config: TrainConfig) -> tuple[dict[str, Any], Path]:
+    """The checkpoint file ``config.init`` and its path, checked against the config.
+
+    (The CLI turns a shipped-weights name into its file first: ``pretrained.checkpoint_file``.)
+
+    Raises:
+        ValueError: missing file, or a checkpoint of another model, class count or model arguments.
+    """
+    init = str(config.init)
+    if not Path(init).is_file():
+        raise ValueError(f"init {init!r}: no such checkpoint file")
+    state, path = load_checkpoint(init), Path(init)
+    saved = state["config"]
+    if saved["model"] != config.model or saved.get("num_classes", 7) != config.num_classes \
+            or saved.get("model_kwargs", {}) != config.model_kwargs:
+        raise ValueError(f"init {init!r} holds {saved['model']} ({saved.get('num_classes', 7)} classes, "
+                         f"{saved.get('model_kwargs', {})}); this run trains {config.model} "
+                         f"({config.num_classes} classes, {config.model_kwargs})")
+    return state, path
+
+
 def config_from_state(saved: dict[str, Any]) -> TrainConfig:
     """The :class:`TrainConfig` of a checkpoint's ``config`` dict.
 
@@ -418,7 +439,14 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
         val_x, test_x = val_x.to(dev), test_x.to(dev)
 
     torch.manual_seed(config.seed)
-    model = build_model(config).to(dev)
+    model = build_model(config)
+    init_record = None
+    if config.init is not None:
+        init_state, init_path = load_init(config)
+        init_record = {"file": str(init_path), "sha256": file_sha256(init_path), "epoch": init_state.get("epoch")}
+        if not resume:
+            model.load_state_dict(init_state["model"])
+    model = model.to(dev)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     hard_y = train_y if train_y.ndim == 1 else train_y.argmax(1)
@@ -456,6 +484,8 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
         log_lines = _read_log(out / LOG_NAME, start_epoch)
     out.mkdir(parents=True, exist_ok=True)
     run_info = {**dataclasses.asdict(config), "resolved": placement.record()}
+    if init_record is not None:
+        run_info["init_from"] = init_record
     with atomic_write(out / CONFIG_NAME) as tmp:
         tmp.write_text(json.dumps(run_info, indent=2) + "\n")
     run_model = torch.compile(model) if config.compile else model
@@ -557,7 +587,8 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
              "tta": config.tta, "tta_table": tta_table, "labels": config.labels, **placement.record()}
     write_report(report, out / TEST_DIR, title, extra)
     print(format_report(report, title), flush=True)
-    return {**extra, **report}
+    # the rows scored and their predictions (not written: callers such as the benchmark rescore subsets)
+    return {**extra, **report, "test_rows": subsets["test"], "test_preds": test["preds"]}
 
 
 def _ferplus_data(config: TrainConfig, data: FerTensors, subsets: dict[str, np.ndarray]

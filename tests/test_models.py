@@ -266,11 +266,30 @@ def test_paper_variants_near_paper_sizes() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("mobilenet_v2", 2_232_263), ("resnet18", 11_171_271), ("vit", 13_519_015)],
+    [("mobilenet_v2", 2_232_263), ("resnet18", 11_173_831), ("resnet18_cifar", 11_171_271),
+     ("vit", 13_602_823), ("vit_p6", 13_519_015)],
 )
 def test_baseline_param_counts(name: str, expected: int) -> None:
     """ImageNet layer sizes with a 1-channel input and 7 classes (see module docstrings)."""
     assert count_params(create_model(name)) == expected
+
+
+@pytest.mark.parametrize(("name", "params", "macs"), [("resnet18", 11.69e6, 98.7e6), ("vit", 13.45e6, 102.3e6)])
+def test_paper_cost_baselines_within_15_percent(name: str, params: float, macs: float) -> None:
+    """The paper's ResNet-18 and ViT sizes (its "FLOPs" are multiply-adds): ours within 15 %."""
+    model = create_model(name)
+    assert abs(count_params(model) / params - 1) < 0.15, name
+    assert abs(count_flops(model) / 2 / macs - 1) < 0.15, name
+
+
+def test_cheap_and_costly_stems_differ_13x() -> None:
+    """The CIFAR stem keeps the parameters but costs 13x the multiply-adds at 48x48."""
+    ratio = count_flops(create_model("resnet18_cifar")) / count_flops(create_model("resnet18"))
+    assert 12 < ratio < 14
+    from fer_models.models.resnet import ResNet
+
+    with pytest.raises(ValueError, match="stem"):
+        ResNet(stem="tiny")
 
 
 def test_vit_rejects_wrong_input_size() -> None:

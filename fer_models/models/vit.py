@@ -1,9 +1,14 @@
 """A small Vision Transformer (Dosovitskiy et al. 2021) for 48x48 grayscale faces.
 
-6x6 patches (an 8x8 grid, 64 tokens + a class token), learned position
-embeddings, 6 pre-norm encoder blocks of width 432 with 6 heads and MLP ratio
-4, class-token head. 13,519,015 parameters with 7 classes, sized to the paper's
-ViT (13.45M); the paper gives no layer sizes, so depth and width are ours.
+Learned position embeddings, 6 pre-norm encoder blocks of width 432 with 6 heads and MLP
+ratio 4. The paper gives its ViT's size (13.45M parameters, 102.3M "FLOPs") but no layer
+sizes, so depth and width are ours, sized to its parameters; the patch grid sets the cost:
+
+- ``vit``: 12x24 patches (4 rows x 2 columns, 8 tokens) and a mean-pooled head:
+  13,602,823 parameters, 108.8M multiply-adds: the paper's cost.
+- ``vit_p6``: 6x6 patches (an 8x8 grid, 64 tokens + a class token) and a class-token head:
+  13,519,015 parameters at 8x that cost (896M multiply-adds).
+
 Attention is written out (``q @ k^T``, softmax, ``@ v``) so FLOP counters see it.
 """
 
@@ -16,6 +21,9 @@ from fer_models.models._registry import DEFAULT_NUM_CLASSES, register_model
 
 IMG_SIZE = 48
 PATCH_SIZE = 6
+#: Patch (height, width) of ``vit``: a 4x2 grid of 48x48.
+PAPER_COST_PATCH = (12, 24)
+POOLS = ("cls", "mean")
 EMBED_DIM = 432
 DEPTH = 6
 NUM_HEADS = 6
@@ -68,20 +76,25 @@ class VisionTransformer(nn.Module):
         num_classes: int = DEFAULT_NUM_CLASSES,
         in_chans: int = 1,
         img_size: int = IMG_SIZE,
-        patch_size: int = PATCH_SIZE,
+        patch_size: int | tuple[int, int] = PATCH_SIZE,
         embed_dim: int = EMBED_DIM,
         depth: int = DEPTH,
         num_heads: int = NUM_HEADS,
         mlp_ratio: float = MLP_RATIO,
+        pool: str = "cls",
     ) -> None:
         super().__init__()
-        if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
+        ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+        if img_size % ph or img_size % pw:
+            raise ValueError(f"img_size {img_size} is not divisible by patch_size {(ph, pw)}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
         self.img_size = img_size
-        num_patches = (img_size // patch_size) ** 2
-        self.patch_embed = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
+        self.pool = pool
+        num_patches = (img_size // ph) * (img_size // pw)
+        self.patch_embed = nn.Conv2d(in_chans, embed_dim, (ph, pw), stride=(ph, pw))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if pool == "cls" else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + (pool == "cls"), embed_dim))
         self.blocks = nn.Sequential(
             *[EncoderBlock(embed_dim, num_heads, mlp_ratio) for _ in range(depth)]
         )
@@ -91,7 +104,8 @@ class VisionTransformer(nn.Module):
 
     def _init_weights(self) -> None:
         nn.init.trunc_normal_(self.pos_embed, std=INIT_STD)
-        nn.init.trunc_normal_(self.cls_token, std=INIT_STD)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=INIT_STD)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=INIT_STD)
@@ -103,12 +117,20 @@ class VisionTransformer(nn.Module):
                 f"expected {self.img_size}x{self.img_size} input, got {tuple(x.shape[-2:])}"
             )
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (N, T, D)
-        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
-        tokens = torch.cat([cls, tokens], dim=1) + self.pos_embed
-        return self.head(self.norm(self.blocks(tokens))[:, 0])
+        if self.cls_token is not None:
+            tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        encoded = self.norm(self.blocks(tokens + self.pos_embed))
+        return self.head(encoded[:, 0] if self.pool == "cls" else encoded.mean(1))
 
 
 @register_model
 def vit(num_classes: int = DEFAULT_NUM_CLASSES, **kwargs) -> VisionTransformer:
-    """Small ViT (patch 6, width 432, depth 6, 6 heads) for 48x48 inputs."""
+    """ViT at the paper's cost: 12x24 patches (8 tokens), mean-pooled head, width 432, depth 6, 6 heads."""
+    kwargs = {"patch_size": PAPER_COST_PATCH, "pool": "mean", **kwargs}
+    return VisionTransformer(num_classes=num_classes, **kwargs)
+
+
+@register_model
+def vit_p6(num_classes: int = DEFAULT_NUM_CLASSES, **kwargs) -> VisionTransformer:
+    """ViT with 6x6 patches (64 tokens + class token), width 432, depth 6, 6 heads (8x the paper's cost)."""
     return VisionTransformer(num_classes=num_classes, **kwargs)

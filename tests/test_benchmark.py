@@ -1,0 +1,113 @@
+"""``fer-models benchmark``: the whole grid at --budget smoke on tiny generated data, resume, tables."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import USAGE_CYCLE, fer_csv_text, random_faces
+
+pytest.importorskip("torch")
+
+from fer_models import benchmark as bm  # noqa: E402
+
+N = 60
+
+
+def _write_sets(tmp_path: Path) -> dict[str, str]:
+    """FER2013 / SMFER2013 / MFER2013-shaped files: N rows, 2 PrivateTest rows copying Training rows."""
+    faces = random_faces(N, seed=3)
+    labels = [i % 7 for i in range(N)]
+    usages = [USAGE_CYCLE[i % len(USAGE_CYCLE)] for i in range(N)]
+    tests = [i for i, u in enumerate(usages) if u == "PrivateTest"]
+    faces[tests[0]] = faces[0]
+    faces[tests[1]] = faces[1]
+    masked = faces.copy()
+    masked[:, 28:] = 128  # a flat "mask" over the lower face
+    paths = {}
+    for name, imgs in (("fer2013", faces), ("smfer2013", masked)):
+        path = tmp_path / f"{name}.csv"
+        path.write_text(fer_csv_text(imgs, labels, usages))
+        paths[name] = str(path)
+    both = np.concatenate([faces, masked])
+    extra = {"source": [str(i % N) for i in range(2 * N)], "masked": ["0"] * N + ["1"] * N}
+    path = tmp_path / "mfer2013.csv"
+    path.write_text(fer_csv_text(both, labels * 2, usages * 2, extra=extra))
+    paths["mfer2013"] = str(path)
+    return paths
+
+
+def test_grid_covers_the_three_tables_with_shared_runs() -> None:
+    runs = bm.grid()
+    assert len(runs) == len(set(runs)) == 25  # 10 + 6 + 12, minus the 3 runs tables share
+    assert all(r in runs for t in bm.TABLES for r in bm.table_runs(t))
+    assert sum(r.model == "mini_xception" and r.dataset == "fer2013" for r in runs) == 3  # three seeds
+
+
+def test_duplicate_test_rows_finds_copies_and_their_twins() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    images[5] = images[0]                                  # exact copy of a training row
+    images[6] = np.clip(images[1].astype(int) + 1, 0, 255)  # near copy (MAD <= 1)
+    groups = np.array(["a", "b", "c", "d", "e", "x", "y", "x"], dtype=object)  # row 7 is row 5's twin
+    flagged = bm.duplicate_test_rows(images, groups, np.arange(5), np.array([5, 6, 7]))
+    assert flagged.tolist() == [True, True, True]
+    flagged = bm.duplicate_test_rows(images, None, np.arange(5), np.array([5, 7]))
+    assert flagged.tolist() == [True, False]
+
+
+def test_smoke_grid_writes_every_cell_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _write_sets(tmp_path)
+    out = tmp_path / "bench"
+    lines: list[str] = []
+    done = bm.benchmark(paths, out, budget="smoke", command="test", echo=lines.append)
+    assert done["finished"] == done["total"] == 25
+    text = done["path"].read_text()
+    for run in bm.grid():
+        assert f"| {run.id} |" in text and json.loads((out / "runs" / run.id / "result.json").read_text())
+    # every cell of the three tables holds a number: no "-" left in a table row
+    for model in bm.TABLE1_MODELS:
+        row = next(line for line in text.splitlines() if line.startswith(f"| {model} | {bm.PAPER_ACCURACY['1'][model]}"))
+        assert " - " not in row.replace(" - |", "X"), row
+    assert "| fer2013 | 90.4 |" in text and "± " in text  # Table 2 row, Table 3 mean ± std
+    dedup = json.loads((out / "runs" / "fer2013-mini_xception-usage-s0" / "result.json").read_text())
+    assert dedup["scores"]["dedup"]["removed"] == 2
+    assert dedup["scores"]["dedup"]["n"] == dedup["scores"]["usage"]["n"] - 2
+    mfer = json.loads((out / "runs" / "mfer2013-mini_xception-usage-s0" / "result.json").read_text())
+    assert mfer["scores"]["dedup"]["removed"] == 4  # the two copies and their masked twins
+    assert done["plot"] is not None and done["plot"].is_file()
+
+    # resume: nothing is trained again
+    def fail(*_: object) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(bm, "execute_run", fail)
+    again = bm.benchmark(paths, out, budget="smoke", command="test", echo=lines.append)
+    assert again["finished"] == 25
+    assert "25 done, 0 to run" in lines[-2] or any("25 done, 0 to run" in line for line in lines)
+    # a finished run made with other settings is refused, not mixed in
+    with pytest.raises(ValueError, match="other settings"):
+        bm.benchmark(paths, out, budget="smoke", recipe="paper", command="test", echo=lines.append)
+
+
+def test_interrupted_run_continues_from_its_checkpoint(tmp_path: Path) -> None:
+    paths = _write_sets(tmp_path)
+    out = tmp_path / "bench"
+    ctx = bm.GridContext(paths=paths, out=out, budget=bm.Budget("t", {"*": 2}, max_steps_per_epoch=1, batch_size=8,
+                                                                    timing=False), recipe="default")
+    run = bm.Run("mini_xception", "fer2013", "usage", 0)
+    from fer_models.train import main as train_main
+
+    config = bm.run_config(run, paths["fer2013"], out, ctx.budget, "default")
+    assert train_main(config, stop_after=1) == {"stopped_after": 1}  # as an interruption after epoch 1
+    result = bm.execute_run(ctx, run)
+    log = (out / "runs" / run.id / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log] == [1, 2]
+    assert result["epochs"] == 2 and "dedup" in result["scores"]
+
+
+def test_missing_dataset_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="need mfer2013"):
+        bm.benchmark({"fer2013": "x.csv"}, tmp_path, budget="smoke", tables=["1"])
