@@ -254,6 +254,7 @@ def execute_run(ctx: GridContext, run: Run) -> dict[str, Any]:
     result = {
         **_identity(ctx, run),
         "id": run.id, "command": ctx.command, "data": ctx.paths[run.dataset], "scores": scores,
+        "train_rows": int(report.get("train_rows", 0)),
         "best_epoch": report["best_epoch"], "best_val_acc": report["best_val_acc"], "tta": report["tta"],
         "train_seconds": round(sum(r.get("train_seconds", 0.0) + r.get("val_seconds", 0.0) for r in log), 1),
         "images_per_s": round(statistics.median(r["images_per_s"] for r in log), 1) if log else None,
@@ -270,16 +271,18 @@ def execute_run(ctx: GridContext, run: Run) -> dict[str, Any]:
 
 
 def _eta(pending: Sequence[Run], done: dict[str, dict[str, Any]], ctx: GridContext) -> str:
-    """Remaining time from the measured speed of finished runs of each model (else the median)."""
-    speed: dict[str, float] = {}
+    """Remaining time, from the measured seconds per epoch and training row of finished runs of each model
+    (else their median) and the training rows of finished runs on each dataset (else their median)."""
+    rate: dict[str, float] = {}
+    rows: dict[str, int] = {}
     for result in done.values():
-        if result.get("images_per_s"):
-            speed.setdefault(result["run"]["model"], result["images_per_s"])
-    if not speed:
+        if result.get("train_rows") and result.get("train_seconds"):
+            rate.setdefault(result["run"]["model"], result["train_seconds"] / (result["epochs"] * result["train_rows"]))
+            rows.setdefault(result["run"]["dataset"], result["train_rows"])
+    if not rate:
         return "ETA unknown until a run finishes"
-    fallback = statistics.median(speed.values())
-    rows = {"fer2013": 28709, "smfer2013": 28709, "mfer2013": 57418}  # training rows, for the estimate only
-    seconds = sum(ctx.budget.epochs_for(r.model) * rows[r.dataset] * 1.1 / speed.get(r.model, fallback)
+    fallback_rate, fallback_rows = statistics.median(rate.values()), statistics.median(rows.values())
+    seconds = sum(ctx.budget.epochs_for(r.model) * rows.get(r.dataset, fallback_rows) * rate.get(r.model, fallback_rate)
                   for r in pending)
     return f"ETA {seconds / 3600:.1f} h"
 

@@ -588,7 +588,7 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
     write_report(report, out / TEST_DIR, title, extra)
     print(format_report(report, title), flush=True)
     # the rows scored and their predictions (not written: callers such as the benchmark rescore subsets)
-    return {**extra, **report, "test_rows": subsets["test"], "test_preds": test["preds"]}
+    return {**extra, **report, "test_rows": subsets["test"], "test_preds": test["preds"], "train_rows": len(train_y)}
 
 
 def _ferplus_data(config: TrainConfig, data: FerTensors, subsets: dict[str, np.ndarray]

@@ -311,3 +311,21 @@ def test_ship_and_load_weights(csv_path: Path, tmp_path: Path, monkeypatch: pyte
     path.write_bytes(path.read_bytes() + b"x")  # a corrupted file is refused
     with pytest.raises(ValueError, match="sha256"):
         fer_models.create_model(MODEL, pretrained="toy")
+
+
+def test_init_starts_from_trained_weights_and_checks_the_model(csv_path: Path, tmp_path: Path) -> None:
+    """--init: the new run's first epoch starts where the old run ended (its val loss is already low)."""
+    first = tmp_path / "first"
+    main(config(csv_path, first, epochs=4, augment=False, lr=3e-3))
+    fresh = tmp_path / "fresh"
+    main(config(csv_path, fresh, epochs=1, augment=False, lr=1e-4))
+    tuned = tmp_path / "tuned"
+    main(config(csv_path, tuned, epochs=1, augment=False, lr=1e-4, init=str(first / "best.pt")))
+    assert read_log(tuned)[0]["val_loss"] < 0.8 * read_log(fresh)[0]["val_loss"]
+    info = json.loads((tuned / "config.json").read_text())
+    assert info["init_from"]["file"].endswith("best.pt") and len(info["init_from"]["sha256"]) == 64
+    with pytest.raises(ValueError, match="holds mini_xception"):
+        main(config(csv_path, tmp_path / "other", model="mini_xception_cbam", init=str(first / "best.pt")))
+    result = CliRunner().invoke(train_command, ["--data", str(csv_path), "--out", str(tmp_path / "x"),
+                                                "--init", "no-such-weights", "--epochs", "1"])
+    assert result.exit_code != 0 and "neither shipped weights" in result.output
