@@ -180,7 +180,7 @@ def plot_explanations(explained: dict[str, list[Explanation]], path: str | Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maskgen.io import atomic_write
+    from fer_models.metrics import save_figure
 
     faces = len(explained["unmasked"])
     names = list(explained["unmasked"][0].maps) if faces else []
@@ -211,12 +211,7 @@ def plot_explanations(explained: dict[str, list[Explanation]], path: str | Path,
             ax.set_title(f"Grad-CAM: mask {100 * e.mask_share:.0f}%\neyes {100 * e.eye_share:.0f}%", fontsize=6)
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def format_shares(table: dict[str, dict[str, dict[str, float]]]) -> str:

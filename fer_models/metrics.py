@@ -128,6 +128,13 @@ def plot_confusion(
             ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if frac[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> Path:
+    """Lay out ``fig``, write it as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     with atomic_write(path) as tmp:

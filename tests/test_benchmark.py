@@ -111,3 +111,24 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path: Path) -> None:
 def test_missing_dataset_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="need mfer2013"):
         bm.benchmark({"fer2013": "x.csv"}, tmp_path, budget="smoke", tables=["1"])
+
+
+def test_cli_checks_its_options(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from fer_models.cli import main as cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["benchmark", "--build", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--build needs --fer" in result.output
+    paths = _write_sets(tmp_path)
+    result = runner.invoke(cli, ["benchmark", "--fer", paths["fer2013"], "--out", str(tmp_path / "b"), "--tables", "9"])
+    assert result.exit_code != 0 and "unknown table" in result.output
+    result = runner.invoke(cli, ["benchmark", "--fer", paths["fer2013"], "--out", str(tmp_path / "b"), "--tables", "1"])
+    assert result.exit_code != 0 and "need mfer2013" in result.output
+    # --limit 0 writes the (empty) tables without training anything
+    result = runner.invoke(cli, ["benchmark", "--fer", paths["fer2013"], "--out", str(tmp_path / "b"), "--tables", "3",
+                                 "--budget", "smoke", "--limit", "0"])
+    assert result.exit_code == 0, result.output
+    assert "0 of 12 runs finished" in result.output
+    assert "| fer2013-mini_xception-usage-s0 | 1 | - |" in (tmp_path / "b" / "paper_tables.md").read_text()
