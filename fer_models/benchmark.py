@@ -203,10 +203,44 @@ def result_path(out: Path, run: Run) -> Path:
     return out / "runs" / run.id / "result.json"
 
 
+#: config fields that do not change what a run computes (where it ran, how it reports)
+_FREE_FIELDS = ("data", "out", "progress", "threads", "device", "eval_batch_size", "compile")
+
+
+def _settings(config: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(config).items() if k not in _FREE_FIELDS}
+
+
 def _identity(ctx: GridContext, run: Run) -> dict[str, Any]:
-    """What must match for a finished run to be reused."""
+    """What must match for a run to be reused or continued: the run, budget, recipe, data and every setting."""
+    config = run_config(run, ctx.paths[run.dataset], ctx.out, ctx.budget, ctx.recipe)
     return {"run": asdict(run), "budget": ctx.budget.name, "epochs": ctx.budget.epochs_for(run.model),
-            "recipe": ctx.recipe, "data_sha256": ctx.checksum(run.dataset)}
+            "recipe": ctx.recipe, "data_sha256": ctx.checksum(run.dataset), "config": _settings(config),
+            "params": _param_count(run.model)}
+
+
+def _param_count(model: str) -> int:
+    """Parameters of ``model`` as registered now (a renamed architecture is not mistaken for the old one)."""
+    from fer_models.models import create_model
+    from fer_models.summary import count_params
+
+    if model not in _PARAMS:
+        _PARAMS[model] = count_params(create_model(model))
+    return _PARAMS[model]
+
+
+_PARAMS: dict[str, int] = {}
+
+
+def _check_identity(path: Path, recorded: dict[str, Any], expected: dict[str, Any]) -> None:
+    recorded = dict(recorded)
+    if isinstance(recorded.get("config"), dict):  # compare the settings that matter, whatever else was stored
+        recorded["config"] = {k: recorded["config"].get(k) for k in expected["config"]}
+    diff = [k for k, v in expected.items() if k in recorded and recorded[k] != v]
+    diff += [k for k in ("run", "budget", "epochs", "recipe", "data_sha256") if k not in recorded]
+    if diff:
+        detail = "; ".join(f"{k}: {recorded.get(k)!r} (now {expected[k]!r})" for k in sorted(set(diff)))
+        raise ValueError(f"{path} was made with other settings ({detail}); use another --out or remove it")
 
 
 def load_result(ctx: GridContext, run: Run) -> dict[str, Any] | None:
@@ -215,11 +249,7 @@ def load_result(ctx: GridContext, run: Run) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    expected = _identity(ctx, run)
-    diff = [k for k, v in expected.items() if result.get(k) != v]
-    if diff:
-        detail = ", ".join(f"{k}: {result.get(k)!r} (now {expected[k]!r})" for k in diff)
-        raise ValueError(f"{path} was made with other settings ({detail}); use another --out or remove it")
+    _check_identity(path, result, _identity(ctx, run))
     return result
 
 
@@ -237,9 +267,17 @@ def execute_run(ctx: GridContext, run: Run) -> dict[str, Any]:
 
     config = run_config(run, ctx.paths[run.dataset], ctx.out, ctx.budget, ctx.recipe)
     run_dir = Path(config.out)
+    identity = _identity(ctx, run)
+    started = run_dir / "run.json"  # what the run was started with: checked before continuing it
+    resume = (run_dir / CHECKPOINT_NAME).is_file()
+    if resume and started.is_file():
+        _check_identity(started, json.loads(started.read_text()), identity)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(started) as tmp:
+        tmp.write_text(json.dumps(identity, indent=2) + "\n")
     t0 = time.perf_counter()
     data = ctx.data(run.dataset)
-    report = train_main(config, resume=(run_dir / CHECKPOINT_NAME).is_file(), data=data)
+    report = train_main(config, resume=resume, data=data)
     rows, preds = np.asarray(report["test_rows"]), np.asarray(report["test_preds"])
     labels = data.labels.numpy()
     scores = {"usage" if run.split == "usage" else "paper": _scores(report)}
@@ -253,7 +291,7 @@ def execute_run(ctx: GridContext, run: Run) -> dict[str, Any]:
         scores["dedup"] = {**_scores(dedup), "removed": int(flagged.sum())}
     log = [json.loads(line) for line in (run_dir / LOG_NAME).read_text().splitlines() if line.strip()]
     result = {
-        **_identity(ctx, run),
+        **identity,
         "id": run.id, "command": ctx.command, "data": ctx.paths[run.dataset], "scores": scores,
         "train_rows": int(report.get("train_rows", 0)),
         "best_epoch": report["best_epoch"], "best_val_acc": report["best_val_acc"], "tta": report["tta"],
@@ -262,7 +300,6 @@ def execute_run(ctx: GridContext, run: Run) -> dict[str, Any]:
         "final_train_acc": log[-1]["train_acc"] if log else None,
         "resolved": {k: report[k] for k in ("device", "amp", "cpu_capability") if k in report},
         "torch_threads": torch.get_num_threads(),
-        "config": {k: v for k, v in asdict(config).items() if k not in ("data", "out")},
     }
     path = result_path(ctx.out, run)
     with atomic_write(path) as tmp:
@@ -563,7 +600,7 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
     """Run the grid (resuming), measure model cost, write the tables; returns what was written.
 
     Args:
-        paths: dataset name (:data:`DATASETS`) -> FER2013-format CSV or image folder.
+        paths: dataset name (:data:`DATASETS`) -> FER2013-format CSV (plain or gzip).
         write: markdown file for the tables (default ``OUT/paper_tables.md``); the plot goes beside it.
         limit: train at most this many new runs in this call.
 
@@ -587,8 +624,8 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
         raise ValueError(f"tables {','.join(tables)} need {', '.join(missing)}: give --{' --'.join(missing)} "
                          "(or --build)")
     for d in datasets_needed(tables):
-        if not Path(paths[d]).exists():
-            raise ValueError(f"{d}: {paths[d]} does not exist")
+        if not Path(paths[d]).is_file():
+            raise ValueError(f"{d}: {paths[d]} is not a file (the benchmark takes FER2013-format CSVs)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = GridContext(paths=dict(paths), out=out, budget=BUDGETS[budget], recipe=recipe, command=command)
@@ -598,6 +635,7 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
     models = sorted({r.model for r in grid(tables)}, key=lambda m: (m not in TABLE1_MODELS, m))
     cost_path = out / f"costs-{'timed' if ctx.budget.timing else 'untimed'}.json"
     costs = json.loads(cost_path.read_text()) if cost_path.is_file() else {}
+    costs = {m: c for m, c in costs.items() if c.get("params") == _param_count(m)}  # drop renamed architectures
     if set(models) - set(costs):
         costs.update(model_costs([m for m in models if m not in costs], timing=ctx.budget.timing))
         with atomic_write(cost_path) as tmp:
@@ -621,9 +659,20 @@ def build_datasets(fer: str | Path, out: Path, seed: int = 0, jobs: int | None =
     from maskgen.pipeline import BuildConfig
     from maskgen.smfer import build_smfer
 
+    from maskgen.io import file_sha256
+    from maskgen.mfer import manifest_path as mfer_manifest
+    from maskgen.smfer import sidecar_paths
+
     folder = out / "data"
     folder.mkdir(parents=True, exist_ok=True)
     smfer, mfer = folder / f"smfer2013-seed{seed}.csv", folder / f"mfer2013-seed{seed}.csv"
+    fer_sha = file_sha256(fer)
+    for path, manifest, key in ((smfer, sidecar_paths(smfer)[1], "input_sha256"), (mfer, mfer_manifest(mfer), "fer_sha256")):
+        if path.is_file():
+            made_from = json.loads(Path(manifest).read_text()).get(key) if Path(manifest).is_file() else None
+            if made_from != fer_sha:
+                raise ValueError(f"{path} was not built from {fer} (its manifest says {made_from!r}); "
+                                 "use another --out or remove it")
     if not smfer.is_file():
         echo(f"building {smfer} (maskgen, seed {seed})")
         build_smfer(fer, smfer, config=BuildConfig(seed=seed), jobs=jobs)

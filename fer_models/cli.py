@@ -207,12 +207,9 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_: bool, resume: bool,
           **options: object) -> None:
     """Train a model on a FER2013-format CSV or an image folder (default: our recipe; --recipe paper: the paper's); see docs/training.md."""
-    from fer_models.pretrained import checkpoint_file
     from fer_models.train import TrainConfig, main as train_main, parse_model_kw
 
     try:
-        if options.get("init") is not None:
-            options["init"] = checkpoint_file(str(options["init"]))
         config = TrainConfig.from_recipe(recipe, data=data, out=out, model_kwargs=parse_model_kw(model_kw),
                                          compile=compile_, **options)
         train_main(config, resume=resume)
@@ -263,9 +260,9 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
 
 
 @main.command()
-@click.option("--fer", "fer", type=click.Path(exists=True), default=None, help="FER2013 CSV (Tables 2 and 3).")
-@click.option("--smfer", "smfer", type=click.Path(exists=True), default=None, help="SMFER2013 CSV (Table 2).")
-@click.option("--mfer", "mfer", type=click.Path(exists=True), default=None, help="MFER2013 CSV (Tables 1 and 2).")
+@click.option("--fer", "fer", type=click.Path(exists=True, dir_okay=False), default=None, help="FER2013 CSV (Tables 2 and 3).")
+@click.option("--smfer", "smfer", type=click.Path(exists=True, dir_okay=False), default=None, help="SMFER2013 CSV (Table 2).")
+@click.option("--mfer", "mfer", type=click.Path(exists=True, dir_okay=False), default=None, help="MFER2013 CSV (Tables 1 and 2).")
 @click.option("--build", is_flag=True,
               help="Make SMFER2013 and MFER2013 from --fer with maskgen (under OUT/data, seed --build-seed).")
 @click.option("--build-seed", type=int, default=0, show_default=True, help="maskgen seed for --build.")
@@ -312,8 +309,13 @@ def _load_model_state(checkpoint: str | None, weights: str | None) -> tuple[dict
     from fer_models.pretrained import checkpoint_file
     from fer_models.train import load_checkpoint
 
+    from fer_models.weights import list_weights
+
     if (checkpoint is None) == (weights is None):
         raise click.UsageError("give exactly one of --checkpoint and --weights")
+    if weights is not None and weights not in list_weights():
+        raise click.UsageError(f"no shipped weights named {weights!r}; shipped: {', '.join(list_weights())} "
+                               "(a file goes to --checkpoint)")
     path = checkpoint_file(weights) if weights is not None else str(checkpoint)
     return load_checkpoint(path), path
 
@@ -321,6 +323,7 @@ def _load_model_state(checkpoint: str | None, weights: str | None) -> tuple[dict
 _CHECKPOINT_OPT = click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
                                help="best.pt or checkpoint.pt of a run.")
 _WEIGHTS_OPT = click.option("--weights", default=None, help="Shipped weights by name (fer-models weights lists them).")
+#: --weights takes names; a path belongs to --checkpoint
 
 
 @main.command("export")
@@ -330,7 +333,8 @@ _WEIGHTS_OPT = click.option("--weights", default=None, help="Shipped weights by 
 @click.option("--check", "check_csv", type=click.Path(exists=True, dir_okay=False), default=None,
               help="FER2013-format CSV: compare onnxruntime's logits with PyTorch's on its first --check-rows faces "
                    "(default: 256 LFW faces scikit-image ships, when installed).")
-@click.option("--check-rows", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--check-rows", type=click.IntRange(min=1, max=600), default=256, show_default=True,
+              help="Faces to verify on (the LFW set has 600 views: 100 faces, mirrored and shifted).")
 @click.option("--int8", "int8_csv", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Also write OUTPUT with .int8.onnx: static int8, calibrated on the Training rows of this CSV.")
 @click.option("--calibration-rows", type=click.IntRange(min=16), default=512, show_default=True)
@@ -349,6 +353,8 @@ def export_command(checkpoint: str | None, weights: str | None, output: str, che
         if info.max_abs_diff is not None:
             click.echo(f"verified on {len(faces)} faces: max |logit difference| {info.max_abs_diff:.2e} "
                        f"(limit {MAX_ABS_DIFF:g})")
+        else:
+            click.echo("NOT verified: give --check CSV, or install scikit-image for its LFW faces", err=True)
         if int8_csv is not None:
             from maskgen.dataset import read_fer_csv
 
@@ -446,7 +452,7 @@ def explain_command(checkpoint: str | None, weights: str | None, data: str, mask
         fer, smfer, params, rows = _twin_rows(data, masked, subset)
         pick = sorted(np.random.default_rng(seed).choice(rows, size=min(count, len(rows)), replace=False).tolist())
         names = tuple(state.get("class_names") or ())
-        explained = explain_rows(model, names, fer.images, smfer.images, fer.emotion, params, pick)
+        explained = explain_rows(model, names, fer.images, smfer.images, fer.emotion, params, pick)  # FER+ models: true "?"
         title = f"{config.model} ({weights or Path(str(checkpoint)).name}): {len(pick)} {subset} faces"
         plot_explanations(explained, output, title)
     except (ValueError, FileNotFoundError) as exc:

@@ -42,7 +42,7 @@ class TrainConfig:
     the paper's recipe (Adam 1e-3, x0.1 every 30 epochs, class-weighted cross-entropy).
 
     ``init`` starts from trained weights instead of random ones (fine-tuning): the name of
-    shipped weights (``fer2013``) or a checkpoint path; the model must match.
+    shipped weights (``fer2013``; ``fer_models.weights``) or a checkpoint path; the model must match.
 
     ``lr_step`` is in epochs (``schedule="step"``). ``device`` / ``amp`` are resolved by
     :func:`fer_models.device.resolve` (``auto``: CUDA if present; bf16 only where the hardware

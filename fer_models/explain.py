@@ -63,7 +63,7 @@ def regions(fer_image: np.ndarray, params_json: str) -> tuple[np.ndarray, np.nda
     pts = marks.points[idx]
     (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
     pad = EYE_MARGIN * (x1 - x0)
-    yy, xx = np.mgrid[0:fer_image.shape[0], 0:fer_image.shape[1]] + 0.5
+    yy, xx = np.mgrid[0:fer_image.shape[0], 0:fer_image.shape[1]]  # pixel centres at integers, as the points
     eyes = (xx >= x0 - pad) & (xx <= x1 + pad) & (yy >= y0 - pad) & (yy <= y1 + pad)
     return alpha > MASK_ALPHA, eyes
 
@@ -134,14 +134,17 @@ def _share(cam: np.ndarray, region: np.ndarray) -> float:
 def explain_rows(model: Any, class_names: Sequence[str], fer_images: np.ndarray, masked_images: np.ndarray,
                  labels: np.ndarray, params: Sequence[str], rows: Sequence[int]) -> dict[str, list[Explanation]]:
     """Explanations of ``rows`` unmasked (``fer_images``) and masked (``masked_images``); see the module docstring."""
+    from maskgen.dataset import EMOTIONS
+
     regs = [regions(fer_images[r], params[r]) for r in rows]
+    same_classes = tuple(class_names) == tuple(EMOTIONS)  # the CSV's labels are FER2013's; a FER+ model's are not
     out: dict[str, list[Explanation]] = {}
     for kind, images in (("unmasked", fer_images), ("masked", masked_images)):
         batch = np.stack([images[r] for r in rows])
         pred, maps, cam = attention_and_gradcam(model, batch)
         out[kind] = [
             Explanation(row=int(r), image=batch[k], label=class_names[int(pred[k])],
-                        true_label=class_names[int(labels[r])] if int(labels[r]) < len(class_names) else "?",
+                        true_label=EMOTIONS[int(labels[r])] if same_classes else "?",
                         maps={name: m[k] for name, m in maps.items()}, gradcam=cam[k],
                         mask_share=_share(cam[k], regs[k][0]), eye_share=_share(cam[k], regs[k][1]))
             for k, r in enumerate(rows)

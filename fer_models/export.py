@@ -83,9 +83,12 @@ def export_onnx(state: dict[str, Any], path: str | os.PathLike, *, source_sha256
     with atomic_write(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         # the TorchScript-based exporter folds BatchNorm into the preceding conv in eval mode
+        import inspect
+
+        legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
         torch.onnx.export(model, (dummy,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          opset_version=opset, do_constant_folding=True, dynamo=False)
+                          opset_version=opset, do_constant_folding=True, **legacy)
         proto = onnx.load(str(tmp))
         bn = sum(node.op_type == "BatchNormalization" for node in proto.graph.node)
         if bn:

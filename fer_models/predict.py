@@ -115,14 +115,16 @@ def _is_csv(path: Path) -> bool:
     return name.endswith(".csv") or name.endswith(".csv.gz")
 
 
-def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files and folders -> sorted files (pictures and CSVs); FileNotFoundError for a missing path."""
-    out: list[Path] = []
+def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """Files and folders -> sorted (file, name relative to its folder, or the bare name) pairs of pictures and
+    CSVs; FileNotFoundError for a missing path."""
+    out: list[tuple[Path, Path]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or _is_csv(f)))
+            files = sorted(f for f in p.rglob("*") if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or _is_csv(f)))
+            out += [(f, f.relative_to(p)) for f in files]
         elif p.is_file():
-            out.append(p)
+            out.append((p, Path(p.name)))
         else:
             raise FileNotFoundError(f"no such file or folder: {p}")
     return out
@@ -208,16 +210,21 @@ def predict_paths(paths: Iterable[str | os.PathLike], scorer: Scorer, *, aligned
 
     files = expand_inputs(paths)
     out_dir = Path(annotate) if annotate is not None else None
+    if out_dir is not None:  # DIR/<path relative to its input folder>, one output per input
+        targets = [rel.with_name(rel.stem + ".annotated" + (rel.suffix if rel.suffix.lower() in (".png", ".jpg", ".jpeg")
+                                                             else ".png")) for _, rel in files]
+        clash = sorted({str(t) for t in targets if targets.count(t) > 1})
+        if clash:
+            raise ValueError(f"--annotate: two inputs would write {clash[0]}; give their folders separately")
     records: list[Record] = []
-    for path in tqdm(files, unit="file", disable=not progress or len(files) < 2, desc="predict"):
+    for k, (path, rel) in enumerate(tqdm(files, unit="file", disable=not progress or len(files) < 2, desc="predict")):
         if _is_csv(path):
             records += predict_csv(path, scorer)
             continue
         recs, drawn = predict_photo(path, scorer, aligned=aligned, detector=detector, annotate=out_dir)
         records += recs
         if out_dir is not None and drawn is not None:
-            write_image(out_dir / (path.stem + ".annotated" + (path.suffix if path.suffix.lower() in
-                                                              (".png", ".jpg", ".jpeg") else ".png")), drawn)
+            write_image(out_dir / targets[k], drawn)
     return records
 
 

@@ -17,51 +17,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-INDEX_NAME = "index.json"
+from fer_models.weights import INDEX_NAME, folder as _folder, list_weights, verified_path, weights_index, weights_path
+
 #: Keys an inference-only checkpoint keeps.
 KEEP_KEYS = ("version", "model", "config", "class_names", "epoch", "best_val_acc", "best_epoch", "resolved",
              "selected")
 MAX_BYTES = 3 * 1024 * 1024
 
 
-def _folder() -> Path:
-    return Path(str(resources.files("fer_models.weights")))
-
-
-def weights_index() -> dict[str, dict[str, Any]]:
-    """Name -> entry of every shipped weight file (empty if none ship)."""
-    path = _folder() / INDEX_NAME
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def list_weights() -> list[str]:
-    """Sorted names of the shipped weights."""
-    return sorted(weights_index())
-
-
-def weights_path(name: str) -> Path:
-    """Path of shipped weights ``name``; ValueError listing the known names otherwise."""
-    index = weights_index()
-    if name not in index:
-        known = ", ".join(sorted(index)) or "none"
-        raise ValueError(f"no shipped weights named {name!r}; shipped: {known}")
-    return _folder() / index[name]["file"]
-
-
 def load_weights(name: str) -> dict[str, Any]:
     """The checkpoint dict of shipped weights ``name`` (sha256 checked, ``weights_only=True``)."""
     from fer_models.train import load_checkpoint
 
-    path = weights_path(name)
-    expected = weights_index()[name]["sha256"]
-    actual = hashlib.sha256(path.read_bytes()).hexdigest()
-    if actual != expected:
-        raise ValueError(f"{path}: sha256 {actual[:12]}... does not match the index ({expected[:12]}...)")
-    return load_checkpoint(path)
+    return load_checkpoint(verified_path(name))
 
 
 def checkpoint_file(name_or_path: str) -> str:
@@ -71,8 +42,7 @@ def checkpoint_file(name_or_path: str) -> str:
         ValueError: neither a shipped name nor an existing file.
     """
     if name_or_path in weights_index():
-        load_weights(name_or_path)  # checks the file's sha256
-        return str(weights_path(name_or_path))
+        return str(verified_path(name_or_path))
     if Path(name_or_path).is_file():
         return name_or_path
     raise ValueError(f"{name_or_path!r} is neither shipped weights ({', '.join(list_weights()) or 'none'}) "

@@ -336,17 +336,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_init(config: TrainConfig) -> tuple[dict[str, Any], Path]:
-    """The checkpoint file ``config.init`` and its path, checked against the config.
-
-    (The CLI turns a shipped-weights name into its file first: ``pretrained.checkpoint_file``.)
+    """The checkpoint ``config.init`` names (shipped weights by name, or a file) and its path, checked
+    against the config.
 
     Raises:
-        ValueError: missing file, or a checkpoint of another model, class count or model arguments.
+        ValueError: neither a shipped name nor a file, or a checkpoint of another model, class count or
+            model arguments.
     """
+    from fer_models.weights import list_weights, verified_path
+
     init = str(config.init)
-    if not Path(init).is_file():
-        raise ValueError(f"init {init!r}: no such checkpoint file")
-    state, path = load_checkpoint(init), Path(init)
+    if init in list_weights():
+        path = verified_path(init)
+    elif Path(init).is_file():
+        path = Path(init)
+    else:
+        raise ValueError(f"init {init!r} is neither shipped weights ({', '.join(list_weights()) or 'none'}) "
+                         "nor a checkpoint file")
+    state = load_checkpoint(path)
     saved = state["config"]
     if saved["model"] != config.model or saved.get("num_classes", 7) != config.num_classes \
             or saved.get("model_kwargs", {}) != config.model_kwargs:
@@ -374,7 +381,14 @@ def model_from_checkpoint(state: dict[str, Any]) -> tuple[nn.Module, TrainConfig
     """
     config = config_from_state(state["config"])
     model = build_model(config)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        renamed = {"resnet18": "resnet18_cifar", "vit": "vit_p6"}
+        hint = (f"; checkpoints of the old {config.model!r} load as {renamed[config.model]!r} (the name now "
+                "means the paper-cost network): set config['model'] accordingly") if config.model in renamed else ""
+        raise ValueError(f"the checkpoint's weights do not fit {config.model!r} as registered now{hint} "
+                         f"({str(exc).splitlines()[0]})") from None
     model.eval()
     return model, config
 
@@ -443,7 +457,8 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
     init_record = None
     if config.init is not None:
         init_state, init_path = load_init(config)
-        init_record = {"file": str(init_path), "sha256": file_sha256(init_path), "epoch": init_state.get("epoch")}
+        init_record = {"init": config.init, "file": init_path.name, "sha256": file_sha256(init_path),
+                       "epoch": init_state.get("epoch")}
         if not resume:
             model.load_state_dict(init_state["model"])
     model = model.to(dev)

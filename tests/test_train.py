@@ -295,6 +295,9 @@ def test_ship_and_load_weights(csv_path: Path, tmp_path: Path, monkeypatch: pyte
     main(config(csv_path, out, recipe="default", epochs=1, max_steps_per_epoch=2))
     folder = tmp_path / "weights"
     folder.mkdir()
+    import fer_models.weights as weights_pkg
+
+    monkeypatch.setattr(weights_pkg, "folder", lambda: folder)
     monkeypatch.setattr(pretrained, "_folder", lambda: folder)
     path = pretrained.ship(out / "best.pt", "toy", {"command": "test"})
     assert path.stat().st_size < 1_000_000 and "optimizer" not in torch.load(path, weights_only=True)
