@@ -402,9 +402,12 @@ def _score(results: dict[str, dict[str, Any]], run: Run, protocol: str, key: str
 def _cost_cells(model: str, costs: dict[str, dict[str, Any]]) -> str:
     cost = costs.get(model, {})
     params, macs = PAPER_COST.get(model, (None, None))
-    ours_p = f"{cost['params'] / 1e6:.2f}M" if "params" in cost else "-"
+    def size(v: float) -> str:
+        return f"{v / 1e3:.1f}k" if v < 1e6 else f"{v / 1e6:.2f}M"
+
+    ours_p = size(cost["params"]) if "params" in cost else "-"
     ours_m = f"{cost['macs'] / 1e6:.1f}M" if "macs" in cost else "-"
-    paper_p = f"{params / 1e6:.2f}M" if params else "n/g"
+    paper_p = size(params) if params else "n/g"
     paper_m = f"{macs / 1e6:.1f}M" if macs else "n/g"
     latency = f"{cost['latency_ms']:.2f}" if cost.get("latency_ms") else "-"
     return f"{ours_p} ({paper_p}) | {ours_m} ({paper_m}) | {latency}"
