@@ -181,6 +181,18 @@ class GridContext:
     command: str = ""
     sha256: dict[str, str] = field(default_factory=dict)
     _data: dict[str, Any] = field(default_factory=dict)
+    _duplicates: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def duplicates(self, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+        """(usage-split test rows, which of them have a duplicate in Training), found once per dataset."""
+        from fer_models.data import split_indices
+
+        data = self.data(dataset)
+        subsets = split_indices(data, "usage")
+        if dataset not in self._duplicates:
+            self._duplicates[dataset] = duplicate_test_rows(data.images[:, 0].numpy(), data.groups,
+                                                            subsets["train"], subsets["test"])
+        return subsets["test"], self._duplicates[dataset]
 
     def checksum(self, dataset: str) -> str:
         if dataset not in self.sha256:
@@ -282,10 +294,9 @@ def execute_run(ctx: GridContext, run: Run) -> dict[str, Any]:
     labels = data.labels.numpy()
     scores = {"usage" if run.split == "usage" else "paper": _scores(report)}
     if run.split == "usage":
-        from fer_models.data import split_indices
-
-        subsets = split_indices(data, "usage")
-        flagged = duplicate_test_rows(data.images[:, 0].numpy(), data.groups, subsets["train"], rows)
+        test_rows, flagged = ctx.duplicates(run.dataset)
+        if not np.array_equal(test_rows, rows):
+            raise ValueError(f"{run.id}: the scored rows are not the usage split's PrivateTest rows")
         keep = ~flagged
         dedup = classification_report(labels[rows[keep]], preds[keep], report["class_names"])
         scores["dedup"] = {**_scores(dedup), "removed": int(flagged.sum())}

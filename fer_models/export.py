@@ -129,8 +129,8 @@ def shipped_faces(n: int = 256) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(views)[:n])
 
 
-def _as_batch(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 48, 48) or (N, 1, 48, 48) -> float32 (N, 1, 48, 48) scaled as in training."""
+def _as_batch(images: np.ndarray, scale: float = PIXEL_SCALE, offset: float = PIXEL_OFFSET) -> np.ndarray:
+    """uint8 (N, 48, 48) or (N, 1, 48, 48) -> float32 (N, 1, 48, 48): ``pixel * scale + offset`` (training's)."""
     x = np.asarray(images)
     if x.dtype != np.uint8:
         raise TypeError(f"expected uint8 faces, got {x.dtype}")
@@ -138,7 +138,7 @@ def _as_batch(images: np.ndarray) -> np.ndarray:
         x = x[:, None]
     if x.ndim != 4 or x.shape[1:] != (1, SIDE, SIDE):
         raise ValueError(f"expected (N, {SIDE}, {SIDE}) or (N, 1, {SIDE}, {SIDE}) faces, got {x.shape}")
-    return (x.astype(np.float32) * np.float32(PIXEL_SCALE) + np.float32(PIXEL_OFFSET)).astype(np.float32)
+    return (x.astype(np.float32) * np.float32(scale) + np.float32(offset)).astype(np.float32)
 
 
 def max_abs_diff(model: Any, onnx_path: str | os.PathLike, images: np.ndarray, batch: int = 256) -> float:
@@ -185,12 +185,7 @@ class OnnxClassifier:
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """(N, classes) float32 logits of uint8 faces (N, 48, 48) or (N, 1, 48, 48)."""
-        x = np.asarray(images)
-        if x.dtype != np.uint8:
-            raise TypeError(f"expected uint8 faces, got {x.dtype}")
-        if x.ndim == 3:
-            x = x[:, None]
-        return self.logits_float(x.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset))
+        return self.logits_float(_as_batch(images, self.scale, self.offset))
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         z = self.logits(images).astype(np.float64)
