@@ -16,7 +16,10 @@ Mini-Xception + CBAM on FER2013 / SMFER2013 / MFER2013 (Table 2) and an attentio
 A *run* is one training (model, dataset, split, seed) in its own folder under ``OUT/runs/``;
 cells of different tables share runs. The grid resumes: a run with ``result.json`` is skipped
 (after checking it was made with the same budget, recipe and data), an interrupted one
-continues from its checkpoint. :func:`render_tables` writes the markdown with the paper's
+continues from its checkpoint. Finished results are also kept in a *records* file beside the
+tables (``paper_tables.json``): run folders are large and often lost between working periods,
+the records are small enough to commit, and a run found there with the same settings is not
+trained again. :func:`render_tables` writes the markdown with the paper's
 numbers beside ours; :func:`plot_tables` the picture.
 """
 
@@ -78,10 +81,10 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget("smoke", {"*": 1}, max_steps_per_epoch=2, batch_size=16, timing=False, amp="none",
                     note="1 epoch of 2 steps: checks the machinery, not the models"),
-    "cpu": Budget("cpu", {"*": 8, "mobilenet_v2": 4},
-                  note="what fits the 2-core development machine (about 5-6 hours for the 25 runs): 8 epochs, 4 for "
-                       "mobilenet_v2, whose depthwise convolutions train at about 100 images/s there (a tenth of "
-                       "mini_xception_cbam's speed)"),
+    "cpu": Budget("cpu", {"*": 8},
+                  note="what fits the 2-core development machine: 8 epochs for every model (about 3.5 hours for the "
+                       "25 runs: 4-5 min for a FER2013 run of a Mini-Xception, 35 min for MobileNetV2 on MFER2013, "
+                       "whose depthwise convolutions train at about 215 images/s there)"),
     "full": Budget("full", {"*": 100}, note="the paper's 100 epochs"),
 }
 
@@ -265,6 +268,32 @@ def load_result(ctx: GridContext, run: Run) -> dict[str, Any] | None:
     return result
 
 
+RECORDS_FORMAT = "fer-models benchmark records 1"
+
+
+def load_records(path: Path | None) -> dict[str, dict[str, Any]]:
+    """Run id -> finished result from a records file (empty if there is none)."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        records = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a benchmark records file ({exc})") from None
+    if not isinstance(records, dict) or records.get("format") != RECORDS_FORMAT or not isinstance(records.get("runs"), dict):
+        raise ValueError(f"{path}: not a benchmark records file (expected format {RECORDS_FORMAT!r}); "
+                         "give another --records")
+    return records["runs"]
+
+
+def save_records(path: Path, results: dict[str, dict[str, Any]]) -> None:
+    """Merge ``results`` into the records file at ``path`` (atomically; runs of other grids are kept)."""
+    from maskgen.io import atomic_write
+
+    runs = {**load_records(path), **{k: {f: v for f, v in r.items() if f != "wall_seconds"} for k, r in results.items()}}
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps({"format": RECORDS_FORMAT, "runs": dict(sorted(runs.items()))}, indent=1) + "\n")
+
+
 def _scores(report: dict[str, Any]) -> dict[str, Any]:
     return {"n": report["n"], "accuracy": report["accuracy"], **{f"macro_{k}": v for k, v in report["macro"].items()}}
 
@@ -337,26 +366,42 @@ def _eta(pending: Sequence[Run], done: dict[str, dict[str, Any]], ctx: GridConte
 
 
 def run_grid(ctx: GridContext, tables: Iterable[str] = TABLES, echo: Callable[[str], None] = print,
-             limit: int | None = None) -> dict[str, dict[str, Any]]:
+             limit: int | None = None, records: Path | None = None) -> dict[str, dict[str, Any]]:
     """Run every run of ``tables`` not finished yet; return run id -> result.
 
-    ``limit``: stop after this many new runs (the rest are left for a later call).
+    Args:
+        limit: stop after this many new runs (the rest are left for a later call).
+        records: a records file (:func:`save_records`): its runs made with the same settings
+            count as finished; each new result is added to it as soon as it is made.
     """
     runs = grid(tables)
+    recorded = load_records(records)
     done: dict[str, dict[str, Any]] = {}
+    reused = 0
     for run in runs:  # check every finished run before training anything
         result = load_result(ctx, run)
+        if result is None and run.id in recorded:
+            try:
+                _check_identity(records, recorded[run.id], _identity(ctx, run))
+            except ValueError as exc:
+                echo(f"not reused from the records: {exc}")
+            else:
+                result, reused = recorded[run.id], reused + 1
         if result is not None:
             done[run.id] = result
     pending = [r for r in runs if r.id not in done]
-    echo(f"benchmark: {len(runs)} runs, {len(done)} done, {len(pending)} to run (budget {ctx.budget.name}, "
-         f"recipe {ctx.recipe}); {_eta(pending, done, ctx)}")
+    echo(f"benchmark: {len(runs)} runs, {len(done)} done" + (f" ({reused} from {records})" if reused else "")
+         + f", {len(pending)} to run (budget {ctx.budget.name}, recipe {ctx.recipe}); {_eta(pending, done, ctx)}")
+    if records is not None and done:
+        save_records(records, done)  # results of run folders the records do not have yet
     for k, run in enumerate(pending):
         if limit is not None and k >= limit:
             break
         echo(f"[{len(done) + 1}/{len(runs)}] {run.id}: {ctx.budget.epochs_for(run.model)} epochs")
         result = execute_run(ctx, run)
         done[run.id] = result
+        if records is not None:
+            save_records(records, {run.id: result})
         left = pending[k + 1:]
         echo(f"[{len(done)}/{len(runs)}] {run.id} done in {result['wall_seconds'] / 60:.1f} min: "
              + ", ".join(f"{p} {s['accuracy']:.4f}" for p, s in result["scores"].items())
@@ -610,13 +655,15 @@ def plot_tables(results: dict[str, dict[str, Any]], path: Path) -> Path | None:
 
 def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recipe: str = "default",
               tables: Iterable[str] = TABLES, write: str | Path | None = None, command: str = "",
-              echo: Callable[[str], None] = print, limit: int | None = None) -> dict[str, Any]:
+              echo: Callable[[str], None] = print, limit: int | None = None,
+              records: str | Path | None = None) -> dict[str, Any]:
     """Run the grid (resuming), measure model cost, write the tables; returns what was written.
 
     Args:
         paths: dataset name (:data:`DATASETS`) -> FER2013-format CSV (plain or gzip).
         write: markdown file for the tables (default ``OUT/paper_tables.md``); the plot goes beside it.
         limit: train at most this many new runs in this call.
+        records: the records file (default: ``write`` with the suffix ``.json``).
 
     Raises:
         ValueError: unknown budget, recipe or table, a missing dataset, or a finished run made with
@@ -645,7 +692,9 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
     ctx = GridContext(paths=dict(paths), out=out, budget=BUDGETS[budget], recipe=recipe, command=command)
     for d in datasets_needed(tables):
         ctx.checksum(d)
-    results = run_grid(ctx, tables, echo=echo, limit=limit)
+    write_path = Path(write) if write is not None else out / "paper_tables.md"
+    records_path = Path(records) if records is not None else write_path.with_suffix(".json")
+    results = run_grid(ctx, tables, echo=echo, limit=limit, records=records_path)
     models = sorted({r.model for r in grid(tables)}, key=lambda m: (m not in TABLE1_MODELS, m))
     cost_path = out / f"costs-{'timed' if ctx.budget.timing else 'untimed'}.json"
     costs = json.loads(cost_path.read_text()) if cost_path.is_file() else {}
@@ -654,7 +703,6 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
         costs.update(model_costs([m for m in models if m not in costs], timing=ctx.budget.timing))
         with atomic_write(cost_path) as tmp:
             tmp.write_text(json.dumps(costs, indent=2) + "\n")
-    write_path = Path(write) if write is not None else out / "paper_tables.md"
     plot = plot_tables(results, write_path.with_suffix(".png"))
     meta = {"command": command, "budget": budget, "recipe": recipe, "sha256": ctx.sha256,
             "machine": machine_description(), "plot": plot.name if plot is not None else None}
@@ -662,7 +710,7 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
     with atomic_write(write_path) as tmp:
         tmp.write_text(text)
     echo(f"wrote {write_path}" + (f" and {plot}" if plot is not None else ""))
-    return {"results": results, "costs": costs, "path": write_path, "plot": plot,
+    return {"results": results, "costs": costs, "path": write_path, "plot": plot, "records": records_path,
             "finished": sum(r.id in results for r in grid(tables)), "total": len(grid(tables))}
 
 
@@ -697,5 +745,5 @@ def build_datasets(fer: str | Path, out: Path, seed: int = 0, jobs: int | None =
 
 
 __all__ = ["BUDGETS", "DATASETS", "PAPER_ACCURACY", "PAPER_COST", "PROTOCOLS", "Run", "benchmark",
-           "build_datasets", "duplicate_test_rows", "grid", "plot_tables", "render_tables", "run_grid",
-           "table_runs"]
+           "build_datasets", "duplicate_test_rows", "grid", "load_records", "plot_tables", "render_tables", "run_grid",
+           "save_records", "table_runs"]

@@ -95,6 +95,31 @@ def test_smoke_grid_writes_every_cell_and_resumes(tmp_path: Path, monkeypatch: p
     with pytest.raises(ValueError, match="other settings"):
         bm.benchmark(paths, out, budget="smoke", recipe="paper", command="test", echo=lines.append)
 
+    # the run folders are lost: the records file beside the tables still has every finished run
+    records = done["records"]
+    assert records == out / "paper_tables.json" and set(bm.load_records(records)) == {r.id for r in bm.grid()}
+    fresh = bm.benchmark(paths, tmp_path / "elsewhere", budget="smoke", command="test", echo=lines.append,
+                         write=tmp_path / "tables.md", records=records)
+    assert fresh["finished"] == 25 and "(25 from" in "\n".join(lines)
+    def rows(markdown: str) -> list[str]:
+        return [line for line in markdown.splitlines() if line.startswith("| ")]
+
+    assert rows(fresh["path"].read_text()) == rows(text)  # the same tables, cell by cell
+    # ...but only for the same settings: a record made otherwise is trained again
+    monkeypatch.undo()
+    kept = bm.load_records(records)
+    kept["fer2013-mini_xception-usage-s0"]["epochs"] = 3
+    records.write_text(json.dumps({"format": bm.RECORDS_FORMAT, "runs": kept}))
+    lines.clear()
+    again = bm.benchmark(paths, tmp_path / "third", budget="smoke", command="test", echo=lines.append,
+                         tables=["3"], limit=1, records=records)
+    assert any("not reused from the records" in line and "epochs: 3" in line for line in lines)
+    assert bm.load_records(records)["fer2013-mini_xception-usage-s0"]["epochs"] == 1  # replaced by the new run
+    assert again["finished"] == 12
+    records.write_text("[]")
+    with pytest.raises(ValueError, match="not a benchmark records file"):
+        bm.benchmark(paths, out, budget="smoke", command="test", echo=lines.append, records=records)
+
 
 def test_interrupted_run_continues_from_its_checkpoint(tmp_path: Path) -> None:
     paths = _write_sets(tmp_path)
