@@ -25,6 +25,7 @@ numbers beside ours; :func:`plot_tables` the picture.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import statistics
 import time
@@ -366,11 +367,14 @@ def _eta(pending: Sequence[Run], done: dict[str, dict[str, Any]], ctx: GridConte
 
 
 def run_grid(ctx: GridContext, tables: Iterable[str] = TABLES, echo: Callable[[str], None] = print,
-             limit: int | None = None, records: Path | None = None) -> dict[str, dict[str, Any]]:
+             limit: int | None = None, records: Path | None = None, only: Sequence[str] = ()
+             ) -> dict[str, dict[str, Any]]:
     """Run every run of ``tables`` not finished yet; return run id -> result.
 
     Args:
         limit: stop after this many new runs (the rest are left for a later call).
+        only: train only the runs whose id matches one of these shell patterns (``fnmatch``),
+            e.g. ``mfer2013-vit-*``; the others are left for a later call.
         records: a records file (:func:`save_records`): its runs made with the same settings
             count as finished; each new result is added to it as soon as it is made.
     """
@@ -392,6 +396,9 @@ def run_grid(ctx: GridContext, tables: Iterable[str] = TABLES, echo: Callable[[s
     pending = [r for r in runs if r.id not in done]
     echo(f"benchmark: {len(runs)} runs, {len(done)} done" + (f" ({reused} from {records})" if reused else "")
          + f", {len(pending)} to run (budget {ctx.budget.name}, recipe {ctx.recipe}); {_eta(pending, done, ctx)}")
+    if only:
+        pending = [r for r in pending if any(fnmatch.fnmatchcase(r.id, pattern) for pattern in only)]
+        echo(f"--only {' '.join(only)}: {len(pending)} of them now")
     if records is not None and done:
         save_records(records, done)  # results of run folders the records do not have yet
     for k, run in enumerate(pending):
@@ -656,7 +663,7 @@ def plot_tables(results: dict[str, dict[str, Any]], path: Path) -> Path | None:
 def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recipe: str = "default",
               tables: Iterable[str] = TABLES, write: str | Path | None = None, command: str = "",
               echo: Callable[[str], None] = print, limit: int | None = None,
-              records: str | Path | None = None) -> dict[str, Any]:
+              records: str | Path | None = None, only: Sequence[str] = ()) -> dict[str, Any]:
     """Run the grid (resuming), measure model cost, write the tables; returns what was written.
 
     Args:
@@ -664,6 +671,7 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
         write: markdown file for the tables (default ``OUT/paper_tables.md``); the plot goes beside it.
         limit: train at most this many new runs in this call.
         records: the records file (default: ``write`` with the suffix ``.json``).
+        only: train only runs whose id matches one of these patterns (:func:`run_grid`).
 
     Raises:
         ValueError: unknown budget, recipe or table, a missing dataset, or a finished run made with
@@ -676,6 +684,10 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
     for t in tables:
         if t not in TABLES:
             raise ValueError(f"unknown table {t!r}; expected one of {', '.join(TABLES)}")
+    for pattern in only:
+        if not any(fnmatch.fnmatchcase(r.id, pattern) for r in grid(tables)):
+            raise ValueError(f"--only {pattern!r} matches no run of tables {','.join(tables)} (run ids look like "
+                             f"{grid(tables)[0].id})")
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; expected one of {', '.join(BUDGETS)}")
     if recipe not in RECIPES:
@@ -694,7 +706,7 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
         ctx.checksum(d)
     write_path = Path(write) if write is not None else out / "paper_tables.md"
     records_path = Path(records) if records is not None else write_path.with_suffix(".json")
-    results = run_grid(ctx, tables, echo=echo, limit=limit, records=records_path)
+    results = run_grid(ctx, tables, echo=echo, limit=limit, records=records_path, only=only)
     models = sorted({r.model for r in grid(tables)}, key=lambda m: (m not in TABLE1_MODELS, m))
     cost_path = out / f"costs-{'timed' if ctx.budget.timing else 'untimed'}.json"
     costs = json.loads(cost_path.read_text()) if cost_path.is_file() else {}

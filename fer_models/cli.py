@@ -280,11 +280,14 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
               help="JSON of finished runs, updated after each run (default: the --write file with .json). Runs "
                    "found there with the same settings are not trained again: commit it beside the tables and "
                    "the grid survives the loss of OUT.")
+@click.option("--only", multiple=True, metavar="PATTERN",
+              help="Train only the runs whose id matches this shell pattern (repeatable), e.g. 'mfer2013-vit-*'; "
+                   "ids: DATASET-MODEL-SPLIT-sSEED. The tables still show every finished run.")
 @click.option("--limit", type=click.IntRange(min=0), default=None,
               help="Train at most this many new runs now (the rest on the next call); 0: only write the tables.")
 def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool, build_seed: int,
               jobs: int | None, out: str, budget: str, recipe: str, tables: str, write_path: str | None,
-              records_path: str | None, limit: int | None) -> None:
+              records_path: str | None, only: tuple[str, ...], limit: int | None) -> None:
     """The paper's Tables 1-3 under the usage, de-duplicated and paper protocols; resumable (docs/paper_tables.md)."""
     import sys
 
@@ -302,7 +305,7 @@ def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool,
             paths = {k: v for k, v in (("fer2013", fer), ("smfer2013", smfer), ("mfer2013", mfer)) if v}
         command = " ".join(shlex.quote(a) for a in ["fer-models", *sys.argv[1:]])
         done = run_benchmark(paths, out, budget=budget, recipe=recipe, tables=chosen, write=write_path,
-                             command=command, echo=click.echo, limit=limit, records=records_path)
+                             command=command, echo=click.echo, limit=limit, records=records_path, only=only)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{done['finished']} of {done['total']} runs finished")

@@ -153,6 +153,10 @@ def test_cli_checks_its_options(tmp_path: Path) -> None:
     paths = _write_sets(tmp_path)
     result = runner.invoke(cli, ["benchmark", "--fer", paths["fer2013"], "--out", str(tmp_path / "b"), "--tables", "9"])
     assert result.exit_code != 0 and "unknown table" in result.output
+    result = runner.invoke(cli, ["benchmark", "--fer", paths["fer2013"], "--out", str(tmp_path / "b"), "--tables", "3",
+                                 "--only", "mfer2013-*"])
+    assert result.exit_code != 0 and "matches no run of tables 3" in result.output
+
     result = runner.invoke(cli, ["benchmark", "--fer", paths["fer2013"], "--out", str(tmp_path / "b"), "--tables", "1"])
     assert result.exit_code != 0 and "need mfer2013" in result.output
     # --limit 0 writes the (empty) tables without training anything
@@ -161,3 +165,14 @@ def test_cli_checks_its_options(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "0 of 12 runs finished" in result.output
     assert "| fer2013-mini_xception-usage-s0 | 1 | - |" in (tmp_path / "b" / "paper_tables.md").read_text()
+
+
+def test_only_trains_the_matching_runs(tmp_path: Path) -> None:
+    paths = _write_sets(tmp_path)
+    lines: list[str] = []
+    done = bm.benchmark(paths, tmp_path / "bench", budget="smoke", tables=["3"], only=["*-mini_xception_cbam-*", "*-s2"],
+                        command="test", echo=lines.append)
+    trained = {k for k in done["results"]}
+    assert trained == {f"fer2013-mini_xception_cbam-usage-s{s}" for s in (0, 1, 2)} | {
+        f"fer2013-{m}-usage-s2" for m in bm.TABLE3_MODELS}
+    assert any("6 of them now" in line for line in lines) and done["finished"] == 6
