@@ -607,6 +607,19 @@ def _reading(results: dict[str, dict[str, Any]], tables: Sequence[str]) -> list[
                        + ", ".join(f"{v:.1f} ({m})" for m, v in gaps)
                        + " points below the paper at this budget. The last table gives each run's final training "
                          "accuracy: a model that has not fitted its training faces shows less of the leak.")
+        usage = {m: a for m in TABLE1_MODELS if (a := _score(results, Run(m, "mfer2013", "usage"), "usage")) is not None}
+        if len(usage) > 1:
+            ours = sorted(usage, key=lambda m: -usage[m])
+            theirs = sorted(usage, key=lambda m: -PAPER_ACCURACY["1"][m])
+            out.append("- **Ranking of the models** (Table 1, usage): " + " > ".join(ours)
+                       + ("; the same order as the paper's." if ours == theirs else "; the paper's: " + " > ".join(theirs) + "."))
+    dedup = [(r["id"], 100 * (r["scores"]["usage"]["accuracy"] - r["scores"]["dedup"]["accuracy"]))
+             for r in results.values() if "dedup" in r.get("scores", {}) and "usage" in r["scores"]]
+    if dedup:
+        values = [v for _, v in dedup]
+        out.append(f"- **Duplicates between Training and PrivateTest** add {statistics.mean(values):+.1f} points on "
+                   f"average (usage minus dedup, {min(values):+.1f} to {max(values):+.1f} over {len(values)} runs): "
+                   "a model scores higher on the test faces it has seen in training.")
     if "2" in tables:
         fer = _score(results, Run("mini_xception_cbam", "fer2013", "usage"), "usage")
         smfer = _score(results, Run("mini_xception_cbam", "smfer2013", "usage"), "usage")
