@@ -184,6 +184,7 @@ class GridContext:
     recipe: str
     command: str = ""
     sha256: dict[str, str] = field(default_factory=dict)
+    build_ids: dict[str, str | None] = field(default_factory=dict)
     _data: dict[str, Any] = field(default_factory=dict)
     _duplicates: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -204,6 +205,14 @@ class GridContext:
 
             self.sha256[dataset] = file_sha256(self.paths[dataset])
         return self.sha256[dataset]
+
+    def build(self, dataset: str) -> str | None:
+        """The maskgen build id of ``dataset``'s file (None for a file maskgen did not make, e.g. FER2013)."""
+        if dataset not in self.build_ids:
+            from maskgen.io import dataset_build
+
+            self.build_ids[dataset] = dataset_build(self.paths[dataset], self.checksum(dataset))
+        return self.build_ids[dataset]
 
     def data(self, dataset: str) -> Any:
         """The loaded FerTensors of ``dataset`` (one dataset in memory at a time)."""
@@ -231,8 +240,8 @@ def _identity(ctx: GridContext, run: Run) -> dict[str, Any]:
     """What must match for a run to be reused or continued: the run, budget, recipe, data and every setting."""
     config = run_config(run, ctx.paths[run.dataset], ctx.out, ctx.budget, ctx.recipe)
     return {"run": asdict(run), "budget": ctx.budget.name, "epochs": ctx.budget.epochs_for(run.model),
-            "recipe": ctx.recipe, "data_sha256": ctx.checksum(run.dataset), "config": _settings(config),
-            "params": _param_count(run.model)}
+            "recipe": ctx.recipe, "data_sha256": ctx.checksum(run.dataset), "data_build": ctx.build(run.dataset),
+            "config": _settings(config), "params": _param_count(run.model)}
 
 
 def _param_count(model: str) -> int:
@@ -252,11 +261,22 @@ def _check_identity(path: Path, recorded: dict[str, Any], expected: dict[str, An
     recorded = dict(recorded)
     if isinstance(recorded.get("config"), dict):  # compare the settings that matter, whatever else was stored
         recorded["config"] = {k: recorded["config"].get(k) for k in expected["config"]}
-    diff = [k for k, v in expected.items() if k in recorded and recorded[k] != v]
+    data = ("data_sha256", "data_build")
+    diff = [k for k, v in expected.items() if k in recorded and recorded[k] != v and k not in data]
     diff += [k for k in ("run", "budget", "epochs", "recipe", "data_sha256") if k not in recorded]
+    if not same_data(recorded, expected):
+        diff.append("data_sha256")
     if diff:
         detail = "; ".join(f"{k}: {recorded.get(k)!r} (now {expected[k]!r})" for k in sorted(set(diff)))
         raise ValueError(f"{path} was made with other settings ({detail}); use another --out or remove it")
+
+
+def same_data(recorded: dict[str, Any], expected: dict[str, Any]) -> bool:
+    """The same bytes, or a file of the same maskgen build (same inputs, seed, options and version) made
+    on other SIMD paths: its pixels agree within the build manifest's ``determinism`` statement."""
+    if recorded.get("data_sha256") == expected["data_sha256"]:
+        return True
+    return expected.get("data_build") is not None and recorded.get("data_build") == expected["data_build"]
 
 
 def load_result(ctx: GridContext, run: Run) -> dict[str, Any] | None:
@@ -381,7 +401,7 @@ def run_grid(ctx: GridContext, tables: Iterable[str] = TABLES, echo: Callable[[s
     runs = grid(tables)
     recorded = load_records(records)
     done: dict[str, dict[str, Any]] = {}
-    reused = 0
+    reused = other_bytes = 0
     for run in runs:  # check every finished run before training anything
         result = load_result(ctx, run)
         if result is None and run.id in recorded:
@@ -391,10 +411,13 @@ def run_grid(ctx: GridContext, tables: Iterable[str] = TABLES, echo: Callable[[s
                 echo(f"not reused from the records: {exc}")
             else:
                 result, reused = recorded[run.id], reused + 1
+                if result.get("data_sha256") != ctx.checksum(run.dataset):
+                    other_bytes += 1
         if result is not None:
             done[run.id] = result
     pending = [r for r in runs if r.id not in done]
     echo(f"benchmark: {len(runs)} runs, {len(done)} done" + (f" ({reused} from {records})" if reused else "")
+         + (f" ({other_bytes} of them trained on another file of the same maskgen build)" if other_bytes else "")
          + f", {len(pending)} to run (budget {ctx.budget.name}, recipe {ctx.recipe}); {_eta(pending, done, ctx)}")
     if only:
         pending = [r for r in pending if any(fnmatch.fnmatchcase(r.id, pattern) for pattern in only)]
@@ -565,22 +588,34 @@ def render_tables(results: dict[str, dict[str, Any]], costs: dict[str, dict[str,
     lines += _reading(results, tables)
     lines += ["## Every run", "",
               "| run | epochs | best epoch | final train acc | test rows | removed as duplicates | train min "
-              "| img/s | device / precision |", "|---|--:|--:|--:|--:|--:|--:|--:|---|"]
+              "| img/s | device / precision (CPU) | data |", "|---|--:|--:|--:|--:|--:|--:|--:|---|---|"]
     for run in grid(tables):
         r = results.get(run.id)
         if r is None:
-            lines.append(f"| {run.id} | {budget.epochs_for(run.model)} | - | - | - | - | - | - | not run yet |")
+            lines.append(f"| {run.id} | {budget.epochs_for(run.model)} | - | - | - | - | - | - | not run yet | |")
             continue
         first = next(iter(r["scores"].values()))
         removed = r["scores"].get("dedup", {}).get("removed", "-")
         res = r.get("resolved", {})
         lines.append(f"| {run.id} | {r['epochs']} | {r['best_epoch']} | {_pct(r.get('final_train_acc'))} "
                      f"| {first['n']} | {removed} | {r['train_seconds'] / 60:.1f} | {r['images_per_s']} "
-                     f"| {res.get('device', '?')} / {res.get('amp', '?')} |")
+                     f"| {res.get('device', '?')} / {res.get('amp', '?')} ({res.get('cpu_capability', '?')}) "
+                     f"| {_data_cell(r, meta['sha256'].get(run.dataset))} |")
+    if any(_data_cell(results[r.id], meta["sha256"].get(r.dataset)).endswith("*") for r in grid(tables) if r.id in results):
+        lines += ["", "`*`: trained on another file of the same maskgen build (same inputs, seed, options and "
+                  "version; build id in the records) made on a CPU with other SIMD paths: its bytes differ from "
+                  "the file named above within the build's determinism statement (pixels within 1 gray level; "
+                  "docs/results.md, \"Determinism\")."]
     lines.append("")
     if meta.get("plot"):
         lines += [f"![accuracy per model and protocol]({meta['plot']})", ""]
     return "\n".join(lines)
+
+
+def _data_cell(result: dict[str, Any], current: str | None) -> str:
+    """The run's data checksum (12 hex digits), starred when it is not the file the tables name."""
+    sha = str(result.get("data_sha256", "?"))
+    return f"`{sha[:12]}`" + ("*" if current is not None and sha != current else "")
 
 
 def _reading(results: dict[str, dict[str, Any]], tables: Sequence[str]) -> list[str]:
@@ -797,15 +832,13 @@ def build_datasets(fer: str | Path, out: Path, seed: int = 0, jobs: int | None =
     from maskgen.pipeline import BuildConfig
     from maskgen.smfer import build_smfer
 
-    from maskgen.io import file_sha256
-    from maskgen.mfer import manifest_path as mfer_manifest
-    from maskgen.smfer import sidecar_paths
+    from maskgen.io import file_sha256, manifest_path
 
     folder = out / "data"
     folder.mkdir(parents=True, exist_ok=True)
     smfer, mfer = folder / f"smfer2013-seed{seed}.csv", folder / f"mfer2013-seed{seed}.csv"
     fer_sha = file_sha256(fer)
-    for path, manifest, key in ((smfer, sidecar_paths(smfer)[1], "input_sha256"), (mfer, mfer_manifest(mfer), "fer_sha256")):
+    for path, manifest, key in ((smfer, manifest_path(smfer), "input_sha256"), (mfer, manifest_path(mfer), "fer_sha256")):
         if path.is_file():
             made_from = json.loads(Path(manifest).read_text()).get(key) if Path(manifest).is_file() else None
             if made_from != fer_sha:
@@ -822,4 +855,4 @@ def build_datasets(fer: str | Path, out: Path, seed: int = 0, jobs: int | None =
 
 __all__ = ["BUDGETS", "DATASETS", "PAPER_ACCURACY", "PAPER_COST", "PROTOCOLS", "Run", "benchmark",
            "build_datasets", "duplicate_test_rows", "grid", "load_records", "plot_tables", "render_tables", "run_grid",
-           "save_records", "table_runs"]
+           "same_data", "save_records", "table_runs"]

@@ -106,6 +106,59 @@ def manifest(tool: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     return {"tool": tool, "version": __version__, **fields, "machine": machine_info(), "determinism": DETERMINISM}
 
 
+def manifest_path(csv_path: str | os.PathLike) -> Path:
+    """``smfer2013.csv`` -> ``smfer2013.manifest.json`` next to it (every CSV build names its manifest so)."""
+    path = Path(csv_path)
+    return path.with_name(f"{csv_stem(path)}.manifest.json")
+
+
+def build_fields(tool: str, options: Mapping[str, Any], inputs: Mapping[str, str | os.PathLike],
+                 output: str | os.PathLike) -> dict[str, Any]:
+    """The manifest fields that identify a build: its recipe (``build``: tool, maskgen's version, the
+    options that decide the output, and each input by :func:`input_identity`), that recipe's id, and
+    the sha256 of the output written (which ties the manifest to those bytes)."""
+    from maskgen import __version__
+
+    build = {"tool": tool, "version": __version__, "options": dict(options),
+             "inputs": {name: input_identity(p) for name, p in inputs.items()}}
+    return {"build": build, "build_id": build_id(build), "output_sha256": file_sha256(output)}
+
+
+def build_id(build: Mapping[str, Any]) -> str:
+    """Hex SHA-256 of a build's recipe (canonical JSON): equal for every build of the same recipe."""
+    return hashlib.sha256(json.dumps(build, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def input_identity(path: str | os.PathLike) -> dict[str, str]:
+    """How a build names one of its inputs: the input's own build id if maskgen made it (so an input
+    rebuilt on another SIMD path names the same recipe), else the sha256 of its bytes."""
+    found = dataset_build(path)
+    return {"build_id": found} if found is not None else {"sha256": file_sha256(path)}
+
+
+def dataset_build(path: str | os.PathLike, sha256: str | None = None) -> str | None:
+    """The build id of a CSV that maskgen made, or None.
+
+    It is read from the manifest beside the file, and only if that manifest records these bytes
+    (``output_sha256``): a file edited after its build, or a manifest of another file, gives None.
+    Two files with the same build id came from the same inputs, seed, options and maskgen version;
+    their bytes are equal on the same SIMD paths and within the manifest's ``determinism`` statement
+    elsewhere. ``sha256``: the file's checksum if the caller has it.
+    """
+    mpath = manifest_path(path)
+    if not mpath.is_file():
+        return None
+    try:
+        found = json.loads(mpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("build"), dict) or not found.get("output_sha256"):
+        return None
+    if found["output_sha256"] != (sha256 or file_sha256(path)):
+        return None
+    return build_id(found["build"])
+
+
 def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
     """Write ``data`` as indented JSON (newline at the end) to ``path`` (a temporary path of atomic_write)."""
     Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -176,5 +229,5 @@ def write_image(path: str | os.PathLike, image: np.ndarray, params: tuple[int, .
     return path
 
 
-__all__ = ["IMAGE_SUFFIXES", "atomic_write", "csv_stem", "encode_image", "file_sha256", "machine_info", "manifest", "read_image",
-           "read_rgba", "write_image", "write_json"]
+__all__ = ["IMAGE_SUFFIXES", "atomic_write", "build_fields", "build_id", "csv_stem", "dataset_build", "encode_image", "file_sha256", "input_identity",
+           "machine_info", "manifest", "manifest_path", "read_image", "read_rgba", "write_image", "write_json"]

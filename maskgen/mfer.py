@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from maskgen.dataset import EMOTIONS, USAGES, FerTable, format_pixels, read_fer_csv, write_lines
-from maskgen.io import atomic_write, csv_stem, file_sha256, manifest, write_json
+from maskgen.io import atomic_write, build_fields, csv_stem, file_sha256, manifest, manifest_path, write_json
 
 BALANCE_MODES = ("pairs", "none")
 CLASS_MODES = ("none", "undersample", "oversample")
@@ -52,12 +52,6 @@ def default_output(fer_path: str | Path) -> Path:
     stem = csv_stem(path)
     name = stem.replace("fer2013", "mfer2013") if "fer2013" in stem else f"{stem}_mfer"
     return path.with_name(f"{name}.csv")
-
-
-def manifest_path(out_path: str | Path) -> Path:
-    """``mfer2013.csv`` -> ``mfer2013.manifest.json`` next to it."""
-    out = Path(out_path)
-    return out.with_name(f"{csv_stem(out)}.manifest.json")
 
 
 def check_inputs(fer: FerTable, smfer: FerTable) -> None:
@@ -228,6 +222,8 @@ def build_mfer(fer_path: str | Path, smfer_path: str | Path, output_path: str | 
             "classes_rule": _RULES[classes if classes != "none" else "classes_none"],
             "fer_sha256": file_sha256(fer_path),
             "smfer_sha256": file_sha256(smfer_path),
+            **build_fields("maskgen build-mfer", {"seed": seed, "balance": balance, "classes": classes},
+                           {"fer": fer_path, "smfer": smfer_path}, out),
             "smfer_unchanged_per_class": {name: int(np.sum(~masked_ok & (fer.emotion == c)))
                                           for c, name in enumerate(EMOTIONS)},
             **asdict(report),

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from maskgen.dataset import FerTable, read_fer_csv, write_fer_csv
-from maskgen.io import atomic_write, csv_stem, file_sha256, manifest, write_json
+from maskgen.io import atomic_write, build_fields, csv_stem, file_sha256, manifest, manifest_path, write_json
 from maskgen.parallel import DEFAULT_CHUNK_SIZE, chunk_ranges, default_jobs, gather_rows, map_chunks
 from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk, resolve_masks
 
@@ -35,7 +35,7 @@ def sidecar_paths(out_path: str | Path) -> tuple[Path, Path]:
     """(per-row metadata CSV, manifest JSON) next to the output."""
     out = Path(out_path)
     stem = csv_stem(out)
-    return out.with_name(f"{stem}.meta.csv"), out.with_name(f"{stem}.manifest.json")
+    return out.with_name(f"{stem}.meta.csv"), manifest_path(out)
 
 
 @dataclass
@@ -82,7 +82,7 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
     out = Path(output_path) if output_path is not None else default_output(input_path)
     if out.resolve() == input_path.resolve():
         raise ValueError(f"output {out} would overwrite the input")
-    meta_path, manifest_path = sidecar_paths(out)
+    meta_path, manifest_file = sidecar_paths(out)
     if metadata_path is not None:
         meta_path = Path(metadata_path)
     table = read_fer_csv(input_path)
@@ -107,8 +107,8 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
     t_mask = time.perf_counter()
 
     meta_text = _sidecar_text(records)
-    report = _report(table, records, input_path, out, meta_path, manifest_path)
-    with atomic_write(meta_path) as tmp_meta, atomic_write(manifest_path) as tmp_manifest:
+    report = _report(table, records, input_path, out, meta_path, manifest_file)
+    with atomic_write(meta_path) as tmp_meta, atomic_write(manifest_file) as tmp_manifest:
         write_fer_csv(out, table, images)  # unchanged rows stay byte-identical to the input
         tmp_meta.write_text(meta_text, encoding="utf-8")
         t_write = time.perf_counter()
@@ -116,15 +116,18 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
             "read": round(t_read - t0, 3), "mask": round(t_mask - t_read, 3),
             "write": round(t_write - t_mask, 3), "total": round(t_write - t0, 3),
         }
+        options = {
+            "seed": config.seed, "masks": list(config.masks or ()),
+            "fit_probs": dict(config.fit_probs or {"correct": 1.0}),
+            "mask_specs": list(config.mask_specs), "on_implausible": config.on_implausible,
+            "landmarks": config.landmarks,
+            "landmarks_sha256": file_sha256(config.landmarks) if config.landmarks else None,
+        }
+        recipe = {k: v for k, v in options.items() if k != "landmarks"}  # the landmarks file's bytes count, not its path
         fields = {
             "seed": config.seed,
-            "config": {
-                "seed": config.seed, "masks": list(config.masks or ()),
-                "fit_probs": dict(config.fit_probs or {"correct": 1.0}),
-                "mask_specs": list(config.mask_specs), "on_implausible": config.on_implausible,
-                "landmarks": config.landmarks,
-                "landmarks_sha256": file_sha256(config.landmarks) if config.landmarks else None,
-            },
+            "config": options,
+            **build_fields("maskgen build-smfer", recipe, {"input": input_path}, out),
             "jobs": n_jobs,
             "chunk_size": chunk_size,
             "backend": backend,
@@ -136,7 +139,7 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
 
 
 def _report(table: FerTable, records: list[dict], input_path: Path, out: Path, meta_path: Path,
-            manifest_path: Path) -> BuildReport:
+            manifest_file: Path) -> BuildReport:
     from maskgen.dataset import EMOTIONS
 
     status = Counter(r["status"] for r in records)
@@ -146,7 +149,7 @@ def _report(table: FerTable, records: list[dict], input_path: Path, out: Path, m
         for c in range(len(EMOTIONS))
     }
     return BuildReport(
-        input=str(input_path), output=str(out), metadata=str(meta_path), manifest=str(manifest_path),
+        input=str(input_path), output=str(out), metadata=str(meta_path), manifest=str(manifest_file),
         rows=len(records),
         status_counts={s: status.get(s, 0) for s in STATUSES},
         mask_counts=dict(sorted(Counter(r["mask"] for r in records if r["mask"]).items())),

@@ -176,3 +176,59 @@ def test_only_trains_the_matching_runs(tmp_path: Path) -> None:
     assert trained == {f"fer2013-mini_xception_cbam-usage-s{s}" for s in (0, 1, 2)} | {
         f"fer2013-{m}-usage-s2" for m in bm.TABLE3_MODELS}
     assert any("6 of them now" in line for line in lines) and done["finished"] == 6
+
+
+def test_records_of_another_file_of_the_same_build_are_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A maskgen build remade on a CPU with other SIMD paths differs by a gray level here and there: its
+    records still count (same build id, marked in the tables); another build, or an edited file, does not."""
+    from maskgen.dataset import read_fer_csv, write_fer_csv
+    from maskgen.io import build_id, file_sha256, manifest_path
+
+    paths = _write_sets(tmp_path)
+    smfer = Path(paths["smfer2013"])
+    build = {"tool": "maskgen build-smfer", "version": "0", "options": {"seed": 0}, "inputs": {}}
+
+    def write_manifest(recipe: dict) -> None:
+        manifest_path(smfer).write_text(json.dumps({"build": recipe, "build_id": build_id(recipe),
+                                                    "output_sha256": file_sha256(smfer)}))
+
+    write_manifest(build)
+    records = tmp_path / "records.json"
+    lines: list[str] = []
+    first = bm.benchmark(paths, tmp_path / "a", budget="smoke", command="test", echo=lines.append, tables=["2"],
+                         only=["smfer2013-*"], records=records)
+    assert {r for r in first["results"] if r.startswith("smfer2013")} == {"smfer2013-mini_xception_cbam-usage-s0",
+                                                                       "smfer2013-mini_xception_cbam-paper-s0"}
+    assert all(r["data_build"] == build_id(build) for k, r in bm.load_records(records).items() if k.startswith("smfer"))
+    old_sha = file_sha256(smfer)
+
+    # the same build on another CPU: one pixel one gray level off, its own manifest with the same recipe
+    table = read_fer_csv(smfer)
+    images = table.images.copy()
+    images[5, 10, 10] ^= 1
+    write_fer_csv(smfer, table, images)
+    write_manifest(build)
+
+    def fail(*_: object) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(bm, "execute_run", fail)
+    lines.clear()
+    again = bm.benchmark(paths, tmp_path / "b", budget="smoke", command="test", echo=lines.append, tables=["2"],
+                         only=["smfer2013-*"], records=records, write=tmp_path / "tables.md")
+    assert "2 of them trained on another file of the same maskgen build" in "\n".join(lines)
+    text = again["path"].read_text()
+    assert f"| `{old_sha[:12]}`* |" in text and "same maskgen build" in text
+
+    # another recipe (or bytes the manifest does not name) is not the same data: trained again
+    for recipe in ({**build, "options": {"seed": 1}}, None):
+        if recipe is None:
+            write_manifest(build)
+            smfer.write_text(smfer.read_text().replace("\n", "\r\n"))  # edited after its build
+        else:
+            write_manifest(recipe)
+        lines.clear()
+        with pytest.raises(AssertionError, match="trained again"):
+            bm.benchmark(paths, tmp_path / "c", budget="smoke", command="test", echo=lines.append, tables=["2"],
+                         only=["smfer2013-*"], records=records, write=tmp_path / "tables.md")
+        assert sum("not reused from the records" in line and "data_sha256" in line for line in lines) == 2

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from maskgen.cli import main
 from maskgen.dataset import read_fer_csv
+from maskgen.io import dataset_build, file_sha256
 from maskgen.mfer import build_mfer, check_inputs, default_output, manifest_path, select_rows
 from conftest import fer_csv_text, random_faces
 
@@ -122,6 +123,11 @@ def test_build_mfer_file(pair, tmp_path):
     assert manifest["counts"]["Training"]["angry"] == {"unmasked": 3, "masked": 3}
     assert manifest["smfer_unchanged_per_class"]["angry"] == 1
     assert "balance_rule" in manifest and manifest["fer_sha256"]
+    # the inputs are named by their bytes here (no manifest beside them); the output by its sha256
+    assert manifest["build"]["inputs"] == {"fer": {"sha256": manifest["fer_sha256"]},
+                                           "smfer": {"sha256": manifest["smfer_sha256"]}}
+    assert manifest["build"]["options"] == {"seed": 0, "balance": "pairs", "classes": "none"}
+    assert manifest["output_sha256"] == file_sha256(out) and dataset_build(out) == manifest["build_id"]
     # deterministic
     first = out.read_bytes()
     build_mfer(fer_path, smfer_path, out, seed=0)

@@ -83,6 +83,30 @@ def test_sidecar_and_manifest(built: dict[str, Path]) -> None:
     assert manifest["machine"]["numpy_simd"] and "byte-identical" in manifest["determinism"]
 
 
+def test_manifest_names_the_build_and_its_bytes(built: dict[str, Path], tmp_path: Path) -> None:
+    """Builds of one recipe share a build id whatever the workers; the id is read back only for these bytes."""
+    from maskgen.io import build_id, dataset_build, file_sha256
+
+    manifests = {k: json.loads(sidecar_paths(p)[1].read_text()) for k, p in built.items()}
+    ids = {k: m["build_id"] for k, m in manifests.items()}
+    assert ids["j1"] == ids["j2"] == ids["again"] != ids["seed1"]
+    assert ids["j1"] == build_id(manifests["j1"]["build"])
+    assert manifests["j1"]["build"]["inputs"]["input"]["sha256"] == manifests["j1"]["input_sha256"]
+    assert manifests["j1"]["output_sha256"] == file_sha256(built["j1"])
+    assert dataset_build(built["j1"]) == ids["j1"]
+    # the same file edited after its build (or a manifest of other bytes) names no build
+    copy = tmp_path / "j1.csv"
+    copy.write_bytes(built["j1"].read_bytes())
+    sidecar_paths(copy)[1].write_text(sidecar_paths(built["j1"])[1].read_text())
+    assert dataset_build(copy) == ids["j1"]
+    table = read_fer_csv(copy)
+    images = table.images.copy()
+    images[0, 0, 0] ^= 1  # one pixel, one gray level
+    write_fer_csv(copy, table, images)
+    assert dataset_build(copy) is None
+    assert dataset_build(tmp_path / "no_manifest.csv") is None
+
+
 def test_default_output_names(tmp_path: Path) -> None:
     assert default_output(tmp_path / "fer2013.csv.gz") == tmp_path / "smfer2013.csv"
     assert default_output(tmp_path / "faces.csv") == tmp_path / "faces_masked.csv"
