@@ -29,6 +29,9 @@ def main() -> None:
     p.add_argument("--command", required=True, help="the command that trained it")
     p.add_argument("--score", action="append", default=[], metavar="LABEL=CSV",
                    help="score the test subset of CSV and record it under LABEL (repeatable)")
+    p.add_argument("--tta", choices=("none", "flip", "ten"), default=None,
+                   help="test-time augmentation of the scores (default: the checkpoint's recipe); choose it on "
+                        "the validation rows (fer-models evaluate --subset val), never on the scored ones")
     p.add_argument("--note", default=None)
     args = p.parse_args()
     state = load_checkpoint(args.checkpoint)
@@ -36,7 +39,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for item in args.score:
             label, _, csv = item.partition("=")
-            r = evaluate_checkpoint(args.checkpoint, csv, subset="test", out=f"{tmp}/{label}")
+            r = evaluate_checkpoint(args.checkpoint, csv, subset="test", out=f"{tmp}/{label}", tta=args.tta)
             scores[label] = {"accuracy": round(r["accuracy"], 4), "macro_f1": round(r["macro"]["f1"], 4),
                              "n": r["n"], "tta": r["tta"], "data_sha256": file_sha256(csv)}
             print(label, scores[label], flush=True)
