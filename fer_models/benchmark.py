@@ -371,10 +371,18 @@ def execute_run(ctx: GridContext, run: Run) -> dict[str, Any]:
 
 def _eta(pending: Sequence[Run], done: dict[str, dict[str, Any]], ctx: GridContext) -> str:
     """Remaining time, from the measured seconds per epoch and training row of finished runs of each model
-    (else their median) and the training rows of finished runs on each dataset (else their median)."""
+    (else their median) and the training rows of finished runs on each dataset (else their median).
+
+    Only runs made on this kind of CPU and precision count when there are any (a model can train 5x
+    slower on a CPU without native bf16); otherwise the estimate says where its rates come from.
+    """
+    if not pending:
+        return "ETA 0.0 h"
+    here = _machine_kind(ctx.budget)
+    same = {k: r for k, r in done.items() if _run_kind(r) == here}
     rate: dict[str, float] = {}
     rows: dict[str, int] = {}
-    for result in done.values():
+    for result in (same or done).values():
         if result.get("train_rows") and result.get("train_seconds"):
             rate.setdefault(result["run"]["model"], result["train_seconds"] / (result["epochs"] * result["train_rows"]))
             rows.setdefault(result["run"]["dataset"], result["train_rows"])
@@ -383,7 +391,24 @@ def _eta(pending: Sequence[Run], done: dict[str, dict[str, Any]], ctx: GridConte
     fallback_rate, fallback_rows = statistics.median(rate.values()), statistics.median(rows.values())
     seconds = sum(ctx.budget.epochs_for(r.model) * rows.get(r.dataset, fallback_rows) * rate.get(r.model, fallback_rate)
                   for r in pending)
-    return f"ETA {seconds / 3600:.1f} h"
+    if same:
+        return f"ETA {seconds / 3600:.1f} h"
+    kinds = sorted({_run_kind(r) for r in done.values()})
+    return f"ETA {seconds / 3600:.1f} h at the speed of runs made on {', '.join(kinds)} (this machine: {here})"
+
+
+def _run_kind(result: dict[str, Any]) -> str:
+    """``cpu AVX2 / none``: device, CPU capability and precision a finished run trained with."""
+    res = result.get("resolved", {})
+    return f"{str(res.get('device', '?')).split(':')[0]} {res.get('cpu_capability', '?')} / {res.get('amp', '?')}"
+
+
+def _machine_kind(budget: Budget) -> str:
+    """The same for a run started here now (``--device auto``, the budget's precision)."""
+    from fer_models.device import cpu_capability, resolve
+
+    placement = resolve("auto", budget.amp or "auto")
+    return f"{placement.device.type} {cpu_capability()} / {placement.amp}"
 
 
 def run_grid(ctx: GridContext, tables: Iterable[str] = TABLES, echo: Callable[[str], None] = print,

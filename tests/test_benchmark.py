@@ -232,3 +232,23 @@ def test_records_of_another_file_of_the_same_build_are_reused(tmp_path: Path, mo
             bm.benchmark(paths, tmp_path / "c", budget="smoke", command="test", echo=lines.append, tables=["2"],
                          only=["smfer2013-*"], records=records, write=tmp_path / "tables.md")
         assert sum("not reused from the records" in line and "data_sha256" in line for line in lines) == 2
+
+
+def test_eta_uses_runs_made_on_this_kind_of_machine(tmp_path: Path) -> None:
+    """A grid resumed on another CPU must not promise the old machine's speed."""
+    from fer_models.device import cpu_capability, resolve
+
+    ctx = bm.GridContext(paths={}, out=tmp_path, budget=bm.BUDGETS["cpu"], recipe="default")
+    pending = [bm.Run("mini_xception", "fer2013", "usage")]  # 8 epochs
+
+    def finished(seconds: float, resolved: dict[str, str]) -> dict:
+        return {"run": {"model": "mini_xception", "dataset": "fer2013"}, "epochs": 8, "train_rows": 100,
+                "train_seconds": seconds, "resolved": resolved}
+
+    elsewhere = finished(3600.0, {"device": "cpu", "cpu_capability": "OTHER", "amp": "bf16"})
+    eta = bm._eta(pending, {"a": elsewhere}, ctx)
+    assert eta.startswith("ETA 1.0 h at the speed of runs made on cpu OTHER / bf16 (this machine: cpu ")
+    here = finished(7200.0, {"device": resolve("auto", "auto").device.type, "cpu_capability": cpu_capability(),
+                             "amp": resolve("auto", "auto").amp})
+    assert bm._eta(pending, {"a": elsewhere, "b": here}, ctx) == "ETA 2.0 h"  # only this machine's runs count
+    assert bm._eta([], {"a": elsewhere}, ctx) == "ETA 0.0 h"
