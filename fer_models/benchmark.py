@@ -257,14 +257,16 @@ def _param_count(model: str) -> int:
 _PARAMS: dict[str, int] = {}
 
 
-def _check_identity(path: Path, recorded: dict[str, Any], expected: dict[str, Any]) -> None:
+def _check_identity(path: Path, recorded: dict[str, Any], expected: dict[str, Any], same_bytes: bool = False) -> None:
+    """ValueError unless ``recorded`` was made with the ``expected`` settings and data (:func:`same_data`;
+    ``same_bytes``: the very same file, as a run continued from its checkpoint needs)."""
     recorded = dict(recorded)
     if isinstance(recorded.get("config"), dict):  # compare the settings that matter, whatever else was stored
         recorded["config"] = {k: recorded["config"].get(k) for k in expected["config"]}
     data = ("data_sha256", "data_build")
     diff = [k for k, v in expected.items() if k in recorded and recorded[k] != v and k not in data]
     diff += [k for k in ("run", "budget", "epochs", "recipe", "data_sha256") if k not in recorded]
-    if not same_data(recorded, expected):
+    if not same_data(recorded, expected) or (same_bytes and recorded.get("data_sha256") != expected["data_sha256"]):
         diff.append("data_sha256")
     if diff:
         detail = "; ".join(f"{k}: {recorded.get(k)!r} (now {expected[k]!r})" for k in sorted(set(diff)))
@@ -272,8 +274,10 @@ def _check_identity(path: Path, recorded: dict[str, Any], expected: dict[str, An
 
 
 def same_data(recorded: dict[str, Any], expected: dict[str, Any]) -> bool:
-    """The same bytes, or a file of the same maskgen build (same inputs, seed, options and version) made
-    on other SIMD paths: its pixels agree within the build manifest's ``determinism`` statement."""
+    """The same bytes, or another file of the same maskgen build recipe (same inputs, seed, options,
+    maskgen and library versions; :func:`maskgen.io.dataset_build`), e.g. made on a CPU with other
+    SIMD paths, which by the build's ``determinism`` statement differs at most by a gray level in a
+    few pixels, except rows whose landmark decision sits on a rounding boundary."""
     if recorded.get("data_sha256") == expected["data_sha256"]:
         return True
     return expected.get("data_build") is not None and recorded.get("data_build") == expected["data_build"]
@@ -333,7 +337,7 @@ def execute_run(ctx: GridContext, run: Run) -> dict[str, Any]:
     started = run_dir / "run.json"  # what the run was started with: checked before continuing it
     resume = (run_dir / CHECKPOINT_NAME).is_file()
     if resume and started.is_file():
-        _check_identity(started, json.loads(started.read_text()), identity)
+        _check_identity(started, json.loads(started.read_text()), identity, same_bytes=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(started) as tmp:
         tmp.write_text(json.dumps(identity, indent=2) + "\n")
@@ -436,13 +440,12 @@ def run_grid(ctx: GridContext, tables: Iterable[str] = TABLES, echo: Callable[[s
                 echo(f"not reused from the records: {exc}")
             else:
                 result, reused = recorded[run.id], reused + 1
-                if result.get("data_sha256") != ctx.checksum(run.dataset):
-                    other_bytes += 1
         if result is not None:
             done[run.id] = result
+            other_bytes += result.get("data_sha256") != ctx.checksum(run.dataset)
     pending = [r for r in runs if r.id not in done]
     echo(f"benchmark: {len(runs)} runs, {len(done)} done" + (f" ({reused} from {records})" if reused else "")
-         + (f" ({other_bytes} of them trained on another file of the same maskgen build)" if other_bytes else "")
+         + (f" ({other_bytes} trained on another file of the same maskgen build)" if other_bytes else "")
          + f", {len(pending)} to run (budget {ctx.budget.name}, recipe {ctx.recipe}); {_eta(pending, done, ctx)}")
     if only:
         pending = [r for r in pending if any(fnmatch.fnmatchcase(r.id, pattern) for pattern in only)]
@@ -627,10 +630,11 @@ def render_tables(results: dict[str, dict[str, Any]], costs: dict[str, dict[str,
                      f"| {res.get('device', '?')} / {res.get('amp', '?')} ({res.get('cpu_capability', '?')}) "
                      f"| {_data_cell(r, meta['sha256'].get(run.dataset))} |")
     if any(_data_cell(results[r.id], meta["sha256"].get(r.dataset)).endswith("*") for r in grid(tables) if r.id in results):
-        lines += ["", "`*`: trained on another file of the same maskgen build (same inputs, seed, options and "
-                  "version; build id in the records) made on a CPU with other SIMD paths: its bytes differ from "
-                  "the file named above within the build's determinism statement (pixels within 1 gray level; "
-                  "docs/results.md, \"Determinism\")."]
+        lines += ["", "`*`: trained on another file of the same maskgen build recipe (same inputs, seed, options, "
+                  "maskgen and library versions; build id in the records), e.g. made on a CPU with other SIMD "
+                  "paths. By the build's determinism statement such files differ at most by a gray level in a few "
+                  "pixels, except rows whose landmark decision sits on a rounding boundary (docs/results.md, "
+                  "\"Determinism\")."]
     lines.append("")
     if meta.get("plot"):
         lines += [f"![accuracy per model and protocol]({meta['plot']})", ""]

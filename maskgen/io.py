@@ -112,16 +112,41 @@ def manifest_path(csv_path: str | os.PathLike) -> Path:
     return path.with_name(f"{csv_stem(path)}.manifest.json")
 
 
-def build_fields(tool: str, options: Mapping[str, Any], inputs: Mapping[str, str | os.PathLike],
+def build_fields(tool: str, options: Mapping[str, Any] | None, inputs: Mapping[str, str | os.PathLike],
                  output: str | os.PathLike) -> dict[str, Any]:
-    """The manifest fields that identify a build: its recipe (``build``: tool, maskgen's version, the
-    options that decide the output, and each input by :func:`input_identity`), that recipe's id, and
-    the sha256 of the output written (which ties the manifest to those bytes)."""
+    """The manifest fields that identify a build: its recipe (``build``), that recipe's id, and the
+    sha256 of the output written (which ties the manifest to those bytes).
+
+    The recipe is the tool, maskgen's version, the versions of the libraries that compute pixels
+    (numpy, OpenCV, dlib), the options that decide the output, and each input by
+    :func:`input_identity`; nothing about the machine (its SIMD paths are the one difference the
+    manifest's ``determinism`` statement allows). ``options=None``: the build cannot be named so
+    (custom masks, whose content is not in the options); ``build`` and ``build_id`` are then None.
+    maskgen's version must change with any change to what a build writes.
+    """
     from maskgen import __version__
 
-    build = {"tool": tool, "version": __version__, "options": dict(options),
-             "inputs": {name: input_identity(p) for name, p in inputs.items()}}
-    return {"build": build, "build_id": build_id(build), "output_sha256": file_sha256(output)}
+    build = None if options is None else {
+        "tool": tool, "version": __version__, "libraries": _pixel_libraries(), "options": dict(options),
+        "inputs": {name: input_identity(p) for name, p in inputs.items()},
+    }
+    return {"build": build, "build_id": build_id(build) if build is not None else None,
+            "output_sha256": file_sha256(output)}
+
+
+def _pixel_libraries() -> dict[str, str | None]:
+    """Versions of the libraries whose arithmetic ends up in a build's pixels (landmarks, warps, blends)."""
+    from importlib import metadata
+
+    def version(*dists: str) -> str | None:
+        for dist in dists:
+            try:
+                return metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+        return None
+
+    return {"numpy": np.__version__, "opencv": cv2.__version__, "dlib": version("dlib-bin", "dlib")}
 
 
 def build_id(build: Mapping[str, Any]) -> str:
@@ -146,11 +171,9 @@ def dataset_build(path: str | os.PathLike, sha256: str | None = None) -> str | N
     elsewhere. ``sha256``: the file's checksum if the caller has it.
     """
     mpath = manifest_path(path)
-    if not mpath.is_file():
-        return None
     try:
         found = json.loads(mpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):  # none there, unreadable or not JSON
         return None
     if not isinstance(found, dict) or not isinstance(found.get("build"), dict) or not found.get("output_sha256"):
         return None

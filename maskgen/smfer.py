@@ -123,7 +123,9 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
             "landmarks": config.landmarks,
             "landmarks_sha256": file_sha256(config.landmarks) if config.landmarks else None,
         }
-        recipe = {k: v for k, v in options.items() if k != "landmarks"}  # the landmarks file's bytes count, not its path
+        # the landmarks file's bytes count, not its path; custom masks (spec files, the Python API) are
+        # not in the options, so such a build has no recipe id
+        recipe = None if config.templates else {k: v for k, v in options.items() if k != "landmarks"}
         fields = {
             "seed": config.seed,
             "config": options,

@@ -216,7 +216,7 @@ def test_records_of_another_file_of_the_same_build_are_reused(tmp_path: Path, mo
     lines.clear()
     again = bm.benchmark(paths, tmp_path / "b", budget="smoke", command="test", echo=lines.append, tables=["2"],
                          only=["smfer2013-*"], records=records, write=tmp_path / "tables.md")
-    assert "2 of them trained on another file of the same maskgen build" in "\n".join(lines)
+    assert "2 trained on another file of the same maskgen build" in "\n".join(lines)
     text = again["path"].read_text()
     assert f"| `{old_sha[:12]}`* |" in text and "same maskgen build" in text
 
@@ -252,3 +252,17 @@ def test_eta_uses_runs_made_on_this_kind_of_machine(tmp_path: Path) -> None:
                              "amp": resolve("auto", "auto").amp})
     assert bm._eta(pending, {"a": elsewhere, "b": here}, ctx) == "ETA 2.0 h"  # only this machine's runs count
     assert bm._eta([], {"a": elsewhere}, ctx) == "ETA 0.0 h"
+
+
+def test_a_run_continues_only_on_the_same_bytes() -> None:
+    """A finished run counts for another file of its build; an interrupted one continues only on its own file."""
+    expected = {"run": {}, "budget": "cpu", "epochs": 8, "recipe": "default", "data_sha256": "new", "data_build": "b",
+                "config": {}, "params": 1}
+    rebuilt = {**expected, "data_sha256": "old"}
+    bm._check_identity(Path("r.json"), rebuilt, expected)
+    with pytest.raises(ValueError, match="data_sha256: 'old'"):
+        bm._check_identity(Path("run.json"), rebuilt, expected, same_bytes=True)
+    with pytest.raises(ValueError, match="other settings"):
+        bm._check_identity(Path("r.json"), {**rebuilt, "data_build": "other"}, expected)
+    with pytest.raises(ValueError, match="other settings"):  # no build id now: bytes only
+        bm._check_identity(Path("r.json"), rebuilt, {**expected, "data_build": None})

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from maskgen.cli import main
 from maskgen.dataset import read_fer_csv
-from maskgen.io import dataset_build, file_sha256
+from maskgen.io import build_id, dataset_build, file_sha256
 from maskgen.mfer import build_mfer, check_inputs, default_output, manifest_path, select_rows
 from conftest import fer_csv_text, random_faces
 
@@ -128,6 +128,13 @@ def test_build_mfer_file(pair, tmp_path):
                                            "smfer": {"sha256": manifest["smfer_sha256"]}}
     assert manifest["build"]["options"] == {"seed": 0, "balance": "pairs", "classes": "none"}
     assert manifest["output_sha256"] == file_sha256(out) and dataset_build(out) == manifest["build_id"]
+    # an SMFER2013 that maskgen made is named by its build id: a rebuild on another CPU names the same recipe
+    smfer_build = {"tool": "maskgen build-smfer", "options": {"seed": 0}}
+    manifest_path(smfer_path).write_text(json.dumps({"build": smfer_build, "output_sha256": file_sha256(smfer_path)}))
+    build_mfer(fer_path, smfer_path, out, seed=0)
+    named = json.loads(manifest_path(out).read_text())["build"]["inputs"]["smfer"]
+    assert named == {"build_id": build_id(smfer_build)}
+    manifest_path(smfer_path).unlink()
     # deterministic
     first = out.read_bytes()
     build_mfer(fer_path, smfer_path, out, seed=0)

@@ -199,6 +199,12 @@ def test_api_registered_mask_reaches_workers(lfw_csv: Path, tmp_path: Path) -> N
             assert set(report.mask_counts) == {"api_oval", "surgical"}
             outs.append(out.read_bytes())
         assert outs[0] == outs[1]
+        # a custom mask's content is not in the options: such a build names no recipe
+        manifest = json.loads(sidecar_paths(out)[1].read_text())
+        assert manifest["build"] is None and manifest["build_id"] is None and manifest["output_sha256"]
+        from maskgen.io import dataset_build
+
+        assert dataset_build(out) is None
     finally:
         if "api_oval" in list_masks():
             unregister_mask("api_oval")
