@@ -263,10 +263,11 @@ def _check_identity(path: Path, recorded: dict[str, Any], expected: dict[str, An
     recorded = dict(recorded)
     if isinstance(recorded.get("config"), dict):  # compare the settings that matter, whatever else was stored
         recorded["config"] = {k: recorded["config"].get(k) for k in expected["config"]}
-    data = ("data_sha256", "data_build")
-    diff = [k for k, v in expected.items() if k in recorded and recorded[k] != v and k not in data]
+    diff = [k for k, v in expected.items()
+            if k in recorded and recorded[k] != v and k not in ("data_sha256", "data_build")]
     diff += [k for k in ("run", "budget", "epochs", "recipe", "data_sha256") if k not in recorded]
-    if not same_data(recorded, expected) or (same_bytes and recorded.get("data_sha256") != expected["data_sha256"]):
+    same = recorded.get("data_sha256") == expected["data_sha256"] if same_bytes else same_data(recorded, expected)
+    if not same:
         diff.append("data_sha256")
     if diff:
         detail = "; ".join(f"{k}: {recorded.get(k)!r} (now {expected[k]!r})" for k in sorted(set(diff)))
@@ -617,19 +618,22 @@ def render_tables(results: dict[str, dict[str, Any]], costs: dict[str, dict[str,
     lines += ["## Every run", "",
               "| run | epochs | best epoch | final train acc | test rows | removed as duplicates | train min "
               "| img/s | device / precision (CPU) | data |", "|---|--:|--:|--:|--:|--:|--:|--:|---|---|"]
+    starred = False
     for run in grid(tables):
         r = results.get(run.id)
         if r is None:
             lines.append(f"| {run.id} | {budget.epochs_for(run.model)} | - | - | - | - | - | - | not run yet | |")
             continue
+        data = _data_cell(r, meta["sha256"].get(run.dataset))
+        starred |= data.endswith("*")
         first = next(iter(r["scores"].values()))
         removed = r["scores"].get("dedup", {}).get("removed", "-")
         res = r.get("resolved", {})
         lines.append(f"| {run.id} | {r['epochs']} | {r['best_epoch']} | {_pct(r.get('final_train_acc'))} "
                      f"| {first['n']} | {removed} | {r['train_seconds'] / 60:.1f} | {r['images_per_s']} "
                      f"| {res.get('device', '?')} / {res.get('amp', '?')} ({res.get('cpu_capability', '?')}) "
-                     f"| {_data_cell(r, meta['sha256'].get(run.dataset))} |")
-    if any(_data_cell(results[r.id], meta["sha256"].get(r.dataset)).endswith("*") for r in grid(tables) if r.id in results):
+                     f"| {data} |")
+    if starred:
         lines += ["", "`*`: trained on another file of the same maskgen build recipe (same inputs, seed, options, "
                   "maskgen and library versions; build id in the records), e.g. made on a CPU with other SIMD "
                   "paths. By the build's determinism statement such files differ at most by a gray level in a few "

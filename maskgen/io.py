@@ -112,14 +112,15 @@ def manifest_path(csv_path: str | os.PathLike) -> Path:
     return path.with_name(f"{csv_stem(path)}.manifest.json")
 
 
-def build_fields(tool: str, options: Mapping[str, Any] | None, inputs: Mapping[str, str | os.PathLike],
-                 output: str | os.PathLike) -> dict[str, Any]:
+def build_fields(tool: str, options: Mapping[str, Any] | None,
+                 inputs: Mapping[str, tuple[str | os.PathLike, str]], output: str | os.PathLike) -> dict[str, Any]:
     """The manifest fields that identify a build: its recipe (``build``), that recipe's id, and the
     sha256 of the output written (which ties the manifest to those bytes).
 
     The recipe is the tool, maskgen's version, the versions of the libraries that compute pixels
     (numpy, OpenCV, dlib), the options that decide the output, and each input by
-    :func:`input_identity`; nothing about the machine (its SIMD paths are the one difference the
+    :func:`input_identity` (``inputs``: name -> (path, its sha256, which the caller records anyway));
+    nothing about the machine (its SIMD paths are the one difference the
     manifest's ``determinism`` statement allows). ``options=None``: the build cannot be named so
     (custom masks, whose content is not in the options); ``build`` and ``build_id`` are then None.
     maskgen's version must change with any change to what a build writes.
@@ -128,7 +129,7 @@ def build_fields(tool: str, options: Mapping[str, Any] | None, inputs: Mapping[s
 
     build = None if options is None else {
         "tool": tool, "version": __version__, "libraries": _pixel_libraries(), "options": dict(options),
-        "inputs": {name: input_identity(p) for name, p in inputs.items()},
+        "inputs": {name: input_identity(p, sha) for name, (p, sha) in inputs.items()},
     }
     return {"build": build, "build_id": build_id(build) if build is not None else None,
             "output_sha256": file_sha256(output)}
@@ -154,11 +155,11 @@ def build_id(build: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(build, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def input_identity(path: str | os.PathLike) -> dict[str, str]:
-    """How a build names one of its inputs: the input's own build id if maskgen made it (so an input
-    rebuilt on another SIMD path names the same recipe), else the sha256 of its bytes."""
-    found = dataset_build(path)
-    return {"build_id": found} if found is not None else {"sha256": file_sha256(path)}
+def input_identity(path: str | os.PathLike, sha256: str) -> dict[str, str]:
+    """How a build names one of its inputs (``sha256``: of its bytes): the input's own build id if
+    maskgen made it (so an input rebuilt on another SIMD path names the same recipe), else its sha256."""
+    found = dataset_build(path, sha256)
+    return {"build_id": found} if found is not None else {"sha256": sha256}
 
 
 def dataset_build(path: str | os.PathLike, sha256: str | None = None) -> str | None:
@@ -166,7 +167,7 @@ def dataset_build(path: str | os.PathLike, sha256: str | None = None) -> str | N
 
     It is read from the manifest beside the file, and only if that manifest records these bytes
     (``output_sha256``): a file edited after its build, or a manifest of another file, gives None.
-    Two files with the same build id came from the same inputs, seed, options and maskgen version;
+    Two files with the same build id came from the same inputs, seed, options, maskgen and library versions;
     their bytes are equal on the same SIMD paths and within the manifest's ``determinism`` statement
     elsewhere. ``sha256``: the file's checksum if the caller has it.
     """

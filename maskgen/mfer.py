@@ -215,15 +215,16 @@ def build_mfer(fer_path: str | Path, smfer_path: str | Path, output_path: str | 
         t_write = time.perf_counter()
         report.timings_s = {"read": round(t_read - t0, 3), "format": round(t_format - t_read, 3),
                             "write": round(t_write - t_format, 3), "total": round(t_write - t0, 3)}
+        fer_sha, smfer_sha = file_sha256(fer_path), file_sha256(smfer_path)
         fields = {
             "columns": header,
             "row_order": "by (source, masked)",
             "balance_rule": _RULES[balance],
             "classes_rule": _RULES[classes if classes != "none" else "classes_none"],
-            "fer_sha256": file_sha256(fer_path),
-            "smfer_sha256": file_sha256(smfer_path),
+            "fer_sha256": fer_sha,
+            "smfer_sha256": smfer_sha,
             **build_fields("maskgen build-mfer", {"seed": seed, "balance": balance, "classes": classes},
-                           {"fer": fer_path, "smfer": smfer_path}, out),
+                           {"fer": (fer_path, fer_sha), "smfer": (smfer_path, smfer_sha)}, out),
             "smfer_unchanged_per_class": {name: int(np.sum(~masked_ok & (fer.emotion == c)))
                                           for c, name in enumerate(EMOTIONS)},
             **asdict(report),

@@ -116,6 +116,7 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
             "read": round(t_read - t0, 3), "mask": round(t_mask - t_read, 3),
             "write": round(t_write - t_mask, 3), "total": round(t_write - t0, 3),
         }
+        input_sha = file_sha256(input_path)
         options = {
             "seed": config.seed, "masks": list(config.masks or ()),
             "fit_probs": dict(config.fit_probs or {"correct": 1.0}),
@@ -129,11 +130,11 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
         fields = {
             "seed": config.seed,
             "config": options,
-            **build_fields("maskgen build-smfer", recipe, {"input": input_path}, out),
+            **build_fields("maskgen build-smfer", recipe, {"input": (input_path, input_sha)}, out),
             "jobs": n_jobs,
             "chunk_size": chunk_size,
             "backend": backend,
-            "input_sha256": file_sha256(input_path),
+            "input_sha256": input_sha,
             **asdict(report),
         }
         write_json(tmp_manifest, manifest("maskgen build-smfer", fields))
