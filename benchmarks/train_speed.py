@@ -7,6 +7,10 @@
 - bf16+cl: batched augmentation, channels_last, bf16 autocast.
 - ours: what ``fer-models train`` picks here (``--amp auto``): bf16 where the CPU computes it
   natively (AVX512-BF16 / AMX), else float32. The CPU capability and the choice are printed.
+
+Every variant runs with the allocator setting ``fer-models train`` makes
+(``fer_models.device.keep_freed_memory``: glibc keeps freed blocks for reuse); ``--system-malloc``
+leaves the allocator alone, so two runs, one with it, measure what that setting is worth.
 - ours+compile (``--compile [--compile-mode M]``): the same under ``torch.compile(mode=M,
   dynamic=False)`` (timed after the others).
 - ours x2 procs (``--data-parallel``): data parallel over 2 processes with 1 intra-op thread
@@ -44,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset
 from fer_models import create_model
 from fer_models.config import TrainConfig
 from fer_models.data import AugmentConfig, augment_batch, to_float
-from fer_models.device import cpu_capability, resolve
+from fer_models.device import cpu_capability, keep_freed_memory, resolve
 
 SIDE = 48
 NUM_CLASSES = 7
@@ -249,7 +253,11 @@ def main() -> None:
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--profile", action="store_true",
                    help="also print a torch.profiler table (self CPU time per op) of 10 steps of ours")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="leave the C allocator as it is; by default every variant runs with what fer-models "
+                        "train sets (fer_models.device.keep_freed_memory); run both ways for the A/B")
     args = p.parse_args()
+    kept = False if args.system_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     n = 2048
@@ -257,7 +265,8 @@ def main() -> None:
     labels = rng.integers(0, NUM_CLASSES, n).astype(np.int64)
     bs = args.batch_size
     auto = resolve("cpu", "auto").amp
-    print(f"CPU capability: {cpu_capability()}; --amp auto chooses: {auto}")
+    print(f"CPU capability: {cpu_capability()}; --amp auto chooses: {auto}; freed memory kept "
+          f"(glibc malloc, as fer-models train does): {'yes' if kept else 'no'}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {bs}, "
           f"{args.steps} steps x {args.repeats} repeats (median), warmup {args.warmup}")
     extra = ([("ours_compile", "ours+compile", "ours + torch.compile")] if args.compile else []) + (
@@ -276,7 +285,7 @@ def main() -> None:
         timed = {k: v for k, v in steps.items() if k != "ours"}
         row.update({k: bs * v for k, v in measure(timed, args.warmup, args.steps, args.repeats).items()})
         row["ours"] = row["bf16_channels_last" if auto == "bf16" else "fp32_channels_last"]
-        row["auto_amp"], row["cpu_capability"] = auto, cpu_capability()
+        row["auto_amp"], row["cpu_capability"], row["keep_freed_memory"] = auto, cpu_capability(), kept
         if args.compile:
             # timed after the others: once inductor has compiled, its worker processes stay alive
             # and were seen to slow the eager loops timed after them in the same process

@@ -77,15 +77,17 @@ class Budget:
         return self.epochs.get(model, self.epochs["*"])
 
 
-#: ``cpu`` is sized so the whole grid (25 runs) fits about 6 hours of a 2-core machine;
-#: see docs/paper_tables.md for what it costs per model.
+#: ``cpu`` is sized so the whole grid (25 runs) fits about 4 hours of a 2-core machine with native
+#: bf16 (AVX512-BF16); a 2-core AVX2-only CPU trains in float32 and needs about 3x that (results.md).
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget("smoke", {"*": 1}, max_steps_per_epoch=2, batch_size=16, timing=False, amp="none",
                     note="1 epoch of 2 steps: checks the machinery, not the models"),
     "cpu": Budget("cpu", {"*": 8},
                   note="what fits the 2-core development machine: 8 epochs for every model (about 4 hours for the "
-                       "25 runs: 4-5 min for a FER2013 run of a Mini-Xception, 35 min for MobileNetV2 on MFER2013, "
-                       "whose depthwise convolutions train at about 215 images/s there)"),
+                       "25 runs on a 2-core CPU with AVX512-BF16: 4-5 min for a FER2013 run of a Mini-Xception, "
+                       "35 min for MobileNetV2 on MFER2013, whose depthwise convolutions train at about 215 images/s "
+                       "there; a 2-core AVX2-only CPU trains in float32, 2.4x slower for the Mini-Xceptions, 2.7x "
+                       "for MobileNetV2 and 7x for ViT: about 13 hours for the grid)"),
     "full": Budget("full", {"*": 100}, note="the paper's 100 epochs"),
 }
 

@@ -271,7 +271,8 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
               help="Benchmark folder: one run folder per cell under OUT/runs (resumable).")
 @click.option("--budget", type=click.Choice(["smoke", "cpu", "full"]), default="cpu", show_default=True,
               help="smoke: 2 steps per run (checks the machinery); cpu: 8 epochs per run, what fits a 2-core "
-                   "machine (about 4 hours for the grid); full: the paper's 100 epochs.")
+                   "machine (about 4 hours for the grid with native bf16, about 13 on an AVX2-only CPU); full: the "
+                   "paper's 100 epochs.")
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default="default", show_default=True)
 @click.option("--tables", default="1,2,3", show_default=True, help="Comma-separated tables to run: 1, 2, 3.")
 @click.option("--write", "write_path", type=click.Path(dir_okay=False), default=None,

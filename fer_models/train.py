@@ -44,7 +44,7 @@ from fer_models.config import RECIPES, RESUME_MUTABLE, TTA_CHOICES, TrainConfig 
 from fer_models.data import (
     FerTensors, augment_batch, class_weights, load_dataset, random_erase, split_indices, to_float,
 )
-from fer_models.device import Placement, resolve
+from fer_models.device import Placement, keep_freed_memory, resolve
 from fer_models.labels import FERPLUS_CLASSES, ferplus_targets, parse_labels_option, read_ferplus_votes
 from maskgen.dataset import EMOTIONS
 from maskgen.io import atomic_write, file_sha256
@@ -429,6 +429,7 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
 
     config.validate()
     placement = resolve(config.device, config.amp)
+    kept = keep_freed_memory()
     out = Path(config.out)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -498,13 +499,14 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
         start_epoch, best_acc, best_epoch = state["epoch"], state["best_val_acc"], state["best_epoch"]
         log_lines = _read_log(out / LOG_NAME, start_epoch)
     out.mkdir(parents=True, exist_ok=True)
-    run_info = {**dataclasses.asdict(config), "resolved": placement.record()}
+    run_info = {**dataclasses.asdict(config), "resolved": {**placement.record(), "keep_freed_memory": kept}}
     if init_record is not None:
         run_info["init_from"] = init_record
     with atomic_write(out / CONFIG_NAME) as tmp:
         tmp.write_text(json.dumps(run_info, indent=2) + "\n")
     run_model = torch.compile(model) if config.compile else model
-    print(f"{config.model}, recipe {config.recipe}: {placement.describe()}", flush=True)
+    print(f"{config.model}, recipe {config.recipe}: {placement.describe()}"
+          f"{', freed memory kept (glibc malloc)' if kept else ''}", flush=True)
 
     bar = None
     if config.progress:
@@ -658,6 +660,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
     if tta not in TTA_CHOICES:
         raise ValueError(f"tta must be one of {TTA_CHOICES}, got {tta!r}")
     placement = resolve(device, amp)
+    keep_freed_memory()
     tensors = load_dataset(data)
     if subset == "all":
         rows = np.arange(len(tensors))

@@ -94,7 +94,8 @@ def test_training_records_the_choice(hardware, tmp_path) -> None:
     out = tmp_path / "run"
     main(config(csv, out, recipe="default", epochs=1, max_steps_per_epoch=1))
     resolved = json.loads((out / "config.json").read_text())["resolved"]
-    assert resolved == {"device": "cpu", "amp": "none", "cpu_capability": "AVX2"}
+    assert resolved == {"device": "cpu", "amp": "none", "cpu_capability": "AVX2",
+                        "keep_freed_memory": dev.keep_freed_memory()}
     log = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert log["amp"] == "none" and log["cpu_capability"] == "AVX2"
 
@@ -106,3 +107,61 @@ def test_onednn_isa_cap_disables_native_bf16(hardware, monkeypatch: pytest.Monke
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
         assert dev.cpu_native_bf16() is native, cap
         assert dev.resolve("cpu", "auto").amp == ("bf16" if native else "none")
+
+
+class _FakeLibc:
+    """Stands in for ``ctypes.CDLL(None)``: records ``mallopt`` calls, answers ``ok``."""
+
+    def __init__(self, ok: int = 1) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.ok = ok
+
+        def mallopt(param: int, value: int) -> int:
+            self.calls.append((param, value))
+            return self.ok
+
+        self.mallopt = mallopt
+
+
+@pytest.fixture
+def fake_libc(monkeypatch: pytest.MonkeyPatch) -> _FakeLibc:
+    libc = _FakeLibc()
+    monkeypatch.setattr(dev, "_kept", None)
+    monkeypatch.setattr(dev.ctypes, "CDLL", lambda _name: libc)
+    monkeypatch.setattr(dev.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    for name in (dev.MALLOC_ENV, "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD"):
+        monkeypatch.delenv(name, raising=False)
+    return libc
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_once(fake_libc: _FakeLibc) -> None:
+    assert dev.keep_freed_memory() is True
+    assert dev.keep_freed_memory() is True  # applied once per process
+    assert fake_libc.calls == [(-3, 32 * 1024 * 1024), (-1, 2**31 - 1)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+
+
+@pytest.mark.parametrize("env", [{"FER_MODELS_KEEP_MEMORY": "0"}, {"MALLOC_MMAP_THRESHOLD_": "131072"},
+                                 {"MALLOC_TRIM_THRESHOLD_": "0"}, {"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}])
+def test_keep_freed_memory_leaves_a_tuned_or_opted_out_allocator(fake_libc: _FakeLibc, monkeypatch, env) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert dev.keep_freed_memory() is False
+    assert fake_libc.calls == []
+
+
+def test_keep_freed_memory_off_glibc_or_refused(fake_libc: _FakeLibc, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dev.platform, "libc_ver", lambda: ("", ""))  # musl, macOS, Windows
+    assert dev.keep_freed_memory() is False and fake_libc.calls == []
+    monkeypatch.setattr(dev, "_kept", None)
+    monkeypatch.setattr(dev.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    fake_libc.ok = 0  # glibc refuses the value
+    assert dev.keep_freed_memory() is False
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc only")
+def test_keep_freed_memory_on_this_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real mallopt accepts both values here (process-wide, harmless for the other tests)."""
+    for name in (dev.MALLOC_ENV, "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(dev, "_kept", None)
+    assert dev.keep_freed_memory() is True
