@@ -8,9 +8,6 @@
 - ours: what ``fer-models train`` picks here (``--amp auto``): bf16 where the CPU computes it
   natively (AVX512-BF16 / AMX), else float32. The CPU capability and the choice are printed.
 
-Every variant runs with the allocator setting ``fer-models train`` makes
-(``fer_models.device.keep_freed_memory``: glibc keeps freed blocks for reuse); ``--system-malloc``
-leaves the allocator alone, so two runs, one with it, measure what that setting is worth.
 - ours+compile (``--compile [--compile-mode M]``): the same under ``torch.compile(mode=M,
   dynamic=False)`` (timed after the others).
 - ours x2 procs (``--data-parallel``): data parallel over 2 processes with 1 intra-op thread
@@ -19,6 +16,10 @@ leaves the allocator alone, so two runs, one with it, measure what that setting 
   augmentation) and the summed gradients are all-reduced with ``torch.distributed`` (gloo)
   before every Adam step, so the update uses the whole batch (BatchNorm statistics are per half).
   Timed after the others, in its own 2 processes, on rank 0 after a barrier.
+
+Every variant runs with the allocator setting ``fer-models train`` makes
+(``fer_models.device.keep_freed_memory``: glibc keeps freed blocks for reuse); ``--system-malloc``
+leaves the allocator alone, so two runs, one with it, measure what that setting is worth.
 
 All variants run in one process on the same synthetic uint8 images (content does not
 change the speed). Each is warmed up (``--warmup`` steps; this includes compiling), then the
