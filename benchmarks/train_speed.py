@@ -7,7 +7,6 @@
 - bf16+cl: batched augmentation, channels_last, bf16 autocast.
 - ours: what ``fer-models train`` picks here (``--amp auto``): bf16 where the CPU computes it
   natively (AVX512-BF16 / AMX), else float32. The CPU capability and the choice are printed.
-
 - ours+compile (``--compile [--compile-mode M]``): the same under ``torch.compile(mode=M,
   dynamic=False)`` (timed after the others).
 - ours x2 procs (``--data-parallel``): data parallel over 2 processes with 1 intra-op thread
