@@ -36,6 +36,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "no_smoothing": ("no label smoothing", ["--label-smoothing", "0"]),
     "no_erasing": ("no random erasing", ["--erase-prob", "0"]),
     "mixup": ("+ mixup (alpha 0.2)", ["--mixup", "0.2"]),
+    "upscale64": ("+ input upscaled to 64x64 (bilinear, in the model)", ["--model-kw", "input_size=64"]),
 }
 
 

@@ -241,6 +241,23 @@ def test_custom_widths_and_validation() -> None:
         MiniXception(attention="squeeze")
 
 
+def test_input_size_upscales_inside_the_model() -> None:
+    """input_size=64 resizes 48x48 faces bilinearly before the stem: same parameters, 64x64 maps."""
+    torch.manual_seed(0)
+    model = create_model("mini_xception_cbam", input_size=64).eval()
+    plain = create_model("mini_xception_cbam").eval()
+    assert count_params(model) == count_params(plain)
+    x = torch.rand(2, 1, 48, 48)
+    assert model.forward_features(x).shape[-2:] == (4, 4)  # 64 -> 60 -> 30 -> 15 -> 8 -> 4
+    up = nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model(x), plain(up))
+    torch.testing.assert_close(model(up), plain(up))  # already 64x64: no second resize
+    for bad in (4, 64.0, True, "64"):
+        with pytest.raises(ValueError, match="input_size"):
+            MiniXception(input_size=bad)
+
+
 @pytest.mark.parametrize(
     ("widths", "stem_width", "attention"),
     [(MINI_XCEPTION_WIDTHS, 8, None), ((24, 40, 200), 16, "cbam"), ((8, 16, 32, 64), 4, "channel"),

@@ -85,7 +85,8 @@ class XceptionBlock(nn.Module):
 class MiniXception(nn.Module):
     """Mini-Xception classifier: float (N, in_chans, H, W) -> logits (N, num_classes).
 
-    Designed for 48x48 inputs (any H, W >= 5 works). ``widths`` sets the
+    Designed for 48x48 inputs (any H, W >= 5 works; ``input_size`` resizes every
+    input to input_size x input_size first). ``widths`` sets the
     number and width of residual blocks; ``attention`` adds channel, spatial or
     CBAM attention to every block.
     """
@@ -97,9 +98,16 @@ class MiniXception(nn.Module):
         widths: Sequence[int] = MINI_XCEPTION_WIDTHS,
         stem_width: int = MINI_XCEPTION_STEM_WIDTH,
         attention: str | None = None,
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
+        if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int)
+                                       or input_size < 5):
+            raise ValueError(f"input_size must be an int >= 5 or None, got {input_size!r}")
+        #: If set, every input is first resized (bilinear) to input_size x input_size,
+        #: e.g. 64 for 48x48 faces: more spatial resolution per block, same parameters.
+        self.input_size = input_size
         if not widths or min(widths) < 1:
             raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths}")
         if stem_width < 1 or in_chans < 1 or num_classes < 1:
@@ -121,6 +129,9 @@ class MiniXception(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_chans, H, W) -> last block's features (N, widths[-1], h, w)."""
+        if self.input_size is not None and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
+            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
+                                          align_corners=False)
         return self.blocks(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
