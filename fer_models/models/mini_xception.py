@@ -102,16 +102,14 @@ class MiniXception(nn.Module):
     ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
-        if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int)
-                                       or input_size < 5):
-            raise ValueError(f"input_size must be an int >= 5 or None, got {input_size!r}")
-        #: If set, every input is first resized (bilinear) to input_size x input_size,
-        #: e.g. 64 for 48x48 faces: more spatial resolution per block, same parameters.
-        self.input_size = input_size
         if not widths or min(widths) < 1:
             raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths}")
         if stem_width < 1 or in_chans < 1 or num_classes < 1:
             raise ValueError("stem_width, in_chans and num_classes must be positive")
+        if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int)
+                                       or input_size < 5):
+            raise ValueError(f"input_size must be an int >= 5 or None, got {input_size!r}")
+        self.input_size = input_size  # None: the input's own size
         self.num_classes = num_classes
         self.attention = attention
         self.widths = widths
