@@ -31,6 +31,9 @@ their sizes' proportions; the random choice uses ``numpy.random.default_rng([see
 """
 from __future__ import annotations
 
+import json
+import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,6 +85,106 @@ def check_inputs(fer: FerTable, smfer: FerTable) -> None:
             k = int(bad[0])
             raise ValueError(f"Usage differs in {bad.size} row(s); first at line {k + 2}: {fer.path} has "
                              f"{fer.usage[k]}, {smfer.path} has {smfer.usage[k]}")
+
+
+#: the pixel test of the two files' roles reports a swap only when its sign test is this unlikely by chance, and
+#: only with at least MIN_CHANGED_ROWS rows that differ (a manifest beside either file decides first)
+SWAP_P_VALUE = 1e-3
+MIN_CHANGED_ROWS = 10
+#: gray levels by which a pixel must differ between the two files to count as part of a drawn mask
+MASK_DIFF = 8
+
+
+def _smfer_manifest(path: Path, sha256: str) -> dict | None:
+    """The ``build-smfer`` manifest beside ``path``, if there is one and it records these bytes as its output."""
+    try:
+        found = json.loads(manifest_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(found, dict) or not str(found.get("tool", "")).startswith("maskgen build-smfer")
+            or found.get("output_sha256") != sha256):
+        return None
+    return found
+
+
+def _shift_stack(m: np.ndarray, op) -> np.ndarray:
+    """3x3 grey dilation (op=np.maximum) or erosion (np.minimum) of an (N, H, W) stack, edges replicated."""
+    p = np.pad(m, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    h, w = m.shape[1:]
+    out = m.copy()
+    for dy in range(3):
+        for dx in range(3):
+            out = op(out, p[:, dy:dy + h, dx:dx + w])
+    return out
+
+
+def mask_evidence(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per changed row, + when ``b`` looks like the masked one, - when ``a`` does ((N, H, W) uint8 each).
+
+    A drawn mask makes a sharp outline where it ends (the gradient along the rim of the changed
+    region is stronger in the masked image) and a smoother inside (a weaker Laplacian): the
+    evidence is log(rim gradient b / a) + log(inside Laplacian a / b). Rows with fewer than 20
+    changed pixels give no evidence and are left out.
+    """
+    changed = np.abs(a.astype(np.int16) - b.astype(np.int16)) > MASK_DIFF
+    keep = changed.reshape(len(a), -1).sum(axis=1) >= 20
+    if not keep.any():
+        return np.zeros(0)
+    changed, fa, fb = changed[keep].astype(np.uint8), a[keep].astype(np.float32), b[keep].astype(np.float32)
+    inner = _shift_stack(changed, np.minimum).astype(bool)
+    rim = _shift_stack(changed, np.maximum).astype(bool) & ~inner
+    rim[:, [0, -1], :] = False
+    rim[:, :, [0, -1]] = False
+
+    def grad(f: np.ndarray) -> np.ndarray:
+        gy, gx = np.gradient(f, axis=(1, 2))
+        return np.hypot(gx, gy)
+
+    def lap(f: np.ndarray) -> np.ndarray:
+        p = np.pad(f, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        return np.abs(p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:] - 4 * f)
+
+    def mean_on(v: np.ndarray, m: np.ndarray) -> np.ndarray:
+        return (v * m).sum(axis=(1, 2)) / np.maximum(m.sum(axis=(1, 2)), 1)
+
+    edge = np.log((mean_on(grad(fb), rim) + 1) / (mean_on(grad(fa), rim) + 1))
+    smooth = np.log((mean_on(lap(fa), inner) + 1) / (mean_on(lap(fb), inner) + 1))
+    return edge + np.where(inner.sum(axis=(1, 2)) >= 5, smooth, 0.0)
+
+
+def _sign_test(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2): how likely k or fewer of n rows point one way by chance."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n
+
+
+def check_roles(fer: FerTable, smfer: FerTable, fer_sha256: str, smfer_sha256: str) -> None:
+    """Raise ValueError unless ``fer`` is the original and ``smfer`` its masked copy (run after :func:`check_inputs`).
+
+    Refused: the same file or the same bytes twice; no row differs (nothing was masked); the
+    two swapped, told by a ``build-smfer`` manifest beside either file (it records its output's
+    sha256 and its input's), or, when neither has one, by the pixels (:func:`mask_evidence`: in
+    most changed rows the first file is the one that looks masked, by a sign test at
+    :data:`SWAP_P_VALUE`).
+    """
+    a, b = Path(fer.path), Path(smfer.path)
+    swap = f"; swap them: maskgen build-mfer {b} {a}"
+    if fer_sha256 == smfer_sha256:
+        raise ValueError(f"{a} and {b} have the same bytes: SMFER must be the build-smfer output of FER")
+    fer_built, smfer_built = _smfer_manifest(a, fer_sha256), _smfer_manifest(b, smfer_sha256)
+    if fer_built is not None and smfer_built is None:
+        origin = " built from " + str(b) if fer_built.get("input_sha256") == smfer_sha256 else ""
+        raise ValueError(f"FER and SMFER are swapped: {a} is a masked build-smfer output{origin} "
+                         f"(its manifest {manifest_path(a)} says so){swap}")
+    changed = (fer.images != smfer.images).reshape(len(fer), -1).any(axis=1)
+    if not changed.any():
+        raise ValueError(f"{b} has the same images as {a} in every row: SMFER must be the build-smfer output of FER")
+    if smfer_built is not None:
+        return
+    evidence = mask_evidence(fer.images, smfer.images)
+    n, towards_smfer = int(np.count_nonzero(evidence)), int(np.sum(evidence > 0))
+    if n >= MIN_CHANGED_ROWS and _sign_test(towards_smfer, n) < SWAP_P_VALUE:
+        raise ValueError(f"FER and SMFER look swapped: in {n - towards_smfer} of the {n} rows that differ, the "
+                         f"masked face is the one in {a} (no build-smfer manifest beside either file){swap}")
 
 
 def select_rows(emotion: np.ndarray, usage: np.ndarray | None, masked_ok: np.ndarray, *, seed: int = 0,
@@ -184,9 +287,13 @@ def build_mfer(fer_path: str | Path, smfer_path: str | Path, output_path: str | 
         raise ValueError(f"unknown balance {balance!r}; expected one of {', '.join(BALANCE_MODES)}")
     if classes not in CLASS_MODES:
         raise ValueError(f"unknown class balancing {classes!r}; expected one of {', '.join(CLASS_MODES)}")
+    if fer_path.exists() and smfer_path.exists() and os.path.samefile(fer_path, smfer_path):
+        raise ValueError(f"FER and SMFER are the same file ({fer_path}): SMFER must be the build-smfer output of FER")
     fer = read_fer_csv(fer_path)
     smfer = read_fer_csv(smfer_path)
     check_inputs(fer, smfer)
+    fer_sha, smfer_sha = file_sha256(fer_path), file_sha256(smfer_path)
+    check_roles(fer, smfer, fer_sha, smfer_sha)
     t_read = time.perf_counter()
 
     n = len(fer)
@@ -215,7 +322,6 @@ def build_mfer(fer_path: str | Path, smfer_path: str | Path, output_path: str | 
         t_write = time.perf_counter()
         report.timings_s = {"read": round(t_read - t0, 3), "format": round(t_format - t_read, 3),
                             "write": round(t_write - t_format, 3), "total": round(t_write - t0, 3)}
-        fer_sha, smfer_sha = file_sha256(fer_path), file_sha256(smfer_path)
         fields = {
             "columns": header,
             "row_order": "by (source, masked)",

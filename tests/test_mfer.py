@@ -203,3 +203,51 @@ def test_default_output_names():
     assert default_output("/d/fer2013.csv.gz") == Path("/d/mfer2013.csv")
     assert default_output("x.csv") == Path("x_mfer.csv")
     assert manifest_path("/d/m.csv") == Path("/d/m.manifest.json")
+
+
+# ---------------------------------------------------------------- #28 case 9: the roles of the two files
+def _checksums(*paths: Path) -> dict[str, str]:
+    return {str(p): file_sha256(p) for p in paths}
+
+
+def _refused(args: list[str], *inputs: Path, match: str, out: Path) -> None:
+    before = _checksums(*inputs)
+    result = CliRunner().invoke(main, ["build-mfer", *map(str, args), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert match in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists() and not manifest_path(out).exists()
+    assert _checksums(*inputs) == before
+
+
+def test_same_file_or_same_bytes_is_refused(pair, tmp_path):
+    """#28 case 9: build-mfer a.csv a.csv wrote an empty MFER2013 and exited 0."""
+    fer, _ = pair
+    out = tmp_path / "o.csv"
+    _refused([fer, fer], fer, match="the same file", out=out)
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(fer.read_bytes())
+    _refused([fer, copy], fer, copy, match="the same bytes", out=out)
+    labels, usage = _layout()
+    quoted = tmp_path / "quoted.csv"  # other bytes, the same images
+    quoted.write_text(fer_csv_text(random_faces(labels.size, seed=4), labels, list(usage), quoted=True))
+    _refused([fer, quoted], fer, quoted, match="the same images", out=out)
+
+
+def test_swapped_files_are_refused_from_the_pixels(pair, tmp_path):
+    """#28 case 9: build-mfer SMFER FER succeeded with the masked flag inverted on every row."""
+    fer, smfer = pair
+    _refused([smfer, fer], fer, smfer, match=f"swap them: maskgen build-mfer {fer} {smfer}", out=tmp_path / "o.csv")
+    assert build_mfer(fer, smfer, tmp_path / "right.csv").rows > 0  # the right order still builds
+
+
+def test_swapped_files_are_refused_from_the_manifest(tmp_path):
+    """With a build-smfer manifest beside SMFER, its record decides (here too few rows differ for the pixels)."""
+    labels, usage = _layout()
+    images = random_faces(labels.size, seed=4)
+    fer = _write(tmp_path / "fer.csv", images, labels, list(usage))
+    smfer = _write(tmp_path / "smfer.csv", _masked_copy(images, unchanged=range(3, labels.size)), labels, list(usage))
+    manifest_path(smfer).write_text(json.dumps({"tool": "maskgen build-smfer", "output_sha256": file_sha256(smfer),
+                                                "input_sha256": file_sha256(fer)}))
+    _refused([smfer, fer], fer, smfer, match=f"built from {fer}", out=tmp_path / "o.csv")
+    assert build_mfer(fer, smfer, tmp_path / "right.csv").sources == 3
