@@ -35,7 +35,10 @@ def _friendly_errors(func):
 
 
 def _parse_fits(text: str | None) -> dict[str, float] | None:
-    """``"correct=0.8,nose_exposed=0.2"`` -> {"correct": 0.8, "nose_exposed": 0.2}."""
+    """``"correct=0.8,nose_exposed=0.2"`` -> {"correct": 0.8, "nose_exposed": 0.2}, validated before any
+    work by :func:`maskgen.fits.check_fit_probs` (unknown names, negative / non-finite values, all zero)."""
+    from maskgen.fits import check_fit_probs
+
     if not text:
         return None
     fits: dict[str, float] = {}
@@ -43,11 +46,16 @@ def _parse_fits(text: str | None) -> dict[str, float] | None:
         name, sep, value = part.partition("=")
         if not sep:
             raise click.BadParameter(f"expected NAME=PROBABILITY, got {part!r}", param_hint="--fit")
+        if name.strip() in fits:
+            raise click.BadParameter(f"fit {name.strip()!r} given twice", param_hint="--fit")
         try:
             fits[name.strip()] = float(value)
         except ValueError:
             raise click.BadParameter(f"{value!r} is not a number", param_hint="--fit") from None
-    return fits
+    try:
+        return check_fit_probs(fits)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fit") from None
 
 
 def _split_names(text: str | None) -> tuple[str, ...] | None:
@@ -298,7 +306,9 @@ def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landma
                                    cols=cols, scale=scale)
     write_image(output, sheet)
     failed = sum(1 for r in results if r.qa is not None and not r.qa.passed)
-    click.echo(f"wrote {output} ({len(results)} faces, {failed} failed QA)")
+    unmasked = sum(1 for r in results if r.params is None)
+    click.echo(f"wrote {output} ({len(results)} faces, {failed} failed QA"
+               + (f", {unmasked} not masked: see their labels" if unmasked else "") + ")")
 
 
 @main.command("mask-image")

@@ -14,6 +14,7 @@ the renderer (:mod:`maskgen.render`) then draws it without any randomness of its
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,8 @@ from maskgen.points import (
 )
 from maskgen.templates import PATTERNS
 
-__all__ = ["FITS", "FIT_RULES", "Fit", "MaskParams", "QAFlags", "fit_points", "get_fit", "sample_params"]
+__all__ = ["FITS", "FIT_RULES", "Fit", "MaskParams", "QAFlags", "check_fit_probs", "fit_points", "get_fit",
+           "sample_params"]
 
 EYES = LANDMARK_GROUPS["eyes"]
 
@@ -81,6 +83,40 @@ def get_fit(name: str) -> Fit:
         return FIT_RULES[name]
     except KeyError:
         raise ValueError(f"unknown fit {name!r}; valid: {', '.join(FITS)}") from None
+
+
+def check_fit_probs(fit_probs: Mapping[str, Any] | None) -> dict[str, float]:
+    """Validate fit probabilities (``--fit`` of every command) before any work; return them as floats.
+
+    ``None`` means ``{"correct": 1.0}``. Fits left out get 0; the rest are normalised when sampling.
+
+    Raises:
+        ValueError: no fits, an unknown fit name (the message lists the valid ones), a value that is
+            not a finite number >= 0, or values that sum to 0 (nothing could ever be drawn).
+    """
+    if fit_probs is None:
+        return {"correct": 1.0}
+    probs = dict(fit_probs)
+    if not probs:
+        raise ValueError(f"no fit probabilities given; valid fits: {', '.join(FITS)}")
+    bad = [name for name in probs if name not in FIT_RULES]
+    if bad:
+        raise ValueError(f"unknown fit{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
+                         f"valid: {', '.join(FITS)}")
+    out: dict[str, float] = {}
+    for name, value in probs.items():
+        try:
+            p = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"fit {name!r}: probability {value!r} is not a number") from None
+        if not math.isfinite(p) or p < 0:
+            raise ValueError(f"fit {name!r}: probability must be a finite number >= 0, got {value!r}")
+        out[name] = p
+    total = sum(out.values())
+    if not total > 0 or not math.isfinite(total):
+        raise ValueError(f"fit probabilities must sum to > 0 and be finite, got "
+                         f"{', '.join(f'{k}={v:g}' for k, v in out.items())}: give at least one fit a probability > 0")
+    return out
 
 
 # --------------------------------------------------------------------------------------------- fit geometry
@@ -230,13 +266,8 @@ def sample_params(rng: np.random.Generator, landmarks_points: np.ndarray | None 
     templates = [get_mask(n) for n in names]
     if landmarks_points is not None and np.asarray(landmarks_points).shape != (N_POINTS, 2):
         raise ValueError(f"landmarks_points must be (68, 2), got {np.asarray(landmarks_points).shape}")
-    probs = {"correct": 1.0} if fit_probs is None else dict(fit_probs)
-    bad = set(probs) - set(FITS)
-    if bad:
-        raise ValueError(f"unknown fit(s) {sorted(bad)}; valid: {', '.join(FITS)}")
-    p = np.array([max(0.0, float(probs.get(f, 0.0))) for f in FITS])
-    if p.sum() <= 0:
-        raise ValueError(f"fit probabilities must sum to > 0, got {probs}")
+    probs = check_fit_probs(fit_probs)
+    p = np.array([probs.get(f, 0.0) for f in FITS])
     p = p / p.sum()
 
     u = rng.random(10)                                   # fixed number of draws

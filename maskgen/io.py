@@ -192,26 +192,82 @@ def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
 #: picture files read from folders
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
+#: the most pixels (width x height) a picture may declare; checked from its header before any decoding, so a
+#: decompression bomb (a 300 kB PNG declaring 50000x50000) is refused as "too large" instead of allocating
+#: gigabytes or tripping OpenCV's own limit with a traceback. Pillow's bomb limit: 4x the largest common camera.
+MAX_IMAGE_PIXELS = 178_956_970
+
+
+class ImageTooLargeError(ValueError):
+    """A picture whose header declares more than :data:`MAX_IMAGE_PIXELS` pixels (refused before decoding)."""
+
+
+class ImageConversionWarning(UserWarning):
+    """A picture read with a lossy conversion (16-bit to 8-bit, alpha channel dropped)."""
+
+
+def check_image_size(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int] | None:
+    """(width, height) from a picture's header, without decoding it; None if the format is not known here.
+
+    Raises:
+        ImageTooLargeError: the header declares more than ``max_pixels`` pixels.
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    too_large = f"{path}: image too large (more than {max_pixels:,} pixels, maskgen.io.MAX_IMAGE_PIXELS)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        except Image.DecompressionBombError:  # Pillow's own limit (2x its MAX_IMAGE_PIXELS) was passed
+            raise ImageTooLargeError(too_large) from None
+        except (UnidentifiedImageError, OSError, ValueError):  # OpenCV may still know it; it says if not
+            return None
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"{path}: image too large ({width}x{height}; the limit is {max_pixels:,} pixels, "
+                                 "maskgen.io.MAX_IMAGE_PIXELS)")
+    return width, height
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a picture as (H, W) uint8 (gray files) or (H, W, 3) uint8 RGB; ValueError if unreadable."""
+    """Read a picture as (H, W) uint8 (gray files) or (H, W, 3) uint8 RGB.
+
+    The size is checked from the header first (:func:`check_image_size`). 16-bit pictures are
+    scaled to 8 bits and an alpha channel is dropped, each with an :class:`ImageConversionWarning`.
+
+    Raises:
+        ImageTooLargeError: more than :data:`MAX_IMAGE_PIXELS` pixels (a ValueError).
+        ValueError: unreadable, or an unsupported pixel type.
+    """
+    import warnings
+
+    check_image_size(path)
     im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if im is None:
         raise ValueError(f"cannot read image {path}")
     if im.dtype == np.uint16:
+        warnings.warn(f"{path}: 16-bit picture converted to 8 bits", ImageConversionWarning, stacklevel=2)
         im = (im // 257).astype(np.uint8)
     if im.dtype != np.uint8:
         raise ValueError(f"{path}: unsupported pixel type {im.dtype}")
     if im.ndim == 2:
         return im
     if im.shape[2] == 4:
+        warnings.warn(f"{path}: alpha channel dropped (transparent pixels keep their colour)",
+                      ImageConversionWarning, stacklevel=2)
         return cv2.cvtColor(im, cv2.COLOR_BGRA2RGB)
     if im.shape[2] == 1:
         return im[..., 0]
     return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
 
 
-def read_rgba(path: str | os.PathLike) -> np.ndarray:
-    """Read a picture with an alpha channel as (H, W, 4) uint8 RGBA; ValueError if unreadable or opaque."""
+def read_rgba(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Read a picture with an alpha channel as (H, W, 4) uint8 RGBA; ValueError if unreadable or opaque,
+    :class:`ImageTooLargeError` if its header declares more than ``max_pixels`` pixels."""
+    check_image_size(path, max_pixels)
     im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if im is None:
         raise ValueError(f"cannot read image {path}")
@@ -253,5 +309,5 @@ def write_image(path: str | os.PathLike, image: np.ndarray, params: tuple[int, .
     return path
 
 
-__all__ = ["IMAGE_SUFFIXES", "atomic_write", "build_fields", "build_id", "csv_stem", "dataset_build", "encode_image", "file_sha256", "input_identity",
+__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "ImageConversionWarning", "ImageTooLargeError", "atomic_write", "check_image_size", "build_fields", "build_id", "csv_stem", "dataset_build", "encode_image", "file_sha256", "input_identity",
            "machine_info", "manifest", "manifest_path", "read_image", "read_rgba", "write_image", "write_json"]

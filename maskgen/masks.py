@@ -51,7 +51,7 @@ def _ensure_builtins() -> None:
             spec = folder / f"{name}.json"
             if not spec.is_file():
                 raise FileNotFoundError(f"built-in mask spec {spec} is missing; run scripts/draw_masks.py")
-            loaded[name] = load_mask_spec(spec, register=False)
+            loaded[name] = load_mask_spec(spec, register=False, _builtin=True)
         custom = {k: v for k, v in _REGISTRY.items() if k not in loaded}
         _REGISTRY.clear()
         _REGISTRY.update(loaded)
@@ -115,7 +115,7 @@ def list_masks() -> list[str]:
     return list(_REGISTRY)
 
 
-def load_mask_spec(path: str | Path, *, register: bool = True) -> MaskTemplate:
+def load_mask_spec(path: str | Path, *, register: bool = True, _builtin: bool = False) -> MaskTemplate:
     """Read a mask spec (``.json``, or ``.toml`` on Python >= 3.11) and its image; registers it by default.
 
     Spec keys: ``name`` (default: file stem), ``image`` (PNG path relative to the spec), ``anchors``
@@ -136,6 +136,8 @@ def load_mask_spec(path: str | Path, *, register: bool = True) -> MaskTemplate:
     if not isinstance(spec, dict):
         raise MaskSpecError(f"mask spec {path}: top level must be a table/object")
     name = spec.get("name", path.stem)
+    if name in BUILTIN_MASKS and not _builtin:  # every command refuses it (build-smfer used to skip it silently)
+        raise MaskSpecError(f"mask spec {path}: {name!r} is the name of a built-in mask; give yours another name")
     for key in ("image", "anchors"):
         if key not in spec:
             raise MaskSpecError(f"mask spec {path}: missing required key {key!r}")

@@ -17,7 +17,7 @@ import numpy as np
 
 from maskgen import landmarks as lm
 from maskgen import masks
-from maskgen.fits import MaskParams, sample_params
+from maskgen.fits import MaskParams, check_fit_probs, sample_params
 from maskgen.imageops import to_gray
 from maskgen.qa import QAResult, qa_check
 from maskgen.render import render_mask
@@ -140,8 +140,10 @@ def resolve_masks(config: BuildConfig) -> BuildConfig:
 
     ``masks=None`` becomes the names registered here (built-ins, spec files and masks registered
     through the Python API); custom templates travel to the workers inside the config. Unknown
-    names raise ``ValueError`` listing the valid ones, before any work starts.
+    names raise ``ValueError`` listing the valid ones, before any work starts; so do bad fit
+    probabilities (:func:`maskgen.fits.check_fit_probs`).
     """
+    check_fit_probs(config.fit_probs)
     prepare_worker(config)
     names = tuple(config.masks) if config.masks else tuple(masks.list_masks())
     templates = tuple(masks.get_mask(name) for name in names)

@@ -18,7 +18,7 @@ import numpy as np
 from maskgen.io import read_rgba
 from maskgen.points import LANDMARK_GROUPS, N_POINTS, POINT_ALIASES, POINT_NAMES
 
-__all__ = ["MIN_ANCHORS", "PATTERNS", "MaskSpecError", "MaskTemplate", "build_template", "resolve_landmark"]
+__all__ = ["MAX_TEMPLATE_PIXELS", "MIN_ANCHORS", "PATTERNS", "MaskSpecError", "MaskTemplate", "build_template", "resolve_landmark"]
 
 #: procedural patterns a tintable template can carry (2nd colour painted where the pattern is 1)
 PATTERNS = ("plain", "stripes", "dots", "checks")
@@ -166,11 +166,16 @@ def _make_pattern(pattern: str, w: int, h: int) -> np.ndarray:
     return np.clip((r - np.sqrt(dx * dx + dy * dy)) / edge + 0.5, 0, 1).astype(np.float32)
 
 
+#: the most pixels a mask picture may have (4096x4096): every face it is drawn on is far smaller, and rendering
+#: keeps float copies of the template, so a 20000x16000 picture would take gigabytes for a few faces
+MAX_TEMPLATE_PIXELS = 4096 * 4096
+
+
 def _read_rgba(path: Path, *, mask: str) -> np.ndarray:
     if not path.is_file():
         raise MaskSpecError(f"mask {mask!r}: image file {path} not found")
     try:
-        return read_rgba(path)
+        return read_rgba(path, max_pixels=MAX_TEMPLATE_PIXELS)
     except ValueError as exc:
         raise MaskSpecError(f"mask {mask!r}: {exc}") from None
 
@@ -189,6 +194,9 @@ def build_template(name: str, image: np.ndarray | str | Path, anchors: Mapping[s
     if image.dtype != np.uint8:
         raise MaskSpecError(f"mask {name!r}: image must be uint8, got {image.dtype}")
     h, w = image.shape[:2]
+    if h * w > MAX_TEMPLATE_PIXELS:
+        raise MaskSpecError(f"mask {name!r}: image {w}x{h} is larger than {MAX_TEMPLATE_PIXELS:,} pixels "
+                            "(MAX_TEMPLATE_PIXELS); resize it (masks are drawn on faces a few hundred pixels wide)")
     if not image[..., 3].any():
         raise MaskSpecError(f"mask {name!r}: image alpha is all zero (nothing to draw)")
     if not isinstance(anchors, Mapping) or len(anchors) < MIN_ANCHORS:

@@ -270,3 +270,39 @@ def test_patterns_are_cached_and_anti_aliased():
 
     prepared = t.cached(("prepared", "stripes"), lambda: prepare_template(t, "stripes"))
     assert t.cached(("prepared", "stripes"), lambda: 1 / 0) is prepared  # computed once per template
+
+
+# ------------------------------------------------------------------------------------------ #28: doubtful specs
+@pytest.mark.parametrize("command", ["build-smfer", "mask-image", "preview"])
+def test_a_spec_named_like_a_builtin_is_refused_by_every_command(tmp_path, small_fer, command):
+    """#28: build-smfer silently used the built-in 'surgical' for a custom spec of that name."""
+    from click.testing import CliRunner
+
+    from maskgen.cli import main
+
+    spec = write_spec(tmp_path, name="surgical")
+    with pytest.raises(MaskSpecError, match="'surgical' is the name of a built-in mask"):
+        load_mask_spec(spec, register=False)
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    cv2.imwrite(str(pics / "a.png"), np.full((48, 48), 128, np.uint8))
+    out = tmp_path / "out"
+    args = {"build-smfer": [str(small_fer), "-o", str(out / "s.csv"), "--quiet"],
+            "mask-image": [str(pics), "-o", str(out)], "preview": [str(small_fer), "-o", str(out / "p.png")]}[command]
+    before = small_fer.read_bytes()
+    result = CliRunner().invoke(main, [command, *args, "--mask-spec", str(spec)])
+    assert result.exit_code == 2, result.output
+    assert "built-in mask" in result.output and not out.exists() and small_fer.read_bytes() == before
+    assert get_mask("surgical").image.shape[:2] != (160, 200)  # the built-in is untouched
+
+
+def test_mask_pictures_over_the_template_limit_are_refused(tmp_path, monkeypatch):
+    """#28: a 20000x16000 mask PNG took 11 GB for a 4-face preview; the size is now checked on load."""
+    from maskgen import templates
+
+    monkeypatch.setattr(templates, "MAX_TEMPLATE_PIXELS", 150 * 150)
+    with pytest.raises(MaskSpecError, match="too large"):  # from the PNG header, before decoding
+        load_mask_spec(write_spec(tmp_path), register=False)
+    with pytest.raises(MaskSpecError, match="200x160 is larger than"):
+        register_mask("too_big", oval_rgba(), OVAL_ANCHORS)
+    assert templates.MAX_TEMPLATE_PIXELS < 20000 * 16000
