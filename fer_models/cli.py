@@ -412,9 +412,11 @@ def predict_command(paths: tuple[str, ...], checkpoint: str | None, weights: str
     """Expression of every face in photos, folders or FER2013-format CSVs: one row per face (file, box, label,
     probabilities). Photos without a face are reported (status no_face)."""
     from fer_models.predict import Scorer, format_records, predict_paths, summarize
+    from fer_models.predict import check_predict_outputs
     from maskgen.io import atomic_write
 
     try:
+        check_predict_outputs(paths, output, annotate)  # every output against every input, before any work
         if onnx_path is not None:
             if checkpoint is not None or weights is not None:
                 raise click.UsageError("give one of --checkpoint, --weights and --onnx")

@@ -117,17 +117,83 @@ def _is_csv(path: Path) -> bool:
 
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
     """Files and folders -> sorted (file, name relative to its folder, or the bare name) pairs of pictures and
-    CSVs; FileNotFoundError for a missing path."""
-    out: list[tuple[Path, Path]] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or _is_csv(f)))
-            out += [(f, f.relative_to(p)) for f in files]
-        elif p.is_file():
-            out.append((p, Path(p.name)))
-        else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
-    return out
+    CSVs (:func:`maskgen.paths.walk`); FileNotFoundError for a missing path."""
+    from maskgen.paths import walk
+
+    return [(f.path, Path(f.rel)) for f in walk(paths, (*IMAGE_SUFFIXES, ".csv", ".csv.gz"))]
+
+
+#: the --annotate folder's record of the pictures ``predict`` wrote there (name -> sha256): only those
+#: are ever replaced by a later run; any other existing file is refused
+ANNOTATED_RECORD = ".fer-models-annotated.json"
+_ANNOTATED_TOOL = "fer-models predict --annotate"
+
+
+def annotated_name(rel: Path) -> Path:
+    """``sub/x.jpg`` -> ``sub/x.annotated.jpg`` (PNG for other picture types): a picture's name under --annotate."""
+    return rel.with_name(rel.stem + ".annotated" + (rel.suffix if rel.suffix.lower() in (".png", ".jpg", ".jpeg")
+                                                     else ".png"))
+
+
+def _annotated_record(folder: Path) -> dict[str, str]:
+    """name -> sha256 of the pictures earlier runs wrote into ``folder`` (empty if none)."""
+    from maskgen.paths import PathError
+
+    path = folder / ANNOTATED_RECORD
+    if not path.exists():
+        return {}
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        found = None
+    if not isinstance(found, dict) or found.get("tool") != _ANNOTATED_TOOL or not isinstance(found.get("files"), dict):
+        raise PathError(f"--annotate: {path} exists and was not written by fer-models predict: remove it or "
+                        f"choose another folder")
+    return {str(k): str(v) for k, v in found["files"].items()}
+
+
+def check_predict_outputs(paths: Iterable[str | os.PathLike], output: str | os.PathLike | None = None,
+                          annotate: str | os.PathLike | None = None) -> list[tuple[Path, Path, Path | None]]:
+    """Before any work: the inputs (``expand_inputs``) with each picture's --annotate file (None for CSVs
+    or without ``annotate``), after checking every output (:mod:`maskgen.paths`).
+
+    Refused (:class:`maskgen.paths.PathError`): ``output`` or ``annotate`` being an input, inside an input
+    folder, or (``annotate``) holding an input; two pictures with one annotated name; ``output`` being one
+    of the annotated files; and an existing annotated file that an earlier run did not write (listed
+    in ``ANNOTATE/.fer-models-annotated.json`` with the same sha256): the user's own files are never replaced.
+    """
+    from maskgen.io import file_sha256
+    from maskgen.paths import Output, PathError, check_outputs, check_targets
+
+    paths = [Path(p) for p in paths]
+    files = expand_inputs(paths)
+    outs = ([Output("-o", Path(output))] if output is not None else []) + \
+           ([Output("--annotate", Path(annotate), folder=True)] if annotate is not None else [])
+    check_outputs([("input", p) for p in paths], outs)
+    if annotate is None:
+        return [(path, rel, None) for path, rel in files]
+    folder = Path(annotate)
+    planned = [(path, rel, None if _is_csv(path) else folder / annotated_name(rel)) for path, rel in files]
+    made = _annotated_record(folder)
+
+    def ours(target: Path) -> bool:
+        return made.get(target.relative_to(folder).as_posix()) == file_sha256(target)
+
+    pairs = [(path, target) for path, _, target in planned if target is not None]
+    check_targets(pairs, "--annotate", may_replace=ours)
+    if output is not None and any(Path(output).resolve() == t.resolve() for _, t in pairs):
+        raise PathError(f"-o {output} is one of the --annotate pictures: give it another name")
+    return planned
+
+
+def _write_annotated_record(folder: Path, written: dict[str, str]) -> None:
+    from maskgen.io import atomic_write, write_json
+
+    if not written:
+        return
+    files = {**_annotated_record(folder), **written}
+    with atomic_write(folder / ANNOTATED_RECORD) as tmp:
+        write_json(tmp, {"tool": _ANNOTATED_TOOL, "files": dict(sorted(files.items()))})
 
 
 def _label_records(records: list[Record], probs: np.ndarray, names: tuple[str, ...]) -> None:
@@ -206,25 +272,26 @@ def predict_paths(paths: Iterable[str | os.PathLike], scorer: Scorer, *, aligned
     """Records of every face in ``paths`` (pictures, folders, CSVs), in input order."""
     from tqdm.auto import tqdm
 
-    from maskgen.io import write_image
+    from maskgen.io import file_sha256, write_image
 
-    files = expand_inputs(paths)
+    # every output checked before any work; annotated pictures go to DIR/<path relative to its input folder>
+    files = check_predict_outputs(paths, annotate=annotate)
     out_dir = Path(annotate) if annotate is not None else None
-    if out_dir is not None:  # DIR/<path relative to its input folder>, one output per input
-        targets = [rel.with_name(rel.stem + ".annotated" + (rel.suffix if rel.suffix.lower() in (".png", ".jpg", ".jpeg")
-                                                             else ".png")) for _, rel in files]
-        clash = sorted({str(t) for t in targets if targets.count(t) > 1})
-        if clash:
-            raise ValueError(f"--annotate: two inputs would write {clash[0]}; give their folders separately")
     records: list[Record] = []
-    for k, (path, rel) in enumerate(tqdm(files, unit="file", disable=not progress or len(files) < 2, desc="predict")):
-        if _is_csv(path):
-            records += predict_csv(path, scorer)
-            continue
-        recs, drawn = predict_photo(path, scorer, aligned=aligned, detector=detector, annotate=out_dir)
-        records += recs
-        if out_dir is not None and drawn is not None:
-            write_image(out_dir / targets[k], drawn)
+    written: dict[str, str] = {}
+    try:
+        for path, rel, target in tqdm(files, unit="file", disable=not progress or len(files) < 2, desc="predict"):
+            if _is_csv(path):
+                records += predict_csv(path, scorer)
+                continue
+            recs, drawn = predict_photo(path, scorer, aligned=aligned, detector=detector, annotate=out_dir)
+            records += recs
+            if out_dir is not None and target is not None and drawn is not None:
+                write_image(target, drawn)
+                written[target.relative_to(out_dir).as_posix()] = file_sha256(target)
+    finally:  # what this run wrote, so that a rerun may replace it (and nothing else)
+        if out_dir is not None:
+            _write_annotated_record(out_dir, written)
     return records
 
 
@@ -262,5 +329,6 @@ def summarize(records: list[Record]) -> str:
     return "; ".join(parts)
 
 
-__all__ = ["Record", "Scorer", "STATUSES", "draw_predictions", "expand_inputs", "format_records", "predict_csv",
+__all__ = ["Record", "Scorer", "STATUSES", "ANNOTATED_RECORD", "annotated_name",
+           "check_predict_outputs", "draw_predictions", "expand_inputs", "format_records", "predict_csv",
            "predict_paths", "predict_photo", "summarize"]

@@ -37,6 +37,7 @@ from typing import Any
 from maskgen.imageops import to_gray
 from maskgen.io import IMAGE_SUFFIXES, atomic_write, file_sha256, manifest, read_image, write_image, write_json
 from maskgen.parallel import default_jobs, map_chunks
+from maskgen.paths import Output, check_outputs, check_targets, read_list, walk
 from maskgen.pipeline import SIDECAR_COLUMNS, BuildConfig, landmark_source, mask_face, resolve_masks
 
 __all__ = ["FOLDER_SIDECAR_COLUMNS", "MFER_INDEX_NAME", "MODES", "FolderItem", "FolderMixReport", "FolderReport",
@@ -66,45 +67,31 @@ def path_key(rel: str) -> int:
 
 
 def scan_folder(root: str | Path, exclude: Path | None = None) -> list[FolderItem]:
-    """Every image under ``root`` (sorted), split / class from ``split/class/file`` or ``class/file``."""
+    """Every image under ``root`` (sorted; none if ``root`` is not a folder), split / class from
+    ``split/class/file`` or ``class/file``; files under ``exclude`` are skipped (:func:`maskgen.paths.walk`)."""
     root = Path(root)
+    if not root.is_dir():
+        return []
     items = []
-    for f in sorted(root.rglob("*")):
-        if not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if exclude is not None and exclude in f.parents:
-            continue
-        parts = f.relative_to(root).parts
+    for f in walk([root], IMAGE_SUFFIXES, exclude=[exclude] if exclude is not None else ()):
+        parts = f.rel.split("/")
         split, label = (parts[0], parts[1]) if len(parts) >= 3 else ("", parts[0] if len(parts) == 2 else "")
-        items.append(FolderItem("/".join(parts), split, label))
+        items.append(FolderItem(f.rel, split, label))
     return items
 
 
 def read_list_file(path: str | Path, root: str | Path) -> list[FolderItem]:
-    """Items of a list file (CSV with ``path`` and optional ``label`` / ``split`` columns), validated.
+    """Items of a list file (CSV with ``path`` and optional ``label`` / ``split`` columns), validated
+    by :func:`maskgen.paths.read_list`: paths are relative to ``root`` and must stay inside it.
 
     Raises:
-        ValueError: no ``path`` column, a path twice, a missing file, or a file that is not an
+        ValueError: no ``path`` column, an absolute path or one leaving ``root`` (``..``), a path
+            twice (``./a.png`` and ``a.png`` are one path), a missing file, or a file that is not an
             image type read here (naming the list file and line).
     """
-    path, root = Path(path), Path(root)
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "path" not in reader.fieldnames:
-            raise ValueError(f"{path}, line 1: a list file needs a 'path' column, got {reader.fieldnames}")
-        items, seen = [], {}
-        for line, row in enumerate(reader, start=2):
-            rel = (row.get("path") or "").strip().replace("\\", "/")
-            if not rel:
-                raise ValueError(f"{path}, line {line}: empty path")
-            if rel in seen:
-                raise ValueError(f"{path}, line {line}: {rel} listed twice (first on line {seen[rel]})")
-            if not (root / rel).is_file():
-                raise ValueError(f"{path}, line {line}: {root / rel} not found")
-            if Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
-                raise ValueError(f"{path}, line {line}: {rel} is not an image ({', '.join(IMAGE_SUFFIXES)})")
-            seen[rel] = line
-            items.append(FolderItem(rel, (row.get("split") or "").strip(), (row.get("label") or "").strip()))
+    path = Path(path)
+    items = [FolderItem(e.rel, e.row.get("split", "").strip(), e.row.get("label", "").strip())
+             for e in read_list(path, root, IMAGE_SUFFIXES)]
     if not items:
         raise ValueError(f"{path}: no images listed")
     return sorted(items, key=lambda it: it.path)
@@ -220,11 +207,13 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not src.is_dir():
         raise ValueError(f"{src} is not a folder")
-    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
-        raise ValueError(f"output folder {out} must not be the input folder or inside it")
+    # every path before any work: out is neither an input nor inside one, and holds none (either nesting)
+    check_outputs([("input", src), ("--list", list_file), ("--landmarks", config.landmarks),
+                   *(("--mask-spec", s) for s in config.mask_specs)], [Output("-o", out, folder=True)])
     items = read_list_file(list_file, src) if list_file else scan_folder(src)
     if not items:
         raise ValueError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    check_targets(((src / i.path, out / i.path) for i in items), "output")  # no symlink / FIFO among them
     config = resolve_masks(config)
     if config.landmarks is not None:
         from maskgen.landmarks.supplied import check_keys, read_landmarks_file
@@ -341,9 +330,7 @@ def build_mfer_folder(src: str | Path, masked: str | Path, out: str | Path) -> F
     unknown = [r["path"] for r in rows if r["path"] not in items]
     if unknown:
         raise ValueError(f"{meta} lists {unknown[0]}, which is not a picture of {src}: not a build of this folder")
-    for p in (src, masked):
-        if out.resolve() == p.resolve() or p.resolve() in out.resolve().parents:
-            raise ValueError(f"output folder {out} must not be {p} or inside it")
+    check_outputs([("input", src), ("build", masked)], [Output("-o", out, folder=True)])
     used = [r for r in rows if r["status"].startswith("masked") and (masked / r["path"]).is_file()]
     index = []
     for r in sorted(used, key=lambda r: r["path"]):

@@ -3,7 +3,8 @@ manifests, and image files.
 
 Nothing here knows about FER2013 (that codec is :mod:`maskgen.dataset`). Every output goes
 through :func:`atomic_write`: written under a temporary name in the same folder and renamed
-only when complete, so an interrupted run never leaves a half-written file.
+only when complete, so an interrupted run never leaves a half-written file, and never replaces
+anything that is not a regular file (:func:`maskgen.paths.check_write_target`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from maskgen.paths import check_write_target
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
@@ -27,8 +30,13 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 
     On any exception (including KeyboardInterrupt) the temporary file is removed, so an
     interrupted run never leaves a half-written file under the real name.
+
+    Raises:
+        maskgen.paths.PathError: ``path`` exists and is not a regular file (a symlink, FIFO, device,
+            socket or folder), which the rename would replace; checked before and after the write.
     """
     path = Path(path)
+    check_write_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
@@ -36,6 +44,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, _default_file_mode())  # mkstemp makes 0600; give the usual umask mode
+        check_write_target(path)  # again: something may have appeared there during the write
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

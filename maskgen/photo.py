@@ -19,6 +19,7 @@ import numpy as np
 from maskgen.fits import MaskParams
 from maskgen.imageops import check_image
 from maskgen.io import IMAGE_SUFFIXES, read_image, write_image
+from maskgen.paths import Output, check_outputs, check_targets, walk
 from maskgen.pipeline import mask_with_landmarks
 from maskgen.qa import QAResult
 
@@ -95,17 +96,16 @@ def mask_photo(image: np.ndarray, *, seed: int = 0, key: int = 0, masks: Sequenc
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
-    """Files and folders -> sorted (file, name relative to its folder or the bare name) pairs."""
-    out: list[tuple[Path, Path]] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            out.extend((f, f.relative_to(p)) for f in files)
-        elif p.is_file():
-            out.append((p, Path(p.name)))
-        else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
-    return out
+    """Files and folders -> sorted (file, name relative to its folder or the bare name) pairs
+    (:func:`maskgen.paths.walk`); FileNotFoundError for a missing path."""
+    return [(f.path, Path(f.rel)) for f in walk(paths, IMAGE_SUFFIXES)]
+
+
+def check_photo_outputs(files: Sequence[tuple[Path, Path]], outdir: Path, inputs: Iterable[str | Path]) -> None:
+    """Before any work: ``outdir`` is not an input, inside one or holding one, and no two pictures
+    write the same ``outdir/<name>`` (``a/x.png b/x.png``); :class:`maskgen.paths.PathError` otherwise."""
+    check_outputs([("input", p) for p in inputs], [Output("-o", outdir, folder=True)])
+    check_targets(((src, outdir / rel) for src, rel in files), "output")
 
 
 def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0,
@@ -117,8 +117,11 @@ def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0
     go to ``report.failed``.
     """
     outdir = Path(outdir)
+    paths = list(paths)
+    files = expand_paths(paths)
+    check_photo_outputs(files, outdir, paths)  # before any picture is read or written
     report = PhotoReport()
-    for src, rel in expand_paths(paths):
+    for src, rel in files:
         try:
             image = read_image(src)
         except ValueError as exc:

@@ -20,6 +20,7 @@ import numpy as np
 from maskgen.dataset import FerTable, read_fer_csv, write_fer_csv
 from maskgen.io import atomic_write, build_fields, csv_stem, file_sha256, manifest, manifest_path, write_json
 from maskgen.parallel import DEFAULT_CHUNK_SIZE, chunk_ranges, default_jobs, gather_rows, map_chunks
+from maskgen.paths import Output, check_outputs
 from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk, resolve_masks
 
 
@@ -80,11 +81,14 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
     t0 = time.perf_counter()
     input_path = Path(input_path)
     out = Path(output_path) if output_path is not None else default_output(input_path)
-    if out.resolve() == input_path.resolve():
-        raise ValueError(f"output {out} would overwrite the input")
     meta_path, manifest_file = sidecar_paths(out)
     if metadata_path is not None:
         meta_path = Path(metadata_path)
+    # every output against every input and each other, before any work (maskgen.paths)
+    check_outputs([("input", input_path), ("--landmarks", config.landmarks),
+                   *(("--mask-spec", s) for s in config.mask_specs)],
+                  [Output("-o", out), Output("--metadata" if metadata_path is not None else "sidecar", meta_path),
+                   Output("manifest", manifest_file)])
     table = read_fer_csv(input_path)
     config = resolve_masks(config)  # unknown mask names fail here, before any work
     if config.landmarks is not None:  # so does a bad landmarks file, with its line
