@@ -67,8 +67,8 @@ def check_write_target(path: str | os.PathLike, role: str = "output") -> None:
     target = ""
     if kind == "a symlink":
         target = f" (to {os.readlink(path)})"
-    raise PathError(f"{role} {path} is {kind}{target}; maskgen writes only regular files and never replaces "
-                    f"{kind[2:] if kind.startswith('a ') else kind}: name a regular file")
+    raise PathError(f"{role} {path} is {kind}{target}: maskgen writes only regular files and never replaces "
+                    f"{kind}; name a regular file")
 
 
 def is_inside(path: Path, folder: Path) -> bool:
