@@ -21,6 +21,7 @@ so the result equals the brute-force answer.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,8 +67,8 @@ def near_pairs(query: np.ndarray, ref: np.ndarray, threshold: float = NEAR_MAD
         (i, j, mad): (K,) int64 query indices, (K,) int64 reference indices, (K,) float64 MADs,
         sorted by (i, j).
     """
-    if threshold < 0:
-        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    if not threshold >= 0 or not math.isfinite(threshold):  # NaN compares false: refused too
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
     nq, nr = query.shape[0], ref.shape[0]
     out_i: list[np.ndarray] = []
     out_j: list[np.ndarray] = []
@@ -192,9 +193,33 @@ def duplicate_summary(table: FerTable, groups: np.ndarray | None = None) -> dict
             "groups_with_conflicting_labels": conflicting}
 
 
+def check_audit_inputs(table: FerTable, near_threshold: float) -> None:
+    """Before any work: the threshold is a finite number >= 0 and a ``masked`` column holds only 0 / 1.
+
+    Raises:
+        ValueError: naming the option, or the file and the line of the first bad ``masked`` value.
+    """
+    try:
+        t = float(near_threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"--near-threshold must be a number, got {near_threshold!r}") from None
+    if not math.isfinite(t) or t < 0:
+        raise ValueError(f"--near-threshold must be a finite number >= 0 (grey levels), got {near_threshold!r}")
+    masked = int_column(table, "masked")
+    if masked is not None:
+        bad = np.flatnonzero((masked != 0) & (masked != 1))
+        if bad.size:
+            k = int(bad[0])
+            raise ValueError(f"{table.path}, line {k + 2}: column 'masked' must be 0 or 1, got {int(masked[k])} "
+                             f"({bad.size} such row(s))")
+
+
 def audit(table: FerTable, kinds: Sequence[str] = ("usage",), seed: int = 0, *,
           fractions: Sequence[float] = DEFAULT_FRACTIONS, near_threshold: float = NEAR_MAD) -> dict[str, Any]:
-    """Audit several splits of one file: {"file", "rows", "duplicates", "splits": {kind: report}}."""
+    """Audit several splits of one file: {"file", "rows", "duplicates", "splits": {kind: report}}.
+
+    Inputs are checked first (:func:`check_audit_inputs`)."""
+    check_audit_inputs(table, near_threshold)
     groups = exact_groups(table.images)
     return {
         "file": str(table.path), "rows": len(table),

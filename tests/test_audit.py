@@ -160,3 +160,29 @@ def test_cli_audit(mfer_file, tmp_path):
     bad.write_text("emotion,pixels\n9,1 2 3\n")
     result = CliRunner().invoke(main, ["audit", str(bad)])
     assert result.exit_code == 2 and "line 2" in result.output
+
+
+@pytest.mark.parametrize("args, masked, message", [
+    (["--near-threshold", "nan"], None, "--near-threshold must be a finite number"),
+    (["--near-threshold", "inf"], None, "--near-threshold must be a finite number"),
+    (["--near-threshold", "-1"], None, "--near-threshold must be a finite number"),
+    ([], "2", "line 5: column 'masked' must be 0 or 1, got 2"),
+    ([], "-1", "line 5: column 'masked' must be 0 or 1, got -1"),
+])
+def test_cli_audit_refuses_doubtful_input(mfer_file, tmp_path, args, masked, message):
+    """#28: audit accepted masked=2 (counted as masked) and a NaN threshold (no near duplicate ever)."""
+    data = mfer_file
+    if masked is not None:
+        data = tmp_path / "edited.csv"
+        images = np.stack([r[4] for r in ROWS])
+        flags = [str(r[2]) for r in ROWS]
+        flags[3] = masked
+        data.write_text(fer_csv_text(images, [r[3] for r in ROWS], [r[0] for r in ROWS],
+                                     extra={"source": [str(r[1]) for r in ROWS], "masked": flags}))
+    before = data.read_bytes()
+    out = tmp_path / "audit.json"
+    result = CliRunner().invoke(main, ["audit", str(data), *args, "--json", str(out)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and not out.exists() and data.read_bytes() == before
+    with pytest.raises(ValueError, match="threshold"):
+        near_pairs(np.stack(B[:2]), np.stack(B[2:4]), float("nan"))

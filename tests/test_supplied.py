@@ -84,14 +84,34 @@ def test_supplied_box(faces, tmp_path: Path) -> None:
     assert row["landmark_source"] == "supplied_box" and row["status"].startswith("masked")
 
 
+def _face(xy: np.ndarray | None = None) -> str:
+    """68 (x, y) points as facial_landmarks text: by default the prior's mean face, about 30 px in a 48x48 crop."""
+    from maskgen.landmarks import load_prior
+
+    pts = load_prior().mean_shape * 30 + 9 if xy is None else xy
+    return ";".join(f"{v:.2f}" for v in np.asarray(pts, np.float64).ravel())
+
+
+MEAN_FACE = np.array([[float(v) for v in _face().split(";")]]).reshape(68, 2)
+
 BAD_FILES = {
     "count": ("row,facial_landmarks\n0,1;2;3\n", r"line 2: expected 136 numbers \(68 x, y pairs\), found 3"),
     "nan": ("row,facial_landmarks\n0," + ";".join(["nan"] + ["1"] * 135) + "\n", "line 2: landmarks: NaN"),
     "text": ("row,facial_landmarks\n0," + ";".join(["abc"] + ["1"] * 135) + "\n", "line 2: landmarks: 'abc' is not"),
     "range": ("row,facial_landmarks\n0," + ";".join(["500"] + ["1"] * 135) + "\n", "line 2: point 0 at \\(500, 1\\) is far"),
-    "twice": ("row,facial_landmarks\n0," + ";".join(["1"] * 136) + "\n0," + ";".join(["1"] * 136) + "\n",
+    "twice": ("row,facial_landmarks\n0," + _face() + "\n0," + _face() + "\n",
               r"line 3: row 0 given twice \(first on line 2\)"),
-    "beyond": ("row,facial_landmarks\n99," + ";".join(["1"] * 136) + "\n", "line 2: row 99, but the data has 8 rows"),
+    "beyond": ("row,facial_landmarks\n99," + _face() + "\n", "line 2: row 99, but the data has 8 rows"),
+    # #28: doubtful points and boxes, accepted as masked before
+    "one_pixel": ("row,facial_landmarks\n0," + ";".join(["20"] * 136) + "\n", "line 2: all 68 points lie within 0 px"),
+    "line": ("row,facial_landmarks\n0," + _face(np.repeat(np.linspace(5, 40, 68)[:, None], 2, axis=1)) + "\n",
+             "line 2: the 68 points lie on a line"),
+    "upside_down": ("row,facial_landmarks\n0," + _face(MEAN_FACE * [1, -1] + [0, 48]) + "\n",
+                    "line 2: the mouth is above the eyes"),
+    "rotated_180": ("row,facial_landmarks\n0," + _face(48 - MEAN_FACE) + "\n", "line 2: the mouth is above the eyes"),
+    "mirrored": ("row,facial_landmarks\n0," + _face(MEAN_FACE * [-1, 1] + [48, 0]) + "\n", "line 2: the points are mirrored"),
+    "box_far": ("row,face_x,face_y,face_width,face_height\n0,200,200,10,10\n", "line 2: face box .* is far outside"),
+    "box_beside": ("row,face_x,face_y,face_width,face_height\n0,-20,5,15,30\n", "line 2: face box .* is far outside"),
     "nokey": ("id,facial_landmarks\n0,1\n", "line 1: need exactly one key column"),
     "nocols": ("row,other\n0,1\n", "line 1: no landmark columns"),
     "box": ("row,face_x,face_y,face_width,face_height\n0,1,1,0,5\n", "line 2: face box of size 0x5"),
@@ -115,7 +135,22 @@ def test_bad_landmark_files_are_rejected_with_the_line(faces, tmp_path: Path, ca
 
 def test_reader_without_an_image_size_skips_the_range_check(tmp_path: Path) -> None:
     path = tmp_path / "far.csv"
-    path.write_text("row,facial_landmarks\n0," + ";".join(["500"] * 136) + "\n")
+    path.write_text("row,facial_landmarks\n0," + _face(MEAN_FACE + 500) + "\n")
     assert read_landmarks_file(path).points["0"].shape == (68, 2)
     with pytest.raises(LandmarksFileError, match="far outside the 48x48 image"):
         read_landmarks_file(path, (48, 48))
+
+
+def test_folder_pictures_get_the_frame_checks_when_read(tmp_path: Path) -> None:
+    """A folder's pictures differ in size: supplied points / boxes far outside one are that picture's error."""
+    from maskgen.landmarks.supplied import SuppliedSource
+
+    path = tmp_path / "marks.csv"
+    path.write_text("path,facial_landmarks,face_x,face_y,face_width,face_height\n"
+                    f"a.png,{_face()},,,,\nb.png,,400,400,20,20\n")
+    source = SuppliedSource(read_landmarks_file(path), fallback=None)  # type: ignore[arg-type]
+    small = np.zeros((20, 20), np.uint8)
+    with pytest.raises(LandmarksFileError, match="line 2: point .* far outside the 20x20 image"):
+        source.for_crop(small, "a.png")
+    with pytest.raises(LandmarksFileError, match="line 3: face box .* far outside the 20x20 image"):
+        source.for_crop(small, "b.png")

@@ -13,8 +13,11 @@ slower and worse. A *landmarks file* is a CSV with a header and one row per face
 
 :func:`read_landmarks_file` validates the whole file first (column layout, 136 finite numbers
 per row, points within the image frame grown by :data:`FRAME_MARGIN` on every side, a box of
-positive size, no key twice) and raises :class:`LandmarksFileError` naming the file, line and
-problem. :class:`SuppliedSource` is a :class:`~maskgen.landmarks.base.LandmarkSource`: rows with
+positive size that overlaps that frame, no key twice, and points shaped like a face: not all on
+one pixel, not on a line, not upside down or mirrored, :func:`check_shape`) and raises
+:class:`LandmarksFileError` naming the file, line and problem. Folder datasets, whose pictures
+differ in size, get the frame checks when each picture is read (a per-picture error).
+:class:`SuppliedSource` is a :class:`~maskgen.landmarks.base.LandmarkSource`: rows with
 an entry get ``source="supplied"`` (points) or ``"supplied_box"``; rows without one fall back
 to the wrapped source (the dlib chain), whose own tag is kept.
 """
@@ -28,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from maskgen.landmarks.base import Landmarks, LandmarkSource
-from maskgen.points import N_POINTS, fit_box_to_points
+from maskgen.points import LANDMARK_GROUPS, N_POINTS, fit_box_to_points
 
-__all__ = ["FRAME_MARGIN", "LandmarksFileError", "SuppliedLandmarks", "SuppliedSource", "check_keys",
-           "read_landmarks_file"]
+__all__ = ["FRAME_MARGIN", "LandmarksFileError", "SuppliedLandmarks", "SuppliedSource", "check_box", "check_keys",
+           "check_points_frame", "check_shape", "read_landmarks_file"]
 
 #: supplied points may lie outside the image (a crop cuts the chin) by this fraction of its size
 FRAME_MARGIN = 0.5
@@ -40,8 +43,61 @@ BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
 POINT_COLUMNS = tuple(f"{axis}{i}" for i in range(N_POINTS) for axis in ("x", "y"))
 
 
+#: supplied points are refused when all 68 lie within this many pixels (one pixel: a placeholder row)
+MIN_SPREAD_PX = 2.0
+#: ... or when their thinner principal axis is under this fraction of the wider one (all on a line)
+MIN_THICKNESS = 0.05
+#: ... or when they are mirrored: (eye-to-eye) x (eyes-to-mouth) below -this x their lengths' product
+MIRROR_TOLERANCE = 0.2
+
+
 class LandmarksFileError(ValueError):
     """A landmarks file is malformed (the message names the file, line and problem)."""
+
+
+def check_shape(xy: np.ndarray, where: str) -> None:
+    """Refuse (68, 2) (x, y) points that cannot be a face: all on one pixel, on a line, upside down
+    (the mouth above the eyes) or mirrored (the subject's right eye on the image's right, as when y
+    is measured upwards). ``where`` names the file and line."""
+    spread = float((xy.max(axis=0) - xy.min(axis=0)).max())
+    if spread < MIN_SPREAD_PX:
+        raise LandmarksFileError(f"{where}: all 68 points lie within {spread:g} px of each other, not a face")
+    sv = np.linalg.svd(xy - xy.mean(axis=0), compute_uv=False)
+    if sv[1] < MIN_THICKNESS * sv[0]:
+        raise LandmarksFileError(f"{where}: the 68 points lie on a line, not a face")
+    right_eye, left_eye = xy[LANDMARK_GROUPS["right_eye"]].mean(0), xy[LANDMARK_GROUPS["left_eye"]].mean(0)
+    across = left_eye - right_eye                                   # image left -> right on an upright face
+    down = xy[LANDMARK_GROUPS["mouth"]].mean(0) - (left_eye + right_eye) / 2  # +y (image down) when upright
+    if down[1] < -abs(down[0]):
+        raise LandmarksFileError(f"{where}: the mouth is above the eyes: the points are upside down "
+                                 "(y measured upwards?)")
+    cross = across[0] * down[1] - across[1] * down[0]
+    if cross < -MIRROR_TOLERANCE * float(np.hypot(*across) * np.hypot(*down)):
+        raise LandmarksFileError(f"{where}: the points are mirrored (the subject's right eye, points 36-41, "
+                                 "must be on the image's left)")
+
+
+def check_points_frame(xy: np.ndarray, image_size: tuple[int, int], where: str) -> None:
+    """Points must lie within the (width, height) image grown by :data:`FRAME_MARGIN` on every side."""
+    w, h = image_size
+    lo = -FRAME_MARGIN * np.array([w, h])
+    hi = (1 + FRAME_MARGIN) * np.array([w, h])
+    bad = np.flatnonzero(((xy < lo) | (xy > hi)).any(axis=1))
+    if bad.size:
+        i = int(bad[0])
+        raise LandmarksFileError(f"{where}: point {i} at ({xy[i, 0]:g}, {xy[i, 1]:g}) is far outside the {w}x{h} image")
+
+
+def check_box(box: tuple[float, float, float, float], image_size: tuple[int, int], where: str) -> None:
+    """A face box (left, top, right, bottom) must overlap the image and stay within its frame grown by
+    :data:`FRAME_MARGIN` on every side."""
+    w, h = image_size
+    left, top, right, bottom = box
+    inside = (left >= -FRAME_MARGIN * w and top >= -FRAME_MARGIN * h and right <= (1 + FRAME_MARGIN) * w
+              and bottom <= (1 + FRAME_MARGIN) * h)
+    if not inside or right <= 0 or bottom <= 0 or left >= w or top >= h:
+        raise LandmarksFileError(f"{where}: face box ({left:g}, {top:g}) - ({right:g}, {bottom:g}) is far outside "
+                                 f"the {w}x{h} image")
 
 
 @dataclass(frozen=True)
@@ -149,20 +205,16 @@ def read_landmarks_file(path: str | os.PathLike, image_size: tuple[int, int] | N
                                              f"found {len(pts_cells)}")
                 xy = _numbers(pts_cells, where, "landmarks").reshape(N_POINTS, 2)
                 if image_size is not None:
-                    w, h = image_size
-                    lo = -FRAME_MARGIN * np.array([w, h])
-                    hi = (1 + FRAME_MARGIN) * np.array([w, h])
-                    bad = np.flatnonzero(((xy < lo) | (xy > hi)).any(axis=1))
-                    if bad.size:
-                        i = int(bad[0])
-                        raise LandmarksFileError(
-                            f"{where}: point {i} at ({xy[i, 0]:g}, {xy[i, 1]:g}) is far outside the {w}x{h} image")
+                    check_points_frame(xy, image_size, where)
+                check_shape(xy, where)
                 points[key] = xy.astype(np.float32)
             elif has_box and any(cells[col[c]].strip() for c in BOX_COLUMNS):
                 x, y, bw, bh = _numbers([cells[col[c]].strip() for c in BOX_COLUMNS], where, "face box")
                 if bw <= 0 or bh <= 0:
                     raise LandmarksFileError(f"{where}: face box of size {bw:g}x{bh:g}; width and height must be > 0")
                 boxes[key] = (float(x), float(y), float(x + bw), float(y + bh))
+                if image_size is not None:
+                    check_box(boxes[key], image_size, where)
             else:
                 raise LandmarksFileError(f"{where}: no landmarks and no face box for {key_col} {key}")
     if not points and not boxes:
@@ -182,16 +234,24 @@ class SuppliedSource:
         self.supplied = supplied
         self.fallback = fallback
 
+    def _frame(self, image: np.ndarray, key: str) -> tuple[tuple[int, int], str]:
+        h, w = np.asarray(image).shape[:2]
+        return (w, h), f"{self.supplied.path}, line {self.supplied.lines.get(key, '?')}"
+
     def for_crop(self, gray: np.ndarray, key: int | str | None = None) -> Landmarks:
+        """Supplied points or box for ``key`` (checked against this image's frame: a LandmarksFileError
+        for this row or picture when far outside it), else the fallback's landmarks."""
         k = None if key is None else str(key)
         if k is not None and k in self.supplied.points:
             pts = self.supplied.points[k]
+            check_points_frame(pts, *self._frame(gray, k))
             score = self.fallback.score(pts) if hasattr(self.fallback, "score") else float("nan")
             mean = getattr(getattr(self.fallback, "prior", None), "mean_shape", None)
             box = fit_box_to_points(pts, mean) if mean is not None else (
                 float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
             return Landmarks(points=pts, source="supplied", score=float(score), accepted=True, box=box)
         if k is not None and k in self.supplied.boxes:
+            check_box(self.supplied.boxes[k], *self._frame(gray, k))
             return self.fallback.in_box(gray, self.supplied.boxes[k], source="supplied_box")  # type: ignore[attr-defined]
         return self.fallback.for_crop(gray)
 
