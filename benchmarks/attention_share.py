@@ -31,8 +31,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from fer_models.explain import attention_shares, format_shares, read_sidecar_params
-    from fer_models.pretrained import checkpoint_file
-    from fer_models.train import load_checkpoint, model_from_checkpoint
+    from fer_models.checkpoint import load_model
     from maskgen.dataset import read_fer_csv
 
     t0 = time.perf_counter()
@@ -41,7 +40,8 @@ def main() -> None:
     rows = [int(r) for r in np.flatnonzero(fer.usage == "PrivateTest") if params[r] is not None][:args.rows]
     table = {}
     for name in args.models.split(","):
-        model, config = model_from_checkpoint(load_checkpoint(checkpoint_file(name)))
+        model, ckpt = load_model(name)
+        config = ckpt.train_config()
         table[f"{config.model} ({name})"] = attention_shares(model, fer.images, smfer.images, params, rows)
     print(f"{len(rows)} PrivateTest faces of {Path(args.data).name} and their twins in {Path(args.masked).name}; "
           f"{time.perf_counter() - t0:.0f} s")

@@ -48,9 +48,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     state = load_weights(args.weights)
-    from fer_models.train import model_from_checkpoint
-
-    model, config = model_from_checkpoint(state)
+    model, config = state.build_model(), state.train_config()
     model = model.float().eval()
     test = calib = None
     if args.data:

@@ -26,16 +26,15 @@ def create_model(name: str, num_classes: int = 7, pretrained: str | None = None,
     if pretrained is None:
         return _create_model(name, num_classes=num_classes, **kwargs)
     from fer_models.pretrained import load_weights
-    from fer_models.train import model_from_checkpoint
 
-    state = load_weights(pretrained)
-    trained = state["config"]["model"]
-    if trained != name:
-        raise ValueError(f"shipped weights {pretrained!r} are for {trained!r}, not {name!r}")
-    if kwargs or num_classes != state["config"]["num_classes"]:
+    ckpt = load_weights(pretrained)
+    trained = ckpt.train_config()
+    if trained.model != name:
+        raise ValueError(f"shipped weights {pretrained!r} are for {trained.model!r}, not {name!r}")
+    if kwargs or num_classes != trained.num_classes:
         raise ValueError(f"shipped weights {pretrained!r} fix the model's options "
-                         f"({state['config']['num_classes']} classes, {state['config']['model_kwargs'] or 'defaults'})")
-    return model_from_checkpoint(state)[0]
+                         f"({trained.num_classes} classes, {trained.model_kwargs or 'defaults'})")
+    return ckpt.build_model()
 
 
 def list_weights() -> list[str]:

@@ -7,7 +7,7 @@
                  "scores": {...}}}
 
 Each file is an inference-only checkpoint (the ``model`` weights, ``config``, ``class_names``,
-``epoch``; no optimizer state), written by :func:`strip_checkpoint` via
+``epoch``; no optimizer state), written by :meth:`fer_models.checkpoint.Checkpoint.inference_only` via
 ``scripts/ship_weights.py`` and loaded with ``torch.load(weights_only=True)`` after its
 sha256 is checked against the index.
 """
@@ -20,38 +20,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fer_models.checkpoint import Checkpoint
+from maskgen.io import atomic_write
 from fer_models.weights import INDEX_NAME, folder as _folder, list_weights, verified_path, weights_index, weights_path
 
-#: Keys an inference-only checkpoint keeps.
-KEEP_KEYS = ("version", "model", "config", "class_names", "epoch", "best_val_acc", "best_epoch", "resolved",
-             "selected")
 MAX_BYTES = 3 * 1024 * 1024
 
 
-def load_weights(name: str) -> dict[str, Any]:
-    """The checkpoint dict of shipped weights ``name`` (sha256 checked, ``weights_only=True``)."""
-    from fer_models.train import load_checkpoint
-
-    return load_checkpoint(verified_path(name))
-
-
-def checkpoint_file(name_or_path: str) -> str:
-    """The checkpoint file of shipped weights ``name_or_path`` (sha256 checked), or the path itself.
-
-    Raises:
-        ValueError: neither a shipped name nor an existing file.
-    """
-    if name_or_path in weights_index():
-        return str(verified_path(name_or_path))
-    if Path(name_or_path).is_file():
-        return name_or_path
-    raise ValueError(f"{name_or_path!r} is neither shipped weights ({', '.join(list_weights()) or 'none'}) "
-                     "nor a checkpoint file")
-
-
-def strip_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
-    """An inference-only copy of a training checkpoint (the weights to predict with; no optimizer / RNG)."""
-    return {k: state[k] for k in KEEP_KEYS if k in state}
+def load_weights(name: str) -> Checkpoint:
+    """The checkpoint of shipped weights ``name`` (sha256 checked, ``weights_only=True``)."""
+    return Checkpoint.load(verified_path(name))
 
 
 def ship(checkpoint: str | os.PathLike, name: str, entry: dict[str, Any], folder: Path | None = None) -> Path:
@@ -60,17 +38,11 @@ def ship(checkpoint: str | os.PathLike, name: str, entry: dict[str, Any], folder
     Raises:
         ValueError: the stripped file would exceed :data:`MAX_BYTES`.
     """
-    import torch
-
-    from fer_models.train import load_checkpoint
-    from maskgen.io import atomic_write
-
     folder = folder or _folder()
-    state = strip_checkpoint(load_checkpoint(checkpoint))
-    model = state["config"]["model"]
+    ckpt = Checkpoint.load(checkpoint).inference_only()
+    model = ckpt.train_config().model
     path = folder / f"{model}_{name}.pt"
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
+    ckpt.save(path)
     size = path.stat().st_size
     if size > MAX_BYTES:
         path.unlink()
@@ -84,4 +56,4 @@ def ship(checkpoint: str | os.PathLike, name: str, entry: dict[str, Any], folder
     return path
 
 
-__all__ = ["checkpoint_file", "list_weights", "load_weights", "ship", "strip_checkpoint", "weights_index", "weights_path"]
+__all__ = ["list_weights", "load_weights", "ship", "weights_index", "weights_path"]

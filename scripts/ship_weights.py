@@ -17,7 +17,8 @@ import json
 import tempfile
 
 from fer_models.pretrained import ship
-from fer_models.train import evaluate_checkpoint, load_checkpoint
+from fer_models.checkpoint import load_checkpoint
+from fer_models.inference import evaluate_checkpoint
 from maskgen.io import file_sha256
 
 
@@ -44,8 +45,8 @@ def main() -> None:
                              "n": r["n"], "tta": r["tta"], "data_sha256": file_sha256(csv)}
             print(label, scores[label], flush=True)
     entry = {"trained_on": args.train_data.rsplit("/", 1)[-1], "data_sha256": file_sha256(args.train_data),
-             "command": args.command, "epoch": state["epoch"], "best_val_acc": round(state["best_val_acc"], 4),
-             "recipe": state["config"].get("recipe", "paper"), "scores": scores}
+             "command": args.command, "epoch": state.epoch, "best_val_acc": round(state.best_val_acc, 4),
+             "recipe": state.train_config().recipe, "scores": scores}
     if args.note:
         entry["note"] = args.note
     path = ship(args.checkpoint, args.name, entry)

@@ -14,9 +14,9 @@ from click.testing import CliRunner  # noqa: E402
 
 from fer_models.cli import evaluate as evaluate_command  # noqa: E402
 from fer_models.cli import train as train_command  # noqa: E402
-from fer_models.train import (  # noqa: E402
-    TrainConfig, evaluate_checkpoint, load_checkpoint, main, model_from_checkpoint, parse_model_kw, predict,
-)
+from fer_models.checkpoint import load_checkpoint, load_model  # noqa: E402
+from fer_models.inference import evaluate_checkpoint, predict  # noqa: E402
+from fer_models.train import TrainConfig, main, parse_model_kw  # noqa: E402
 from fer_models.data import load_fer_tensors  # noqa: E402
 
 SIDE = 48
@@ -62,11 +62,11 @@ def test_loss_falls_and_run_files(csv_path: Path, tmp_path: Path) -> None:
     for name in ("checkpoint.pt", "best.pt", "config.json", "test/metrics.json", "test/confusion.png"):
         assert (out / name).is_file(), name
     best = load_checkpoint(out / "best.pt")
-    assert best["best_val_acc"] == max(r["val_acc"] for r in log)
+    assert best.best_val_acc == max(r["val_acc"] for r in log)
     # the report scores the best checkpoint on the test rows (every 6th row from 5): recompute it
     from sklearn.metrics import f1_score
 
-    model, _ = model_from_checkpoint(best)
+    model = best.build_model()
     data = load_fer_tensors(csv_path)
     rows = np.arange(5, 84, 6)
     preds = predict(model, data.images[rows], channels_last=False).argmax(1).numpy()
@@ -84,12 +84,13 @@ def test_resume_reproduces_uninterrupted_run(csv_path: Path, tmp_path: Path) -> 
     main(config(csv_path, split, epochs=1, lr_step=1))
     main(config(csv_path, split, epochs=2, lr_step=1), resume=True)
     a, b = load_checkpoint(straight / "checkpoint.pt"), load_checkpoint(split / "checkpoint.pt")
-    assert a["epoch"] == b["epoch"] == 2
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
-    for key, state in a["optimizer"]["state"].items():
-        assert torch.equal(state["exp_avg"], b["optimizer"]["state"][key]["exp_avg"])
-    assert a["scheduler"] == b["scheduler"]
+    assert a.epoch == b.epoch == 2
+    for key, value in a.model.items():
+        assert torch.equal(value, b.model[key]), key
+    for key, state in a.train["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg"], b.train["optimizer"]["state"][key]["exp_avg"])
+        assert torch.equal(state["step"], b.train["optimizer"]["state"][key]["step"])
+    assert a.train["step"] == b.train["step"] == 2 * (84 * 4 // 6 // 8)
     assert [r["train_loss"] for r in read_log(straight)] == [r["train_loss"] for r in read_log(split)]
 
 
@@ -110,8 +111,10 @@ def test_checkpoint_is_plain_weights_only(csv_path: Path, tmp_path: Path) -> Non
     out = tmp_path / "run"
     main(config(csv_path, out, epochs=1, max_steps_per_epoch=2))
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert {"model", "optimizer", "scheduler", "epoch", "config", "rng"} <= set(state)
-    model, cfg = model_from_checkpoint(state)
+    assert {"model", "train", "epoch", "config", "data_sha256"} <= set(state)
+    assert {"optimizer", "model", "rng", "step", "version"} <= set(state["train"])
+    model, ckpt = load_model(out / "checkpoint.pt")
+    cfg = ckpt.train_config()
     assert cfg.model == MODEL and not model.training
     assert not list(out.glob("*.part"))
 
@@ -121,7 +124,8 @@ def test_evaluate_on_another_csv(csv_path: Path, tmp_path: Path) -> None:
     main(config(csv_path, out, epochs=1, max_steps_per_epoch=3))
     other = write_csv(tmp_path / "other.csv", 42, seed=7)
     report = evaluate_checkpoint(out / "best.pt", other, subset="all", out=tmp_path / "eval")
-    model, cfg = model_from_checkpoint(load_checkpoint(out / "best.pt"))
+    model, ckpt = load_model(out / "best.pt")
+    cfg = ckpt.train_config()
     data = load_fer_tensors(other)
     preds = predict(model, data.images, channels_last=False, amp=cfg.amp).argmax(1)
     assert report["n"] == 42
@@ -170,7 +174,8 @@ def test_parse_model_kw() -> None:
 def test_model_kw_reaches_the_model(csv_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "small"
     main(config(csv_path, out, epochs=1, max_steps_per_epoch=1, model_kwargs={"widths": [8, 16]}))
-    model, cfg = model_from_checkpoint(load_checkpoint(out / "best.pt"))
+    model, ckpt = load_model(out / "best.pt")
+    cfg = ckpt.train_config()
     assert cfg.model_kwargs == {"widths": [8, 16]} and model.widths == (8, 16)
 
 
@@ -199,15 +204,17 @@ def test_default_recipe_resume_is_exact(csv_path: Path, tmp_path: Path) -> None:
     assert not (split / "test").exists()
     main(config(csv_path, split, **kw), resume=True)
     a, b = load_checkpoint(straight / "checkpoint.pt"), load_checkpoint(split / "checkpoint.pt")
-    for key in ("model", "train_model", "ema_model"):
-        for name, value in a[key].items():
-            assert torch.equal(value, b[key][name]), (key, name)
-    assert a["ema_n"] == b["ema_n"] == 3 * (84 * 4 // 6 // 8)
+    pairs = [(a.model, b.model), (a.train["model"], b.train["model"]), (a.train["ema_model"], b.train["ema_model"])]
+    for x, y in pairs:
+        for name, value in x.items():
+            assert torch.equal(value, y[name]), name
+    assert a.train["step"] == b.train["step"] == 3 * (84 * 4 // 6 // 8)
     assert [r["train_loss"] for r in read_log(straight)] == [r["train_loss"] for r in read_log(split)]
     # the EMA is not the raw weights; the checkpoint's inference weights are the one selected on val
-    assert any(not torch.equal(a["ema_model"][k], a["train_model"][k]) for k in a["model"])
-    chosen = a["ema_model"] if a["selected"] == "ema" else a["train_model"]
-    assert all(torch.equal(a["model"][k], chosen[k]) for k in a["model"])
+    ema, raw = a.train["ema_model"], a.train["model"]
+    assert any(not torch.equal(ema[k], raw[k]) for k in a.model)
+    chosen = ema if a.selected == "ema" else raw
+    assert all(torch.equal(a.model[k], chosen[k]) for k in a.model)
     log = read_log(straight)
     assert all({"val_acc_raw", "val_acc_ema", "selected"} <= set(r) for r in log)
     assert all(r["val_acc"] == max(r["val_acc_raw"], r["val_acc_ema"]) for r in log)
@@ -221,7 +228,7 @@ def test_cosine_run_cannot_change_epochs_on_resume(csv_path: Path, tmp_path: Pat
 
 
 def test_lr_schedules() -> None:
-    from fer_models.train import lr_factor
+    from fer_models.engine import lr_factor
 
     cos = lr_factor(TrainConfig.from_recipe("default", data="x", out="y", epochs=10, warmup_epochs=2), 10)
     assert cos(0) == pytest.approx(0.05) and cos(19) == pytest.approx(1.0)  # linear warm-up over 20 steps
@@ -247,7 +254,7 @@ def test_recipes_and_options() -> None:
 
 
 def test_old_checkpoint_config_reads_as_paper_recipe() -> None:
-    from fer_models.train import config_from_state
+    from fer_models.checkpoint import config_from_state
 
     old = {"data": "x", "out": "y", "model": MODEL, "lr": 1e-3, "amp": "bf16", "lr_step": 10}
     cfg = config_from_state(old)
@@ -256,7 +263,7 @@ def test_old_checkpoint_config_reads_as_paper_recipe() -> None:
 
 def test_tta_views_and_predict() -> None:
     from fer_models import create_model
-    from fer_models.train import tta_views
+    from fer_models.inference import tta_views
 
     x = torch.arange(2 * 48 * 48, dtype=torch.float32).reshape(2, 1, 48, 48)
     views = tta_views(x, "ten")
@@ -303,7 +310,7 @@ def test_ship_and_load_weights(csv_path: Path, tmp_path: Path, monkeypatch: pyte
     assert path.stat().st_size < 1_000_000 and "optimizer" not in torch.load(path, weights_only=True)
     assert fer_models.list_weights() == ["toy"]
     model = fer_models.create_model(MODEL, pretrained="toy")
-    reference, _ = model_from_checkpoint(load_checkpoint(out / "best.pt"))
+    reference = load_checkpoint(out / "best.pt").build_model()
     x = torch.randn(3, 1, 48, 48)
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
@@ -332,3 +339,38 @@ def test_init_starts_from_trained_weights_and_checks_the_model(csv_path: Path, t
     result = CliRunner().invoke(train_command, ["--data", str(csv_path), "--out", str(tmp_path / "x"),
                                                 "--init", "no-such-weights", "--epochs", "1"])
     assert result.exit_code != 0 and "neither shipped weights" in result.output
+
+
+def test_resume_refuses_changed_data(csv_path: Path, tmp_path: Path) -> None:
+    """A run never mixes two datasets: resume checks the data's checksum, not only its path."""
+    data = tmp_path / "data.csv"
+    data.write_bytes(csv_path.read_bytes())
+    out = tmp_path / "run"
+    main(config(data, out, recipe="default", epochs=2, max_steps_per_epoch=1), stop_after=1)
+    before = (out / "checkpoint.pt").read_bytes()
+    write_csv(data, 84, seed=5)  # same path, other contents
+    with pytest.raises(ValueError, match="has changed since the run started"):
+        main(config(data, out, recipe="default", epochs=2, max_steps_per_epoch=1), resume=True)
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_single_class_training_data_is_refused(tmp_path: Path) -> None:
+    lines = tmp_path / "one.csv"
+    rows = ["emotion,pixels,Usage"] + [f"3,{' '.join(['7'] * 48 * 48)},{USAGE_CYCLE[i % 6]}" for i in range(24)]
+    lines.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match="same class"):
+        main(config(lines, tmp_path / "run", epochs=1))
+    assert not (tmp_path / "run").exists()
+
+
+def test_old_training_checkpoints_are_not_resumed(csv_path: Path, tmp_path: Path) -> None:
+    """A checkpoint of the loop before the engine (optimizer at the top level) evaluates but does not resume."""
+    out = tmp_path / "run"
+    main(config(csv_path, out, recipe="default", epochs=2, max_steps_per_epoch=1), stop_after=1)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["optimizer"] = state.pop("train")["optimizer"]
+    torch.save(state, out / "checkpoint.pt")
+    with pytest.raises(ValueError, match="older fer_models training loop"):
+        main(config(csv_path, out, recipe="default", epochs=2, max_steps_per_epoch=1), resume=True)
+    model, _ = load_model(out / "checkpoint.pt")
+    assert not model.training
