@@ -411,7 +411,7 @@ def predict_command(paths: tuple[str, ...], checkpoint: str | None, weights: str
                     amp: str, progress: bool) -> None:
     """Expression of every face in photos, folders or FER2013-format CSVs: one row per face (file, box, label,
     probabilities). Photos without a face are reported (status no_face)."""
-    from fer_models.predict import Scorer, format_records, predict_paths, summarize
+    from fer_models.predict import FAILED_STATUSES, Scorer, format_records, predict_paths, summarize
     from fer_models.predict import check_predict_outputs
     from maskgen.io import atomic_write
 
@@ -436,6 +436,8 @@ def predict_command(paths: tuple[str, ...], checkpoint: str | None, weights: str
             tmp.write_text(text)
         click.echo(f"wrote {output}", err=True)
     click.echo(summarize(records), err=True)
+    if any(r.status in FAILED_STATUSES for r in records):  # every picture has its row; some failed: say so
+        raise SystemExit(1)
 
 
 @main.command("explain")

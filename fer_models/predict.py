@@ -28,7 +28,10 @@ from maskgen.dataset import SIDE
 from maskgen.io import IMAGE_SUFFIXES
 
 CSV_SUFFIXES = (".csv", ".gz")
-STATUSES = ("ok", "no_face", "unreadable")
+#: a record's status: a scored face, a picture without a face, or a picture that failed (unreadable, larger than
+#: maskgen.io.MAX_IMAGE_PIXELS, or an error while searching it, e.g. too small): one record, the others go on
+STATUSES = ("ok", "no_face", "unreadable", "too_large", "error")
+FAILED_STATUSES = ("unreadable", "too_large", "error")
 #: rows of a CSV scored per batch
 BATCH = 256
 
@@ -224,20 +227,24 @@ def predict_photo(path: Path, scorer: Scorer, aligned: bool = False, detector: A
 
     from maskgen.crops import face_crops
     from maskgen.imageops import to_gray
-    from maskgen.io import read_image
+    from maskgen.io import ImageTooLargeError, read_image
 
     try:
         image = read_image(path)
     except ValueError as exc:
-        return [Record(str(path), "unreadable", error=str(exc))], None
+        status = "too_large" if isinstance(exc, ImageTooLargeError) else "unreadable"
+        return [Record(str(path), status, error=str(exc))], None
     if aligned:
         gray = to_gray(image)
         h, w = gray.shape
         crop = gray if (h, w) == (SIDE, SIDE) else cv2.resize(gray, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
         faces = [(crop, (0.0, 0.0, float(w), float(h)))]
     else:
-        marks = detector.detect_faces(image) if detector is not None else None
-        faces = [(c.crop, c.box) for c in face_crops(image, marks)]
+        try:
+            marks = detector.detect_faces(image) if detector is not None else None
+            faces = [(c.crop, c.box) for c in face_crops(image, marks)]
+        except Exception as exc:  # noqa: BLE001 - e.g. too small to search: this picture's record, the rest go on
+            return [Record(str(path), "error", error=f"{type(exc).__name__}: {exc}")], None
     if not faces:
         return [Record(str(path), "no_face", error="no face found")], (image if annotate is not None else None)
     recs = [Record(str(path), "ok", face=k, box=tuple(round(v, 1) for v in box)) for k, (_, box) in enumerate(faces)]
@@ -317,11 +324,17 @@ def summarize(records: list[Record]) -> str:
     ok = [r for r in records if r.status == "ok"]
     none = [r.file for r in records if r.status == "no_face"]
     bad = [r.file for r in records if r.status == "unreadable"]
+    large = [r.file for r in records if r.status == "too_large"]
+    errors = [r.file for r in records if r.status == "error"]
     parts = [f"{len(ok)} face(s) scored"]
     if none:
         parts.append(f"{len(none)} picture(s) without a face: " + ", ".join(none[:5]) + (" ..." if len(none) > 5 else ""))
     if bad:
         parts.append(f"{len(bad)} unreadable: " + ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+    if large:
+        parts.append(f"{len(large)} too large: " + ", ".join(large[:5]) + (" ..." if len(large) > 5 else ""))
+    if errors:
+        parts.append(f"{len(errors)} failed: " + ", ".join(errors[:5]) + (" ..." if len(errors) > 5 else ""))
     labelled = [r for r in ok if r.true_label is not None]
     if labelled:
         acc = np.mean([r.label == r.true_label for r in labelled])
@@ -329,6 +342,6 @@ def summarize(records: list[Record]) -> str:
     return "; ".join(parts)
 
 
-__all__ = ["Record", "Scorer", "STATUSES", "ANNOTATED_RECORD", "annotated_name",
+__all__ = ["FAILED_STATUSES", "Record", "Scorer", "STATUSES", "ANNOTATED_RECORD", "annotated_name",
            "check_predict_outputs", "draw_predictions", "expand_inputs", "format_records", "predict_csv",
            "predict_paths", "predict_photo", "summarize"]

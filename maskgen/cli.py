@@ -336,8 +336,10 @@ def mask_image_cmd(paths: tuple[Path, ...], outdir: Path, seed: int, mask_names:
     for path in report.no_face:
         click.echo(f"  no face found: {path}")
     for path, reason in report.failed:
-        click.echo(f"  failed: {path}: {reason}")
-    if not report.written:
+        click.echo(f"  failed ({report.status.get(str(path), 'error')}): {path}: {reason}")
+    if report.failed_pictures:  # per-item failures: the others were processed; the exit status says so
+        click.echo(f"maskgen: {report.failed_pictures} of {len(report.status)} pictures failed", err=True)
+    if not report.written or report.failed_pictures:
         sys.exit(1)
 
 

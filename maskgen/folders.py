@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from maskgen.imageops import to_gray
-from maskgen.io import IMAGE_SUFFIXES, atomic_write, file_sha256, manifest, read_image, write_image, write_json
+from maskgen.io import IMAGE_SUFFIXES, ImageTooLargeError, atomic_write, file_sha256, manifest, read_image, write_image, write_json
 from maskgen.parallel import default_jobs, map_chunks
 from maskgen.paths import Output, check_outputs, check_targets, read_list, walk
 from maskgen.pipeline import SIDECAR_COLUMNS, BuildConfig, landmark_source, mask_face, resolve_masks
+from maskgen.photo import path_key  # the one key of a picture, shared with mask-image
 
 __all__ = ["FOLDER_SIDECAR_COLUMNS", "MFER_INDEX_NAME", "MODES", "FolderItem", "FolderMixReport", "FolderReport",
            "build_folder", "build_mfer_folder", "masked_name", "path_key", "read_list_file", "scan_folder"]
@@ -59,11 +60,6 @@ class FolderItem:
     path: str
     split: str = ""
     label: str = ""
-
-
-def path_key(rel: str) -> int:
-    """Stable 63-bit key of a relative path (the row id of its random generator)."""
-    return int.from_bytes(hashlib.sha256(rel.encode("utf-8")).digest()[:8], "big") >> 1
 
 
 def scan_folder(root: str | Path, exclude: Path | None = None) -> list[FolderItem]:
@@ -103,7 +99,8 @@ def _mask_item(item: FolderItem, src: Path, out: Path, mode: str, config: BuildC
     try:
         image = read_image(src / item.path)
     except ValueError as exc:
-        return {**base, "faces": 0, "status": "error", "error": f"ValueError: {exc}"}
+        status = "too_large" if isinstance(exc, ImageTooLargeError) else "error"
+        return {**base, "faces": 0, "status": status, "error": f"{type(exc).__name__}: {exc}"}
     key = path_key(item.path)
     if mode == "crop":
         try:
@@ -118,8 +115,12 @@ def _mask_item(item: FolderItem, src: Path, out: Path, mode: str, config: BuildC
         return {**base, "faces": 1 if result.params is not None else 0, **record}
     from maskgen.photo import mask_photo
 
-    photo = mask_photo(image, seed=config.seed, key=key, masks=config.masks, fit_probs=config.fit_probs,
-                       detector=landmark_source(config), lookup_key=item.path)
+    try:
+        photo = mask_photo(image, seed=config.seed, key=key, masks=config.masks, fit_probs=config.fit_probs,
+                           detector=landmark_source(config), lookup_key=item.path)
+    except Exception as exc:  # noqa: BLE001 - recorded per image (e.g. too small to search), as in crop mode
+        write_image(out / item.path, image)
+        return {**base, "faces": 0, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
     write_image(out / item.path, photo.image)
     params = [{**f.params.to_dict(), "box": [round(v, 1) for v in f.box]} for f in photo.faces]
     return {

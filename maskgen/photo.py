@@ -4,27 +4,37 @@ Every face the landmark source finds (``detect_faces``) gets its own mask, drawn
 same per-face step as FER2013 rows (:func:`maskgen.pipeline.mask_with_landmarks`); photos
 where no face is found are reported, never silently skipped, and a face whose mask fails
 is recorded with its error while the photo's other faces are still masked. Face ``k`` of a
-photo uses ``numpy.random.default_rng([seed, key, k])`` with ``key`` = CRC32 of the file
-name, so results do not depend on the order in which files are processed.
+photo uses ``numpy.random.default_rng([seed, key, k])`` with ``key`` = :func:`path_key` of its
+path relative to its folder (the same key ``build-smfer --photo`` uses), so results do not depend
+on the order in which files are processed, nor on the command. One bad picture (unreadable, too
+large, too small to search) is recorded with its status and the other pictures are still masked.
 """
 from __future__ import annotations
 
-import zlib
+import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from maskgen.fits import MaskParams
 from maskgen.imageops import check_image
-from maskgen.io import IMAGE_SUFFIXES, read_image, write_image
+from maskgen.io import IMAGE_SUFFIXES, ImageTooLargeError, read_image, write_image
 from maskgen.paths import Output, check_outputs, check_targets, walk
 from maskgen.pipeline import mask_with_landmarks
 from maskgen.qa import QAResult
 
 __all__ = ["IMAGE_SUFFIXES", "FaceResult", "PhotoResult", "PhotoReport", "mask_photo", "mask_files",
-           "expand_paths"]
+           "expand_paths", "path_key"]
+
+
+def path_key(rel: str | PurePath) -> int:
+    """Stable 63-bit key of a picture: SHA-256 of its path relative to its folder ('/'-separated; the bare
+    name for a file given alone). The row id of its random generator in ``mask-image`` and ``build-smfer``
+    on folders alike, so the same picture and seed get the same masks from both."""
+    text = rel.as_posix() if isinstance(rel, PurePath) else str(rel).replace("\\", "/")
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
 
 
 
@@ -56,12 +66,25 @@ class PhotoResult:
 
 @dataclass
 class PhotoReport:
-    """What :func:`mask_files` did: outputs written, files with no face, unreadable files (path, reason)."""
+    """What :func:`mask_files` did: outputs written, files with no face, failures (path, reason), and a
+    status per input picture (``status``: path -> one of :data:`PHOTO_STATUSES`)."""
 
     written: list[Path] = field(default_factory=list)
     faces: dict[str, int] = field(default_factory=dict)
     no_face: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    status: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed_pictures(self) -> int:
+        """Input pictures that could not be processed (unreadable, too large, or an error)."""
+        return sum(1 for s in self.status.values() if s in FAILED_STATUSES)
+
+
+#: a picture's outcome in :func:`mask_files`: masked (written; some faces may have failed), no face found,
+#: unreadable, too large (:data:`maskgen.io.MAX_IMAGE_PIXELS`), or an error while searching / masking it
+PHOTO_STATUSES = ("masked", "no_face", "unreadable", "too_large", "error")
+FAILED_STATUSES = ("unreadable", "too_large", "error")
 
 
 def mask_photo(image: np.ndarray, *, seed: int = 0, key: int = 0, masks: Sequence[str] | None = None,
@@ -113,9 +136,17 @@ def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0
                color: bool = True, detector: Any = None) -> PhotoReport:
     """Mask every face in the given photos / folders; write results under ``outdir`` (same relative names).
 
-    Photos without a detected face are listed in ``report.no_face`` and not written; unreadable files
-    go to ``report.failed``.
+    Photos without a detected face are listed in ``report.no_face`` and not written; a picture that
+    fails (unreadable, too large, an error) goes to ``report.failed`` and the others are still
+    processed; ``report.status`` has every picture's status. Mask names and fit probabilities are
+    checked before any picture is read (ValueError).
     """
+    from maskgen.fits import check_fit_probs
+    from maskgen.masks import get_mask
+
+    check_fit_probs(fit_probs)
+    for name in masks or ():
+        get_mask(name)
     outdir = Path(outdir)
     paths = list(paths)
     files = expand_paths(paths)
@@ -126,13 +157,21 @@ def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0
             image = read_image(src)
         except ValueError as exc:
             report.failed.append((src, str(exc)))
+            report.status[str(src)] = "too_large" if isinstance(exc, ImageTooLargeError) else "unreadable"
             continue
-        result = mask_photo(image, seed=seed, key=zlib.crc32(str(rel).encode("utf-8")), masks=masks,
-                            fit_probs=fit_probs, color=color, detector=detector)
+        try:
+            result = mask_photo(image, seed=seed, key=path_key(rel), masks=masks,
+                                fit_probs=fit_probs, color=color, detector=detector)
+        except Exception as exc:  # noqa: BLE001 - recorded per picture (e.g. too small to search); the rest go on
+            report.failed.append((src, f"{type(exc).__name__}: {exc}"))
+            report.status[str(src)] = "error"
+            continue
         report.faces[str(src)] = len(result.faces)
+        report.status[str(src)] = "masked" if result.faces else ("error" if result.errors else "no_face")
         report.failed.extend((src, f"face {k} at {[round(v) for v in box]}: {err}") for k, box, err in result.errors)
         if not result.faces:
-            report.no_face.append(src)
+            if not result.errors:
+                report.no_face.append(src)
             continue
         report.written.append(write_image(outdir / rel, result.image))
     return report

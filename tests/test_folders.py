@@ -175,3 +175,21 @@ def test_mfer_style_mix_of_a_folder(image_folder: Path, tmp_path: Path) -> None:
     assert len(by_group) == N and all(len(v) == 1 for v in by_group.values())
     with pytest.raises(ValueError, match="not a finished folder build"):
         folders.build_mfer_folder(image_folder, tmp_path / "nothing", tmp_path / "mix2")
+
+
+@pytest.mark.parametrize("mode", ["crop", "photo"])
+def test_bad_pictures_are_status_rows_in_both_modes(tmp_path: Path, mode: str) -> None:
+    """#28 case 7: a decompression bomb (either mode) or a 1x1 picture (photo mode) stopped the whole build."""
+    from test_photo import bomb_png, checksums
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a_tiny.png"), np.zeros((1, 1), np.uint8))
+    bomb_png(src / "b_bomb.png")
+    cv2.imwrite(str(src / "c_face.png"), demo_table(1).images[0])
+    before = checksums(src)
+    report = build_folder(src, tmp_path / "out", mode=mode, jobs=1, backend="sequential", progress=False)
+    rows = {r["path"]: r for r in csv.DictReader(open(tmp_path / "out" / "smfer.meta.csv"))}
+    assert rows["b_bomb.png"]["status"] == "too_large" and "too large" in rows["b_bomb.png"]["error"]
+    assert rows["a_tiny.png"]["status"] == "error"
+    assert report.images == 3 and checksums(src) == before

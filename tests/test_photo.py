@@ -99,3 +99,91 @@ def test_a_failing_face_is_recorded_and_the_others_are_masked(monkeypatch) -> No
     assert len(calls) == 2 and len(result.faces) == 1 and result.faces[0].box[0] == 100.0
     assert result.errors == [(0, (10.0, 20.0, 70.0, 80.0), "RuntimeError: boom")]
     assert result.alpha[:, 100:].max() > 0.5 and result.alpha[:, :60].max() == 0  # only the second face masked
+
+
+# ---------------------------------------------------------------- #28: per-item failures, pixel limit, one key
+def bomb_png(path, width: int = 50000, height: int = 50000):
+    """A small PNG whose header declares width x height gray pixels (a decompression bomb: only a few rows
+    of data follow; decoding would need width * height bytes before noticing)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (4 * (width + 1)), 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def checksums(root):
+    import hashlib
+
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_read_image_refuses_a_decompression_bomb_from_its_header(tmp_path):
+    from maskgen.io import MAX_IMAGE_PIXELS, ImageTooLargeError, check_image_size
+
+    bomb = bomb_png(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 10_000
+    with pytest.raises(ImageTooLargeError, match="too large"):
+        read_image(bomb)
+    assert MAX_IMAGE_PIXELS < 50000 * 50000
+    with pytest.raises(ImageTooLargeError, match="100x100"):
+        check_image_size(bomb_png(tmp_path / "big.png", 100, 100), max_pixels=9999)
+    assert check_image_size(bomb_png(tmp_path / "ok.png", 640, 480)) == (640, 480)
+
+
+def test_16_bit_and_alpha_pictures_are_read_with_a_warning(tmp_path):
+    from maskgen.io import ImageConversionWarning
+
+    cv2.imwrite(str(tmp_path / "deep.png"), np.full((8, 8), 65535, np.uint16))
+    cv2.imwrite(str(tmp_path / "alpha.png"), np.full((8, 8, 4), 200, np.uint8))
+    with pytest.warns(ImageConversionWarning, match="16-bit"):
+        assert read_image(tmp_path / "deep.png").max() == 255
+    with pytest.warns(ImageConversionWarning, match="alpha"):
+        assert read_image(tmp_path / "alpha.png").shape == (8, 8, 3)
+
+
+def test_one_bad_picture_is_one_status_row_and_the_rest_are_masked(tmp_path, astronaut):
+    """#28 case 7: a 1x1 picture stopped mask-image half-way; a decompression bomb gave OpenCV's traceback."""
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a_tiny.png"), np.zeros((1, 1), np.uint8))
+    bomb_png(src / "b_bomb.png")
+    write_image(src / "c_face.png", astronaut)
+    before = checksums(src)
+    report = mask_files([src], tmp_path / "out", seed=0)
+    assert report.status == {str(src / "a_tiny.png"): "error", str(src / "b_bomb.png"): "too_large",
+                             str(src / "c_face.png"): "masked"}
+    assert report.failed_pictures == 2 and [p.name for p in report.written] == ["c_face.png"]
+    assert "too small" in dict(report.failed)[src / "a_tiny.png"]
+
+    from maskgen.cli import main
+    result = CliRunner().invoke(main, ["mask-image", str(src), "-o", str(tmp_path / "cli")])
+    assert result.exit_code == 1, result.output  # some pictures failed; the others were written
+    assert (tmp_path / "cli" / "c_face.png").is_file()
+    assert "failed (too_large)" in result.output and "failed (error)" in result.output
+    assert "2 of 3 pictures failed" in result.output
+    assert checksums(src) == before
+
+
+def test_mask_image_and_build_smfer_photo_use_one_key_per_picture(tmp_path, astronaut):
+    """#28: mask-image keyed a photo by CRC32 of its name, build-smfer --photo by SHA-256: other masks."""
+    from maskgen import folders
+    from maskgen.folders import build_folder
+    from maskgen.photo import path_key
+    from maskgen.pipeline import BuildConfig
+
+    assert folders.path_key is path_key and path_key("a/b.png") == path_key(__import__("pathlib").Path("a/b.png"))
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    write_image(src / "sub" / "face.png", astronaut)
+    mask_files([src], tmp_path / "photo", seed=5)
+    build_folder(src, tmp_path / "smfer", config=BuildConfig(seed=5), mode="photo", jobs=1, backend="sequential",
+                 progress=False)
+    np.testing.assert_array_equal(read_image(tmp_path / "photo" / "sub" / "face.png"),
+                                  read_image(tmp_path / "smfer" / "sub" / "face.png"))
+    assert not np.array_equal(read_image(tmp_path / "photo" / "sub" / "face.png"), astronaut)

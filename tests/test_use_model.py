@@ -155,3 +155,31 @@ def test_explain_draws_attention_and_measures_shares(tmp_path: Path) -> None:
                                       str(masked), "--subset", "all", "-n", "2", "-o", str(tmp_path / "b.png")])
     assert result.exit_code == 0, result.output
     assert "Grad-CAM in the mask region" in result.output and (tmp_path / "b.png").is_file()
+
+
+def test_predict_one_bad_picture_is_one_row_and_the_rest_are_scored(tmp_path: Path) -> None:
+    """#28 case 7: a 1x1 picture made predict exit 1 with nothing written; a decompression bomb gave a traceback."""
+    import hashlib
+
+    import cv2
+
+    from maskgen.io import write_image
+    from test_photo import bomb_png
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a_tiny.png"), np.zeros((1, 1), np.uint8))
+    bomb_png(src / "b_bomb.png")
+    _astronaut(src)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.iterdir()}
+    scorer = Scorer(tuple(EMOTIONS), lambda faces: np.full((len(faces), 7), 1 / 7, np.float32), "uniform")
+    records = predict_paths([src], scorer, progress=False)
+    status = {Path(r.file).name: r.status for r in records}
+    assert status == {"a_tiny.png": "error", "b_bomb.png": "too_large", "astronaut.png": "ok"}
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(cli, ["predict", str(src), "--weights", "fer2013", "-o", str(out), "--no-progress"])
+    assert result.exit_code == 1, result.output  # written, and the exit status says some pictures failed
+    text = out.read_text()
+    assert "too_large" in text and ",error," in text and ",ok," in text
+    assert "1 too large" in result.output and "1 failed" in result.output
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.iterdir()} == before
