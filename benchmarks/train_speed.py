@@ -9,6 +9,15 @@
   natively (AVX512-BF16 / AMX), else float32. The CPU capability and the choice are printed.
 - ours+compile (``--compile [--compile-mode M]``): the same under ``torch.compile(mode=M,
   dynamic=False)`` (timed after the others).
+- before / engine / graph (``--loops``, and always with ``--device cuda``): the whole training
+  step of ``fer-models train`` with the default recipe (SGD + Nesterov, per-step lr schedule,
+  EMA, random erasing, label smoothing): *before* is the loop as it was until the engine
+  (``torch.optim.SGD`` + ``LambdaLR`` + ``AveragedModel``, batches sliced by the Python step
+  number, ``float(loss)`` every step for the progress bar); *engine* is
+  :class:`fer_models.engine.Engine`'s step run eagerly; *graph* (CUDA only) the same step
+  captured in one CUDA graph and replayed. On CUDA the naive loop runs there too (its
+  augmentation on the CPU, as a typical DataLoader does), the GPU's name, its utilization
+  during the timed steps (``nvidia-smi``) and the precision are printed.
 - ours x2 procs (``--data-parallel``): data parallel over 2 processes with 1 intra-op thread
   each (the "small convs scale better across processes than threads" idea): each process
   trains on half of every batch of ``--batch-size`` images (same sampled batch, same
@@ -36,6 +45,7 @@ import socket
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -99,14 +109,16 @@ def measure(steps: dict[str, Callable[[], None]], warmup: int, n_steps: int, rep
     return {k: statistics.median(v) for k, v in rates.items()}
 
 
-def naive_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int) -> Callable[[], None]:
+def naive_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, device: str = "cpu",
+               workers: int = 0) -> Callable[[], None]:
     """One training step of the naive loop (float32 NCHW, per-image cv2 augmentation, DataLoader)."""
     torch.manual_seed(0)
-    model = create_model(name).train()
+    model = create_model(name).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    crit = nn.CrossEntropyLoss(weight=torch.ones(NUM_CLASSES))
+    crit = nn.CrossEntropyLoss(weight=torch.ones(NUM_CLASSES)).to(device)
     loader = DataLoader(NaiveDataset(images, labels, PAPER_AUGMENT), batch_size=bs, shuffle=True,
-                        drop_last=True, num_workers=0)
+                        drop_last=True, num_workers=workers, persistent_workers=workers > 0,
+                        pin_memory=device.startswith("cuda"))
     it = iter(loader)
 
     def step() -> None:
@@ -116,6 +128,7 @@ def naive_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int) -> Ca
         except StopIteration:
             it = iter(loader)
             x, y = next(it)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = crit(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -149,6 +162,148 @@ def ours_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp: s
         opt.step()
 
     return step
+
+
+def _default_recipe(name: str, n: int, bs: int, amp: str, device: str) -> tuple[TrainConfig, Any]:
+    config = TrainConfig(data="", out="", model=name, batch_size=bs, amp=amp, device=device, epochs=100)
+    return config, resolve(device, amp)
+
+
+def before_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp: str,
+                device: str = "cpu") -> Callable[[], None]:
+    """One step of the training loop as it was before the engine (default recipe), for the A/B."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from fer_models.data import random_erase
+    from fer_models.engine import lr_factor
+
+    n = len(labels)
+    config, placement = _default_recipe(name, n, bs, amp, device)
+    dev = placement.device
+    torch.manual_seed(0)
+    model = create_model(name).to(dev).to(memory_format=torch.channels_last).train()
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
+                           {"params": rest, "weight_decay": 0.0}], lr=config.lr, momentum=config.momentum,
+                          nesterov=True)
+    steps = n // bs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config, steps))
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
+    crit = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    x_all = torch.from_numpy(images).unsqueeze(1).to(dev)
+    y_all = torch.from_numpy(labels).to(dev)
+    aug = config.augment_config()
+    state = {"i": steps, "epoch": 0, "order": None, "gen": None}
+    total = torch.zeros((), device=dev)
+
+    def step() -> None:
+        nonlocal total
+        if state["i"] >= steps:  # a new epoch: a new generator and order, as the old loop made them
+            state["gen"] = torch.Generator(device=dev).manual_seed(state["epoch"])
+            state["order"] = torch.randperm(n, generator=state["gen"], device=dev)
+            state["i"], state["epoch"] = 0, state["epoch"] + 1
+        i, gen = state["i"], state["gen"]
+        idx = state["order"][i * bs:(i + 1) * bs]
+        state["i"] += 1
+        x = augment_batch(to_float(x_all[idx]), aug, gen)
+        x = random_erase(x, config.erase_prob, gen).contiguous(memory_format=torch.channels_last)
+        with placement.autocast():
+            logits = model(x)
+        logits = logits.float()
+        loss = crit(logits, y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        ema.update_parameters(model)
+        total = total + loss.detach() * bs
+        value = float(loss.detach())  # the progress bar's read, every step
+        if not np.isfinite(value):
+            raise FloatingPointError(value)
+
+    return step
+
+
+def engine_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp: str,
+                device: str = "cpu", graph: bool = False) -> Callable[[], None]:
+    """One step of :class:`fer_models.engine.Engine` (default recipe), eager or replayed from a CUDA graph."""
+    from fer_models.engine import Engine
+
+    n = len(labels)
+    config, placement = _default_recipe(name, n, bs, amp, device)
+    dev = placement.device
+    torch.manual_seed(0)
+    model = create_model(name).to(dev).to(memory_format=torch.channels_last)
+    crit = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    x_all = torch.from_numpy(images).unsqueeze(1).to(dev)
+    y_all = torch.from_numpy(labels).to(dev)
+    engine = Engine(model, config, placement, x_all, y_all, crit, cuda_graph="on" if graph else "off",
+                    echo=lambda line: print(f"  {name}: {line}", flush=True))
+    state = {"i": engine.steps_per_epoch, "epoch": 0}
+
+    def step() -> None:
+        if state["i"] >= engine.steps_per_epoch:
+            engine.begin_epoch(state["epoch"])
+            state["i"], state["epoch"] = 0, state["epoch"] + 1
+        engine.step()
+        state["i"] += 1
+
+    return step
+
+
+def gpu_utilization(seconds: float = 1.0) -> str:
+    """Mean GPU utilization over ``seconds`` as nvidia-smi reports it (sampled every 100 ms), or 'n/a'."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                              "-lms", "100"], capture_output=True, text=True, timeout=seconds)
+        text = out.stdout
+    except subprocess.TimeoutExpired as exc:
+        text = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+    except (OSError, ValueError):
+        return "n/a"
+    values = [float(v) for v in text.split() if v.replace(".", "", 1).isdigit()]
+    return f"{statistics.mean(values):.0f} %" if values else "n/a"
+
+
+def measure_loops(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp: str, device: str,
+                  warmup: int, n_steps: int, repeats: int) -> dict[str, float]:
+    """Images/s of naive, before, engine (and graph on CUDA), timed round-robin in this process."""
+    import threading
+
+    cuda = device.startswith("cuda")
+    steps = {"naive": naive_step(name, images, labels, bs, device=device),
+             "before": before_step(name, images, labels, bs, amp, device),
+             "engine": engine_step(name, images, labels, bs, amp, device)}
+    if cuda:
+        steps["graph"] = engine_step(name, images, labels, bs, amp, device, graph=True)
+        inner = dict(steps)
+        steps = {k: _synced(v) for k, v in inner.items()}
+    util: dict[str, str] = {}
+    if cuda:  # utilization while the graphed step runs alone for a second
+        sampler = threading.Thread(target=lambda: util.__setitem__("graph", gpu_utilization(1.0)))
+        for _ in range(warmup):
+            steps["graph"]()
+        sampler.start()
+        t_end = time.perf_counter() + 1.2
+        while time.perf_counter() < t_end:
+            inner["graph"]()
+        torch.cuda.synchronize()
+        sampler.join()
+    rates = {k: bs * v for k, v in measure(steps, warmup, n_steps, repeats).items()}
+    if util:
+        rates["gpu_util_graph"] = util["graph"]  # type: ignore[assignment]
+    return rates
+
+
+def _synced(step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` followed by a device synchronisation (so the wall time counts the GPU's work)."""
+    def run() -> None:
+        step()
+        torch.cuda.synchronize()
+    return run
 
 
 def _free_port() -> int:
@@ -256,7 +411,15 @@ def main() -> None:
     p.add_argument("--system-malloc", action="store_true",
                    help="leave the C allocator as it is; by default every variant runs with what fer-models "
                         "train sets (fer_models.device.keep_freed_memory); run both ways for the A/B")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]; on CUDA only the loops are timed (--loops)")
+    p.add_argument("--loops", action="store_true",
+                   help="time the whole training step: naive vs before (the loop until the engine) vs the engine "
+                        "(eager; and one CUDA graph on CUDA), default recipe")
+    p.add_argument("--amp", default="auto", help="precision of before / engine / graph (auto: as fer-models train)")
     args = p.parse_args()
+    if args.loops or args.device != "cpu":
+        run_loops(args)
+        return
     kept = False if args.system_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -313,6 +476,44 @@ def main() -> None:
         cells = [f"{row[k]:,.0f}" for k in ("naive", "fp32_channels_last", "bf16_channels_last", "ours")]
         cells += [f"{row[key]:,.0f}" for key, _, _ in extra]
         print(f"| {row['model']} | " + " | ".join(cells) + f" | {row['speedup']:.2f}x |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def run_loops(args: argparse.Namespace) -> None:
+    """``--loops`` / ``--device cuda``: naive vs before vs engine (vs graph), one table."""
+    kept = False if args.system_malloc else keep_freed_memory()
+    torch.set_num_threads(args.threads)
+    placement = resolve(args.device, args.amp)
+    rng = np.random.default_rng(0)
+    n = 2048 if placement.device.type == "cpu" else 16384
+    images = rng.integers(0, 256, (n, SIDE, SIDE), dtype=np.uint8)
+    labels = rng.integers(0, NUM_CLASSES, n).astype(np.int64)
+    bs = args.batch_size
+    where = (torch.cuda.get_device_name(placement.device) if placement.device.type == "cuda"
+             else f"CPU {cpu_capability()}, {torch.get_num_threads()} threads")
+    print(f"{where}; torch {torch.__version__}; precision {placement.amp} (--amp {args.amp}); batch {bs}; "
+          f"{args.steps} steps x {args.repeats} repeats (median), warmup {args.warmup}; freed memory kept: "
+          f"{'yes' if kept else 'no'}", flush=True)
+    cols = ["naive", "before", "engine"] + (["graph"] if placement.device.type == "cuda" else [])
+    results = []
+    for name in args.models:
+        row = {"model": name, "batch_size": bs, "device": where, "amp": placement.amp,
+               **measure_loops(name, images, labels, bs, placement.amp, str(placement.device), args.warmup,
+                               args.steps, args.repeats)}
+        results.append(row)
+        print(f"{name}: " + ", ".join(f"{c} {row[c]:,.0f}" for c in cols) + " images/s"
+              + (f"; GPU utilization during the graphed steps {row['gpu_util_graph']}" if "gpu_util_graph" in row
+                 else ""), flush=True)
+    print()
+    print("| model | " + " | ".join(cols) + " | engine / before |" + (" graph / naive |" if "graph" in cols else ""))
+    print("|---|" + "--:|" * (len(cols) + 1 + ("graph" in cols)))
+    for row in results:
+        cells = [f"{row[c]:,.0f}" for c in cols] + [f"{row['engine'] / row['before']:.3f}"]
+        if "graph" in cols:
+            cells.append(f"{row['graph'] / row['naive']:.2f}x")
+        print(f"| {row['model']} | " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -22,10 +22,12 @@ if TYPE_CHECKING:
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")  # "cuda:N" is accepted too
 AMP_CHOICES = ("auto", "bf16", "fp16", "none")
+#: Capture the training step in one CUDA graph: ``auto`` = whenever training runs on CUDA.
+CUDA_GRAPH_CHOICES = ("auto", "on", "off")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step")
 #: Config fields that may differ between a run and its ``--resume`` (``epochs`` only with the step schedule).
-RESUME_MUTABLE = frozenset({"epochs", "threads", "progress", "eval_batch_size", "compile", "device"})
+RESUME_MUTABLE = frozenset({"epochs", "threads", "progress", "eval_batch_size", "compile", "device", "cuda_graph"})
 #: Test-time augmentation (:func:`tta_views`): softmax averaged over the face and its mirror
 #: (``flip``), or over 10 views: those two and each shifted by 2 pixels four ways (``ten``).
 TTA_CHOICES = ("none", "flip", "ten")
@@ -86,6 +88,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     compile: bool = False
+    cuda_graph: str = "auto"
     threads: int | None = None
     eval_batch_size: int = 256
     max_steps_per_epoch: int | None = None
@@ -98,7 +101,8 @@ class TrainConfig:
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         checks = [("recipe", RECIPES), ("amp", AMP_CHOICES), ("optimizer", OPTIMIZERS), ("split", SPLIT_KINDS),
-                  ("schedule", SCHEDULES), ("tta", TTA_CHOICES), ("label_mode", LABEL_MODES)]
+                  ("schedule", SCHEDULES), ("tta", TTA_CHOICES), ("label_mode", LABEL_MODES),
+                  ("cuda_graph", CUDA_GRAPH_CHOICES)]
         for name, choices in checks:
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {tuple(choices)}, got {getattr(self, name)!r}")

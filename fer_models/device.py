@@ -97,10 +97,11 @@ class Placement:
     device: torch.device
     amp: str
 
-    def autocast(self) -> torch.autocast:
-        """Autocast context for forward passes (a no-op for ``none``)."""
+    def autocast(self, cache_enabled: bool = True) -> torch.autocast:
+        """Autocast context for forward passes (a no-op for ``none``); ``cache_enabled=False`` inside
+        a captured CUDA graph (the cast-weight cache must not outlive the capture)."""
         return torch.autocast(self.device.type, dtype=_DTYPES.get(self.amp, torch.bfloat16),
-                              enabled=self.amp in _DTYPES)
+                              enabled=self.amp in _DTYPES, cache_enabled=cache_enabled)
 
     def describe(self) -> str:
         """One line for logs, e.g. ``cpu (AVX512+BF16), amp bf16``."""

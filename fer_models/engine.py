@@ -32,13 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_models.config import TrainConfig
+from fer_models.config import CUDA_GRAPH_CHOICES, TrainConfig
 from fer_models.data import augment_batch, random_erase, to_float
 from fer_models.device import Placement
 
 #: Eager steps before a CUDA graph is captured (lets cuDNN pick kernels and the optimizer make its state).
 GRAPH_WARMUP_STEPS = 3
-CUDA_GRAPH_CHOICES = ("auto", "on", "off")
 
 
 # ---------------------------------------------------------------- learning rate
@@ -278,12 +277,13 @@ class Engine:
         images: (N, 1, 48, 48) uint8 and labels (N,) int64 or (N, C) float targets, on the device.
         criterion: a loss on float32 logits (``CrossEntropyLoss``), on the device.
         run_model: what the step calls (``torch.compile(model)`` or ``model``).
-        cuda_graph: ``auto`` (on when the device is CUDA), ``on`` or ``off``.
+        cuda_graph: ``auto`` (on when the device is CUDA), ``on`` or ``off``; default ``config.cuda_graph``.
     """
 
     def __init__(self, model: nn.Module, config: TrainConfig, placement: Placement, images: torch.Tensor,
                  labels: torch.Tensor, criterion: nn.Module, run_model: nn.Module | None = None,
-                 cuda_graph: str = "auto", echo: Callable[[str], None] = print) -> None:
+                 cuda_graph: str | None = None, echo: Callable[[str], None] = print) -> None:
+        cuda_graph = config.cuda_graph if cuda_graph is None else cuda_graph
         if cuda_graph not in CUDA_GRAPH_CHOICES:
             raise ValueError(f"cuda_graph must be one of {CUDA_GRAPH_CHOICES}, got {cuda_graph!r}")
         dev = placement.device

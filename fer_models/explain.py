@@ -100,7 +100,7 @@ def attention_and_gradcam(model: Any, images: np.ndarray) -> tuple[np.ndarray, d
     import torch
 
     from fer_models.data import to_float
-    from fer_models.layers import SpatialAttention
+    from fer_models.layers import SpatialAttention, record_attention
 
     model = model.float().eval()
     if not hasattr(model, "forward_features") or not hasattr(model, "blocks"):
@@ -111,7 +111,7 @@ def attention_and_gradcam(model: Any, images: np.ndarray) -> tuple[np.ndarray, d
     acts: dict[str, torch.Tensor] = {}
     hook = model.blocks[-1].register_forward_hook(lambda _m, _i, out: acts.__setitem__("last", out))
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), record_attention(model):
             logits = model(x)
             pred = logits.argmax(1)
             a = acts["last"]

@@ -1,9 +1,11 @@
 """Shared building blocks: depthwise-separable conv, channel / spatial attention, CBAM.
 
 All modules take and return float tensors of shape (N, C, H, W) (NCHW logical
-order; channels_last memory format works too). Attention modules keep the
-last attention map they computed (detached) in ``last_attention`` so tests and
-visualisations can inspect it without hooks.
+order; channels_last memory format works too). Inside :func:`record_attention`,
+attention modules keep the last attention map they computed (detached) in
+``last_attention`` so tests and visualisations can inspect it without hooks;
+outside it they keep nothing (a training step captured in a CUDA graph must not
+hand tensors of the graph's memory pool to Python).
 
 References: Chollet 2017 (Xception, separable convolutions); Woo et al. 2018
 (CBAM: Convolutional Block Attention Module).
@@ -11,6 +13,8 @@ References: Chollet 2017 (Xception, separable convolutions); Woo et al. 2018
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -76,7 +80,30 @@ def channel_hidden_width(
     return min(channels, max(channels // reduction, min_hidden))
 
 
-class ChannelAttention(nn.Module):
+class _Recording(nn.Module):
+    """An attention module that keeps its last map in ``last_attention`` while ``record`` is on."""
+
+    record = False
+
+    def _keep(self, att: torch.Tensor) -> None:
+        if self.record:
+            self.last_attention = att.detach()
+
+
+@contextlib.contextmanager
+def record_attention(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, every attention module of ``model`` keeps its last map in ``last_attention``."""
+    modules = [m for m in model.modules() if isinstance(m, _Recording)]
+    for m in modules:
+        m.record = True
+    try:
+        yield model
+    finally:
+        for m in modules:
+            m.record = False
+
+
+class ChannelAttention(_Recording):
     """Channel attention: ``x * sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))``.
 
     The MLP (C -> C/r -> C, ReLU between, no biases, as timm's ``ChannelAttn``)
@@ -106,11 +133,11 @@ class ChannelAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         att = self.attention(x)
-        self.last_attention = att.detach()
+        self._keep(att)
         return x * att
 
 
-class SpatialAttention(nn.Module):
+class SpatialAttention(_Recording):
     """Spatial attention: ``x * sigmoid(conv7x7([mean_c(x); max_c(x)]))``.
 
     Input and output (N, C, H, W); ``last_attention`` holds the (N, 1, H, W)
@@ -132,7 +159,7 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         att = self.attention(x)
-        self.last_attention = att.detach()
+        self._keep(att)
         return x * att
 
 

@@ -116,7 +116,7 @@ def _rng_state(dev: torch.device) -> dict[str, Any]:
 
 
 def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = None,
-         stop_after: int | None = None, cuda_graph: str = "auto") -> dict[str, Any]:
+         stop_after: int | None = None) -> dict[str, Any]:
     """Train ``config.model`` on ``config.data``; return the test report (plus run info).
 
     Args:
@@ -124,8 +124,6 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
         data: the already-loaded CSV (skips reading ``config.data`` again).
         stop_after: stop after this epoch without testing (as an interruption would);
             returns ``{"stopped_after": epoch}``.
-        cuda_graph: ``auto`` | ``on`` | ``off``: capture the training step in one CUDA graph
-            (``auto``: whenever the device is CUDA).
     """
     from fer_models.metrics import classification_report, format_report, write_report
 
@@ -181,8 +179,7 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
                                     label_smoothing=config.label_smoothing)
     val_criterion = nn.CrossEntropyLoss(weight=weights)  # validation scores come back on the CPU
     run_model = torch.compile(model) if config.compile else model
-    engine = Engine(model, config, placement, train_x, train_y, criterion, run_model=run_model,
-                    cuda_graph=cuda_graph)
+    engine = Engine(model, config, placement, train_x, train_y, criterion, run_model=run_model)
     start_epoch, best_acc, best_epoch = 0, -1.0, -1
     log_lines: list[str] = []
     if saved is not None:

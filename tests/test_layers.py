@@ -16,6 +16,7 @@ from fer_models.layers import (  # noqa: E402
     SpatialAttention,
     channel_hidden_width,
     make_attention,
+    record_attention,
 )
 
 SHAPE = (2, 32, 11, 9)  # (N, C, H, W); non-square to catch H/W mix-ups
@@ -77,7 +78,8 @@ def test_channel_hidden_width_rejects_bad_input() -> None:
 def test_channel_attention_matches_formula(x: torch.Tensor) -> None:
     ca = ChannelAttention(SHAPE[1])
     _randomize(ca)
-    y = ca(x)
+    with record_attention(ca):
+        y = ca(x)
     w1 = ca.fc1.weight.flatten(1)  # (hidden, C)
     w2 = ca.fc2.weight.flatten(1)  # (C, hidden)
 
@@ -94,7 +96,8 @@ def test_channel_attention_matches_formula(x: torch.Tensor) -> None:
 def test_spatial_attention_matches_formula(x: torch.Tensor) -> None:
     sa = SpatialAttention()
     _randomize(sa)
-    y = sa(x)
+    with record_attention(sa):
+        y = sa(x)
     pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
     expected = torch.sigmoid(nn.functional.conv2d(pooled, sa.conv.weight, sa.conv.bias, padding=3))
     assert sa.conv.kernel_size == (7, 7)
@@ -107,7 +110,8 @@ def test_spatial_attention_matches_formula(x: torch.Tensor) -> None:
 def test_cbam_shape_maps_in_unit_interval(x: torch.Tensor) -> None:
     cbam = CBAM(SHAPE[1])
     _randomize(cbam)
-    y = cbam(x * 10)  # large inputs push the gates towards 0 and 1
+    with record_attention(cbam):
+        y = cbam(x * 10)  # large inputs push the gates towards 0 and 1
     assert y.shape == x.shape
     for att in (cbam.channel.last_attention, cbam.spatial.last_attention):
         assert att is not None
@@ -119,7 +123,8 @@ def test_cbam_shape_maps_in_unit_interval(x: torch.Tensor) -> None:
 def test_cbam_is_channel_then_spatial(x: torch.Tensor) -> None:
     cbam = CBAM(SHAPE[1])
     _randomize(cbam)
-    assert torch.allclose(cbam(x), cbam.spatial(cbam.channel(x)))
+    with record_attention(cbam):
+        assert torch.allclose(cbam(x), cbam.spatial(cbam.channel(x)))
     # the spatial map is computed from the channel-refined features, not from x
     assert torch.allclose(cbam.spatial.last_attention, cbam.spatial.attention(x * cbam.channel.last_attention))
     assert not torch.allclose(cbam.spatial.last_attention, cbam.spatial.attention(x), atol=1e-4)
@@ -154,7 +159,8 @@ def test_channel_spatial_and_cbam_differ_as_intended(x: torch.Tensor) -> None:
     assert torch.allclose(r_sa, r_sa[:, :1].expand_as(r_sa), atol=1e-6)  # same over channels
     assert not torch.allclose(r_sa, r_sa[:, :, :1, :1].expand_as(r_sa), atol=1e-3)  # varies over space
 
-    r_cbam = cbam(x) / x  # varies over both, and factorises
+    with record_attention(cbam):
+        r_cbam = cbam(x) / x  # varies over both, and factorises
     assert not torch.allclose(r_cbam, r_cbam[:, :, :1, :1].expand_as(r_cbam), atol=1e-3)
     assert not torch.allclose(r_cbam, r_cbam[:, :1].expand_as(r_cbam), atol=1e-3)
     product = cbam.channel.last_attention * cbam.spatial.last_attention
