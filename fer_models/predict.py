@@ -138,21 +138,11 @@ def annotated_name(rel: Path) -> Path:
                                                      else ".png"))
 
 
-def _annotated_record(folder: Path) -> dict[str, str]:
-    """name -> sha256 of the pictures earlier runs wrote into ``folder`` (empty if none)."""
-    from maskgen.paths import PathError
+def annotation_record(folder: str | os.PathLike):
+    """The :class:`maskgen.io.OutputRecord` of an --annotate folder (what earlier runs wrote there)."""
+    from maskgen.io import OutputRecord
 
-    path = folder / ANNOTATED_RECORD
-    if not path.exists():
-        return {}
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        found = None
-    if not isinstance(found, dict) or found.get("tool") != _ANNOTATED_TOOL or not isinstance(found.get("files"), dict):
-        raise PathError(f"--annotate: {path} exists and was not written by fer-models predict: remove it or "
-                        f"choose another folder")
-    return {str(k): str(v) for k, v in found["files"].items()}
+    return OutputRecord(folder, ANNOTATED_RECORD, _ANNOTATED_TOOL)
 
 
 def check_predict_outputs(paths: Iterable[str | os.PathLike], output: str | os.PathLike | None = None,
@@ -165,7 +155,6 @@ def check_predict_outputs(paths: Iterable[str | os.PathLike], output: str | os.P
     of the annotated files; and an existing annotated file that an earlier run did not write (listed
     in ``ANNOTATE/.fer-models-annotated.json`` with the same sha256): the user's own files are never replaced.
     """
-    from maskgen.io import file_sha256
     from maskgen.paths import Output, PathError, check_outputs, check_targets
 
     paths = [Path(p) for p in paths]
@@ -177,26 +166,11 @@ def check_predict_outputs(paths: Iterable[str | os.PathLike], output: str | os.P
         return [(path, rel, None) for path, rel in files]
     folder = Path(annotate)
     planned = [(path, rel, None if _is_csv(path) else folder / annotated_name(rel)) for path, rel in files]
-    made = _annotated_record(folder)
-
-    def ours(target: Path) -> bool:
-        return made.get(target.relative_to(folder).as_posix()) == file_sha256(target)
-
     pairs = [(path, target) for path, _, target in planned if target is not None]
-    check_targets(pairs, "--annotate", may_replace=ours)
+    check_targets(pairs, "--annotate", may_replace=annotation_record(folder).may_replace)
     if output is not None and any(Path(output).resolve() == t.resolve() for _, t in pairs):
         raise PathError(f"-o {output} is one of the --annotate pictures: give it another name")
     return planned
-
-
-def _write_annotated_record(folder: Path, written: dict[str, str]) -> None:
-    from maskgen.io import atomic_write, write_json
-
-    if not written:
-        return
-    files = {**_annotated_record(folder), **written}
-    with atomic_write(folder / ANNOTATED_RECORD) as tmp:
-        write_json(tmp, {"tool": _ANNOTATED_TOOL, "files": dict(sorted(files.items()))})
 
 
 def _label_records(records: list[Record], probs: np.ndarray, names: tuple[str, ...]) -> None:
@@ -279,13 +253,13 @@ def predict_paths(paths: Iterable[str | os.PathLike], scorer: Scorer, *, aligned
     """Records of every face in ``paths`` (pictures, folders, CSVs), in input order."""
     from tqdm.auto import tqdm
 
-    from maskgen.io import file_sha256, write_image
+    from maskgen.io import write_image
 
     # every output checked before any work; annotated pictures go to DIR/<path relative to its input folder>
     files = check_predict_outputs(paths, annotate=annotate)
     out_dir = Path(annotate) if annotate is not None else None
+    made = annotation_record(out_dir) if out_dir is not None else None
     records: list[Record] = []
-    written: dict[str, str] = {}
     try:
         for path, rel, target in tqdm(files, unit="file", disable=not progress or len(files) < 2, desc="predict"):
             if _is_csv(path):
@@ -295,10 +269,10 @@ def predict_paths(paths: Iterable[str | os.PathLike], scorer: Scorer, *, aligned
             records += recs
             if out_dir is not None and target is not None and drawn is not None:
                 write_image(target, drawn)
-                written[target.relative_to(out_dir).as_posix()] = file_sha256(target)
+                made.add(target)
     finally:  # what this run wrote, so that a rerun may replace it (and nothing else)
-        if out_dir is not None:
-            _write_annotated_record(out_dir, written)
+        if made is not None:
+            made.save()
     return records
 
 
@@ -342,6 +316,6 @@ def summarize(records: list[Record]) -> str:
     return "; ".join(parts)
 
 
-__all__ = ["FAILED_STATUSES", "Record", "Scorer", "STATUSES", "ANNOTATED_RECORD", "annotated_name",
+__all__ = ["FAILED_STATUSES", "Record", "Scorer", "STATUSES", "ANNOTATED_RECORD", "annotated_name", "annotation_record",
            "check_predict_outputs", "draw_predictions", "expand_inputs", "format_records", "predict_csv",
            "predict_paths", "predict_photo", "summarize"]

@@ -214,7 +214,10 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
     items = read_list_file(list_file, src) if list_file else scan_folder(src)
     if not items:
         raise ValueError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    check_targets(((src / i.path, out / i.path) for i in items), "output")  # no symlink / FIFO among them
+    # no symlink / FIFO among the outputs, and outside a build of ours (unfinished or finished) no existing file
+    ours = (out / STATE_NAME).is_file() or (out / MANIFEST_NAME).is_file()
+    check_targets(((src / i.path, out / i.path) for i in items), "output",
+                  may_replace=None if ours else (lambda _: False))
     config = resolve_masks(config)
     if config.landmarks is not None:
         from maskgen.landmarks.supplied import check_keys, read_landmarks_file

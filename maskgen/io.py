@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from maskgen.paths import check_write_target
+from maskgen.paths import PathError, check_write_target
 
 
 @contextlib.contextmanager
@@ -197,6 +197,50 @@ def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
     Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+class OutputRecord:
+    """The files a command wrote into an output folder, so that a rerun replaces those and nothing else.
+
+    Kept in ``folder/name`` as JSON ``{"tool": tool, "files": {name relative to folder: sha256}}``.
+    :meth:`may_replace` is True only for a file listed there with the same bytes: a file of the
+    user's own with the same name, or one they edited since, is refused by
+    :func:`maskgen.paths.check_targets`. Used by ``mask-image -o`` and ``predict --annotate``.
+    """
+
+    def __init__(self, folder: str | os.PathLike, name: str, tool: str) -> None:
+        self.folder, self.path, self.tool = Path(folder), Path(folder) / name, tool
+        self.files: dict[str, str] = {}
+        self.written: dict[str, str] = {}
+        if not self.path.exists():
+            return
+        try:
+            found = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            found = None
+        if not isinstance(found, dict) or found.get("tool") != tool or not isinstance(found.get("files"), dict):
+            raise PathError(f"{self.path} exists and was not written by {tool}: remove it or choose another folder")
+        self.files = {str(k): str(v) for k, v in found["files"].items()}
+
+    def _name(self, path: str | os.PathLike) -> str:
+        return Path(path).relative_to(self.folder).as_posix()
+
+    def may_replace(self, path: str | os.PathLike) -> bool:
+        """``path`` (in the folder) was written by an earlier run and is unchanged since."""
+        return self.files.get(self._name(path)) == file_sha256(path)
+
+    def add(self, path: str | os.PathLike) -> None:
+        """Note a file this run wrote (call :meth:`save` to record it)."""
+        self.written[self._name(path)] = file_sha256(path)
+
+    def save(self) -> None:
+        """Record the files written so far (atomically; nothing when none was)."""
+        if not self.written:
+            return
+        self.files.update(self.written)
+        self.written = {}
+        with atomic_write(self.path) as tmp:
+            write_json(tmp, {"tool": self.tool, "files": dict(sorted(self.files.items()))})
+
+
 # ---------------------------------------------------------------- images
 #: picture files read from folders
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -318,5 +362,5 @@ def write_image(path: str | os.PathLike, image: np.ndarray, params: tuple[int, .
     return path
 
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "ImageConversionWarning", "ImageTooLargeError", "atomic_write", "check_image_size", "build_fields", "build_id", "csv_stem", "dataset_build", "encode_image", "file_sha256", "input_identity",
+__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "ImageConversionWarning", "ImageTooLargeError", "OutputRecord", "atomic_write", "check_image_size", "build_fields", "build_id", "csv_stem", "dataset_build", "encode_image", "file_sha256", "input_identity",
            "machine_info", "manifest", "manifest_path", "read_image", "read_rgba", "write_image", "write_json"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from maskgen.fits import MaskParams
 from maskgen.imageops import check_image
-from maskgen.io import IMAGE_SUFFIXES, ImageTooLargeError, read_image, write_image
+from maskgen.io import IMAGE_SUFFIXES, ImageTooLargeError, OutputRecord, read_image, write_image
 from maskgen.paths import Output, check_outputs, check_targets, walk
 from maskgen.pipeline import mask_with_landmarks
 from maskgen.qa import QAResult
@@ -124,11 +124,21 @@ def expand_paths(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     return [(f.path, Path(f.rel)) for f in walk(paths, IMAGE_SUFFIXES)]
 
 
+#: the -o folder's record of the photos mask-image wrote there (:class:`maskgen.io.OutputRecord`)
+MASKED_RECORD = ".maskgen-mask-image.json"
+
+
+def output_record(outdir: str | Path) -> OutputRecord:
+    """What earlier ``mask-image`` runs wrote into ``outdir``: only those files are ever replaced."""
+    return OutputRecord(outdir, MASKED_RECORD, "maskgen mask-image")
+
+
 def check_photo_outputs(files: Sequence[tuple[Path, Path]], outdir: Path, inputs: Iterable[str | Path]) -> None:
-    """Before any work: ``outdir`` is not an input, inside one or holding one, and no two pictures
-    write the same ``outdir/<name>`` (``a/x.png b/x.png``); :class:`maskgen.paths.PathError` otherwise."""
+    """Before any work: ``outdir`` is not an input, inside one or holding one; no two pictures write
+    the same ``outdir/<name>`` (``a/x.png b/x.png``); and no existing ``outdir/<name>`` is replaced
+    unless an earlier run wrote it (:func:`output_record`). :class:`maskgen.paths.PathError` otherwise."""
     check_outputs([("input", p) for p in inputs], [Output("-o", outdir, folder=True)])
-    check_targets(((src, outdir / rel) for src, rel in files), "output")
+    check_targets(((src, outdir / rel) for src, rel in files), "output", may_replace=output_record(outdir).may_replace)
 
 
 def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0,
@@ -152,26 +162,31 @@ def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0
     files = expand_paths(paths)
     check_photo_outputs(files, outdir, paths)  # before any picture is read or written
     report = PhotoReport()
-    for src, rel in files:
-        try:
-            image = read_image(src)
-        except ValueError as exc:
-            report.failed.append((src, str(exc)))
-            report.status[str(src)] = "too_large" if isinstance(exc, ImageTooLargeError) else "unreadable"
-            continue
-        try:
-            result = mask_photo(image, seed=seed, key=path_key(rel), masks=masks,
-                                fit_probs=fit_probs, color=color, detector=detector)
-        except Exception as exc:  # noqa: BLE001 - recorded per picture (e.g. too small to search); the rest go on
-            report.failed.append((src, f"{type(exc).__name__}: {exc}"))
-            report.status[str(src)] = "error"
-            continue
-        report.faces[str(src)] = len(result.faces)
-        report.status[str(src)] = "masked" if result.faces else ("error" if result.errors else "no_face")
-        report.failed.extend((src, f"face {k} at {[round(v) for v in box]}: {err}") for k, box, err in result.errors)
-        if not result.faces:
-            if not result.errors:
-                report.no_face.append(src)
-            continue
-        report.written.append(write_image(outdir / rel, result.image))
+    record = output_record(outdir)
+    try:
+        for src, rel in files:
+            try:
+                image = read_image(src)
+            except ValueError as exc:
+                report.failed.append((src, str(exc)))
+                report.status[str(src)] = "too_large" if isinstance(exc, ImageTooLargeError) else "unreadable"
+                continue
+            try:
+                result = mask_photo(image, seed=seed, key=path_key(rel), masks=masks,
+                                    fit_probs=fit_probs, color=color, detector=detector)
+            except Exception as exc:  # noqa: BLE001 - recorded per picture (e.g. too small to search); the rest go on
+                report.failed.append((src, f"{type(exc).__name__}: {exc}"))
+                report.status[str(src)] = "error"
+                continue
+            report.faces[str(src)] = len(result.faces)
+            report.status[str(src)] = "masked" if result.faces else ("error" if result.errors else "no_face")
+            report.failed.extend((src, f"face {k} at {[round(v) for v in box]}: {err}") for k, box, err in result.errors)
+            if not result.faces:
+                if not result.errors:
+                    report.no_face.append(src)
+                continue
+            report.written.append(write_image(outdir / rel, result.image))
+            record.add(outdir / rel)
+    finally:  # what this run wrote, so that a rerun may replace it (and nothing else)
+        record.save()
     return report

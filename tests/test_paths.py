@@ -166,6 +166,14 @@ def test_list_file_inside_the_output_folder_is_refused(ds: Path, tmp_path: Path)
     assert snapshot(tmp_path) == before
 
 
+def test_folder_build_never_replaces_a_file_outside_a_build_of_its_own(ds: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    picture(out / "sub" / "b.png", 8)  # the user's own picture, where the build would write
+    before = snapshot(tmp_path)
+    refused(run_maskgen("build-smfer", ds, "-o", out, "--quiet"), "b.png", "not written by this tool")
+    assert snapshot(tmp_path) == before
+
+
 # ---------------------------------------------------------------- case 3: --metadata and the manifest
 @pytest.fixture
 def fer_csv(tmp_path: Path) -> Path:
@@ -228,6 +236,22 @@ def test_case4_two_inputs_with_one_name_are_refused(tmp_path: Path, astronaut: n
     assert str(a) in line and str(b) in line and "x.png" in line
     refused(run_maskgen("mask-image", tmp_path / "a", tmp_path / "b", "-o", tmp_path / "out"), "would both write")
     assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+def test_mask_image_never_replaces_a_file_it_did_not_make(tmp_path: Path, astronaut: np.ndarray) -> None:
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "x.png"), astronaut)
+    mine = picture(out / "x.png", 4)  # the user's own picture, with the name mask-image would write
+    before = snapshot(tmp_path)
+    refused(run_maskgen("mask-image", photos, "-o", out), "x.png", "not written by this tool")
+    assert snapshot(tmp_path) == before
+    mine.unlink()
+    from maskgen.photo import MASKED_RECORD
+
+    assert run_maskgen("mask-image", photos, "-o", out).exit_code == 0
+    assert list(json.loads((out / MASKED_RECORD).read_text())["files"]) == ["x.png"]
+    assert run_maskgen("mask-image", photos, "-o", out).exit_code == 0  # a rerun replaces its own output
 
 
 # ---------------------------------------------------------------- case 5: predict --annotate
