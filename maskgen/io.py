@@ -285,6 +285,15 @@ def check_image_size(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS
     return width, height
 
 
+def _imread(path: str | os.PathLike) -> np.ndarray | None:
+    """cv2.imread(IMREAD_UNCHANGED); OpenCV's own errors (its pixel limit, for a format whose header
+    Pillow does not read) become a ValueError naming the file."""
+    try:
+        return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ValueError(f"cannot read image {path}: {' '.join(str(exc.err).split())}") from None
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a picture as (H, W) uint8 (gray files) or (H, W, 3) uint8 RGB.
 
@@ -298,7 +307,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     import warnings
 
     check_image_size(path)
-    im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    im = _imread(path)
     if im is None:
         raise ValueError(f"cannot read image {path}")
     if im.dtype == np.uint16:
@@ -321,7 +330,7 @@ def read_rgba(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> np
     """Read a picture with an alpha channel as (H, W, 4) uint8 RGBA; ValueError if unreadable or opaque,
     :class:`ImageTooLargeError` if its header declares more than ``max_pixels`` pixels."""
     check_image_size(path, max_pixels)
-    im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    im = _imread(path)
     if im is None:
         raise ValueError(f"cannot read image {path}")
     if im.ndim != 3 or im.shape[2] != 4:

@@ -187,3 +187,12 @@ def test_mask_image_and_build_smfer_photo_use_one_key_per_picture(tmp_path, astr
     np.testing.assert_array_equal(read_image(tmp_path / "photo" / "sub" / "face.png"),
                                   read_image(tmp_path / "smfer" / "sub" / "face.png"))
     assert not np.array_equal(read_image(tmp_path / "photo" / "sub" / "face.png"), astronaut)
+
+
+def test_opencv_errors_are_that_pictures_value_error(tmp_path, monkeypatch):
+    """A format Pillow cannot size falls to OpenCV, whose own pixel limit must not be a traceback."""
+    from maskgen import io
+
+    monkeypatch.setattr(io, "check_image_size", lambda path, max_pixels=io.MAX_IMAGE_PIXELS: None)
+    with pytest.raises(ValueError, match="cannot read image .*bomb.png"):
+        read_image(bomb_png(tmp_path / "bomb.png"))
