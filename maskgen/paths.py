@@ -131,10 +131,9 @@ def walk(paths: Iterable[str | os.PathLike], suffixes: Sequence[str], *,
             for f in sorted(given.rglob("*")):  # sorted by path parts (folder builds are ordered so)
                 if not f.is_file() or not _matches(f.name, suffixes):
                     continue
-                resolved = _resolve(f)
-                if any(is_inside(_resolve(f.parent), s) for s in skip):
+                if skip and any(is_inside(_resolve(f.parent), s) for s in skip):
                     continue
-                found.append(InputFile(f, resolved, f.relative_to(given).as_posix(), root))
+                found.append(InputFile(f, _resolve(f), f.relative_to(given).as_posix(), root))
         elif given.is_file():
             resolved = _resolve(given)
             found = [InputFile(given, resolved, given.name, resolved.parent)]

@@ -26,7 +26,7 @@ from maskgen.pipeline import mask_with_landmarks
 from maskgen.qa import QAResult
 
 __all__ = ["IMAGE_SUFFIXES", "FaceResult", "PhotoResult", "PhotoReport", "mask_photo", "mask_files",
-           "expand_paths", "path_key"]
+           "expand_paths", "path_key", "MASKED_RECORD", "check_photo_outputs", "output_record"]
 
 
 def path_key(rel: str | PurePath) -> int:
