@@ -8,21 +8,28 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 
-from fer_models.config import AMP_CHOICES, OPTIMIZERS, RECIPES, SCHEDULES, TTA_CHOICES
+from fer_models.config import AMP_CHOICES, CUDA_GRAPH_CHOICES, OPTIMIZERS, RECIPES, SCHEDULES, TTA_CHOICES
 from fer_models.labels import LABEL_MODES
 from fer_models.summary import (
     DEFAULT_LATENCY_REPEATS,
     DEFAULT_THROUGHPUT_REPEATS,
     DEFAULT_WARMUP,
 )
+from maskgen import __version__
+from maskgen.cli_errors import CONTEXT_SETTINGS, BadInput, SafeGroup, check_writable
 from maskgen.splits import SPLIT_KINDS
 
+if TYPE_CHECKING:
+    from fer_models.checkpoint import Checkpoint
 
-@click.group()
+
+@click.group(name="fer-models", cls=SafeGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, prog_name="fer-models")
 def main() -> None:
     """Train, evaluate and measure facial-expression models (Mini-Xception + CBAM, baselines)."""
 
@@ -200,6 +207,9 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default="auto", show_default=True,
               help=_AMP_HELP)
 @click.option("--compile", "compile_", is_flag=True, help="Run the model under torch.compile.")
+@click.option("--cuda-graph", "cuda_graph", type=click.Choice(CUDA_GRAPH_CHOICES), default="auto", show_default=True,
+              help="Capture the training step in one CUDA graph and replay it (auto: whenever training runs on "
+                   "CUDA; off: eager steps). If capture fails, training goes on eagerly and says why.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads (default: torch's).")
 @click.option("--max-steps-per-epoch", type=click.IntRange(min=1), default=None, help="Cap steps per epoch (smoke runs).")
 @click.option("--resume", is_flag=True, help="Continue OUT/checkpoint.pt (same options; see docs/training.md).")
@@ -207,14 +217,40 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_: bool, resume: bool,
           **options: object) -> None:
     """Train a model on a FER2013-format CSV or an image folder (default: our recipe; --recipe paper: the paper's); see docs/training.md."""
+    from fer_models.models import check_model_kwargs, is_model
     from fer_models.train import TrainConfig, main as train_main, parse_model_kw
 
-    try:
-        config = TrainConfig.from_recipe(recipe, data=data, out=out, model_kwargs=parse_model_kw(model_kw),
-                                         compile=compile_, **options)
-        train_main(config, resume=resume)
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    check_writable(out, "--out", folder=True)
+    model_kwargs = parse_model_kw(model_kw)
+    if model_kwargs and is_model(str(options["model"])):  # before any work: a typo, num_classes, a huge model
+        try:
+            check_model_kwargs(str(options["model"]), model_kwargs)
+        except ValueError as exc:
+            raise BadInput(f"--model-kw: {exc}") from None
+    config = TrainConfig.from_recipe(recipe, data=data, out=out, model_kwargs=model_kwargs,
+                                     compile=compile_, **options)
+    config.validate()
+    tensors = None
+    if config.labels is None:  # FER+ labels replace the classes; they are checked where they are read
+        from fer_models.data import load_dataset, split_indices
+
+        tensors = load_dataset(config.data)
+        _check_training_classes(data, tensors.labels.numpy()[split_indices(tensors, config.split, config.seed)["train"]])
+    train_main(config, resume=resume, data=tensors)
+
+
+def _check_training_classes(data: str, labels: np.ndarray) -> None:
+    """Refuse training rows of one class (accuracy 1.0 that means nothing); warn about missing classes."""
+    from maskgen.dataset import EMOTIONS
+
+    present = np.unique(labels)
+    if present.size < 2:
+        what = f"every training row has class {EMOTIONS[int(present[0])]!r}" if present.size else "no training rows"
+        raise BadInput(f"--data {data}: {what}; a classifier needs at least two classes to learn anything")
+    missing = [EMOTIONS[i] for i in range(len(EMOTIONS)) if i not in set(present.tolist())]
+    if missing:
+        click.echo(f"fer-models: warning: --data {data}: no training rows of class {', '.join(missing)}; the model "
+                   "will never predict them", err=True)
 
 
 @main.command()
@@ -237,22 +273,20 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
     import torch
 
     from fer_models.metrics import format_report
-    from fer_models.train import evaluate_checkpoint
+    from fer_models.inference import evaluate_checkpoint
 
     if (checkpoint is None) == (weights is None):
         raise click.UsageError("give exactly one of --checkpoint and --weights")
+    _check_outputs([("--checkpoint", checkpoint), ("--data", data)], [("--out", out, True)])
     if threads is not None:
         torch.set_num_threads(threads)
-    try:
-        if weights is not None:
-            from fer_models.pretrained import checkpoint_file
+    if weights is not None:
+        from fer_models.checkpoint import checkpoint_path
 
-            checkpoint = checkpoint_file(weights)
-            if out is None:
-                out = f"eval-{weights}-{Path(data).name.split('.')[0]}-{subset}"
-        report = evaluate_checkpoint(checkpoint, data, split, subset, out, batch_size, amp, device, tta)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+        checkpoint = str(checkpoint_path(weights))
+        if out is None:
+            out = f"eval-{weights}-{Path(data).name.split('.')[0]}-{subset}"
+    report = evaluate_checkpoint(checkpoint, data, split, subset, out, batch_size, amp, device, tta)
     title = f"{report['model']} on {Path(data).name} [{report['split']}/{subset}]"
     title += f" ({report['device']}, amp {report['amp']}" + ("" if report["tta"] == "none" else f", TTA {report['tta']}") + ")"
     click.echo(format_report(report, title))
@@ -295,28 +329,37 @@ def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool,
     from fer_models.benchmark import benchmark as run_benchmark, build_datasets
 
     chosen = [t.strip() for t in tables.split(",") if t.strip()]
-    try:
-        if build:
-            if fer is None:
-                raise click.UsageError("--build needs --fer")
-            if smfer or mfer:
-                raise click.UsageError("give --build or --smfer / --mfer, not both")
-            paths = build_datasets(fer, Path(out), seed=build_seed, jobs=jobs, echo=click.echo)
-        else:
-            paths = {k: v for k, v in (("fer2013", fer), ("smfer2013", smfer), ("mfer2013", mfer)) if v}
-        command = " ".join(shlex.quote(a) for a in ["fer-models", *sys.argv[1:]])
-        done = run_benchmark(paths, out, budget=budget, recipe=recipe, tables=chosen, write=write_path,
-                             command=command, echo=click.echo, limit=limit, records=records_path, only=only)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    _check_outputs([("--fer", fer), ("--smfer", smfer), ("--mfer", mfer)],
+                   [("--out", out, True), ("--write", write_path, False), ("--records", records_path, False)])
+    if build:
+        if fer is None:
+            raise click.UsageError("--build needs --fer")
+        if smfer or mfer:
+            raise click.UsageError("give --build or --smfer / --mfer, not both")
+        paths = build_datasets(fer, Path(out), seed=build_seed, jobs=jobs, echo=click.echo)
+    else:
+        paths = {k: v for k, v in (("fer2013", fer), ("smfer2013", smfer), ("mfer2013", mfer)) if v}
+    command = " ".join(shlex.quote(a) for a in ["fer-models", *sys.argv[1:]])
+    done = run_benchmark(paths, out, budget=budget, recipe=recipe, tables=chosen, write=write_path,
+                         command=command, echo=click.echo, limit=limit, records=records_path, only=only)
     click.echo(f"{done['finished']} of {done['total']} runs finished")
 
 
-def _load_model_state(checkpoint: str | None, weights: str | None) -> tuple[dict, str]:
-    """(checkpoint dict, its file) of exactly one of --checkpoint / --weights."""
-    from fer_models.pretrained import checkpoint_file
-    from fer_models.train import load_checkpoint
+def _check_outputs(inputs: list[tuple[str, str | None]], outputs: list[tuple[str, str | None, bool]]) -> None:
+    """Before any work: each output (option, path, is a folder) can be written, and no output file is an
+    input or another output (:func:`maskgen.paths.check_outputs`); inputs are (option, path) pairs. A report
+    folder may hold inputs (a run folder holds its checkpoint; benchmark --build writes its data there)."""
+    from maskgen.paths import Output, check_outputs
 
+    outs = [Output(role, Path(path), folder) for role, path, folder in outputs if path is not None]
+    for out in outs:
+        check_writable(out.path, out.role, folder=out.folder)
+    check_outputs(inputs, [out for out in outs if not out.folder])
+
+
+def _load_model_state(checkpoint: str | None, weights: str | None) -> tuple[Checkpoint, Path]:
+    """(the checkpoint, its file) of exactly one of --checkpoint / --weights."""
+    from fer_models.checkpoint import checkpoint_path, load_checkpoint
     from fer_models.weights import list_weights
 
     if (checkpoint is None) == (weights is None):
@@ -324,7 +367,7 @@ def _load_model_state(checkpoint: str | None, weights: str | None) -> tuple[dict
     if weights is not None and weights not in list_weights():
         raise click.UsageError(f"no shipped weights named {weights!r}; shipped: {', '.join(list_weights())} "
                                "(a file goes to --checkpoint)")
-    path = checkpoint_file(weights) if weights is not None else str(checkpoint)
+    path = checkpoint_path(weights if weights is not None else str(checkpoint))
     return load_checkpoint(path), path
 
 
@@ -349,31 +392,38 @@ _WEIGHTS_OPT = click.option("--weights", default=None, help="Shipped weights by 
 def export_command(checkpoint: str | None, weights: str | None, output: str, check_csv: str | None, check_rows: int,
                    int8_csv: str | None, calibration_rows: int) -> None:
     """Export a trained model to ONNX (BatchNorm folded, dynamic batch, preprocessing in the metadata)."""
-    from fer_models.export import MAX_ABS_DIFF, export_onnx, quantize_int8
-    from maskgen.io import file_sha256
+    from fer_models.export import MAX_ABS_DIFF, MIN_CALIBRATION, export_onnx, quantize_int8
+    from maskgen.io import atomic_write, file_sha256
 
-    try:
-        state, path = _load_model_state(checkpoint, weights)
-        faces = _check_faces(check_csv, check_rows)
-        info = export_onnx(state, output, source_sha256=file_sha256(path), check_images=faces)
-        click.echo(f"wrote {info.path} ({info.bytes:,} bytes, {info.model}, classes {', '.join(info.class_names)}; "
-                   f"BatchNorm folded)")
-        if info.max_abs_diff is not None:
-            click.echo(f"verified on {len(faces)} faces: max |logit difference| {info.max_abs_diff:.2e} "
-                       f"(limit {MAX_ABS_DIFF:g})")
-        else:
-            click.echo("NOT verified: give --check CSV, or install scikit-image for its LFW faces", err=True)
-        if int8_csv is not None:
-            from maskgen.dataset import read_fer_csv
+    int8_output = str(Path(output).with_suffix(".int8.onnx")) if int8_csv is not None else None
+    _check_outputs([("--checkpoint", checkpoint), ("--check", check_csv), ("--int8", int8_csv)],
+                   [("-o", output, False), ("the int8 copy", int8_output, False)])
+    state, path = _load_model_state(checkpoint, weights)
+    calib = None
+    if int8_csv is not None:  # checked before any work: at least MIN_CALIBRATION Training faces
+        from maskgen.dataset import read_fer_csv
 
-            table = read_fer_csv(int8_csv)
-            train = np.flatnonzero(table.usage == "Training") if table.usage is not None else np.arange(len(table))
-            calib = table.images[train[:calibration_rows]]
-            q = quantize_int8(output, Path(output).with_suffix(".int8.onnx"), calib)
-            click.echo(f"wrote {q} ({q.stat().st_size:,} bytes; calibrated on {len(calib)} faces). Whether it pays "
-                       "is measured by benchmarks/onnx_latency.py")
-    except (ValueError, ImportError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+        table = read_fer_csv(int8_csv)
+        train = np.flatnonzero(table.usage == "Training") if table.usage is not None else np.arange(len(table))
+        calib = table.images[train[:calibration_rows]]
+        if len(calib) < MIN_CALIBRATION:
+            raise BadInput(f"--int8 {int8_csv}: {len(calib)} Training face(s); int8 calibration needs at least "
+                           f"{MIN_CALIBRATION}")
+    faces = _check_faces(check_csv, check_rows)
+    # the float model is renamed into place only after the int8 copy is made: a failed --int8 leaves neither
+    with atomic_write(output) as tmp:
+        info = export_onnx(state, tmp, source_sha256=file_sha256(path), check_images=faces)
+        q = quantize_int8(tmp, int8_output, calib) if calib is not None else None
+    click.echo(f"wrote {output} ({info.bytes:,} bytes, {info.model}, classes {', '.join(info.class_names)}; "
+               f"BatchNorm folded)")
+    if info.max_abs_diff is not None:
+        click.echo(f"verified on {len(faces)} faces: max |logit difference| {info.max_abs_diff:.2e} "
+                   f"(limit {MAX_ABS_DIFF:g})")
+    else:
+        click.echo("NOT verified: give --check CSV, or install scikit-image for its LFW faces", err=True)
+    if q is not None:
+        click.echo(f"wrote {q} ({q.stat().st_size:,} bytes; calibrated on {len(calib)} faces). Whether it pays "
+                   "is measured by benchmarks/onnx_latency.py")
 
 
 def _check_faces(csv_path: str | None, rows: int) -> np.ndarray | None:
@@ -415,19 +465,24 @@ def predict_command(paths: tuple[str, ...], checkpoint: str | None, weights: str
     from fer_models.predict import check_predict_outputs
     from maskgen.io import atomic_write
 
-    try:
-        check_predict_outputs(paths, output, annotate)  # every output against every input, before any work
-        if onnx_path is not None:
-            if checkpoint is not None or weights is not None:
-                raise click.UsageError("give one of --checkpoint, --weights and --onnx")
-            scorer = Scorer.from_onnx(onnx_path, tta=tta or "none")
-        else:
-            state, _ = _load_model_state(checkpoint, weights)
-            scorer = Scorer.from_checkpoint(state, tta=tta, device=device, amp=amp)
-        click.echo(f"model: {scorer.describe}", err=True)
-        records = predict_paths(paths, scorer, aligned=aligned, annotate=annotate, progress=progress)
-    except (ValueError, ImportError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    check_predict_outputs(paths, output, annotate)  # every output against every input, before any work
+    if output is not None:
+        check_writable(output)
+    if annotate is not None:
+        check_writable(annotate, "--annotate", folder=True)
+    from fer_models.predict import expand_inputs
+
+    if not expand_inputs(paths):
+        raise BadInput(f"{', '.join(paths)}: no picture or FER2013-format CSV to predict on")
+    if onnx_path is not None:
+        if checkpoint is not None or weights is not None:
+            raise click.UsageError("give one of --checkpoint, --weights and --onnx")
+        scorer = Scorer.from_onnx(onnx_path, tta=tta or "none")
+    else:
+        state, _ = _load_model_state(checkpoint, weights)
+        scorer = Scorer.from_checkpoint(state, tta=tta, device=device, amp=amp)
+    click.echo(f"model: {scorer.describe}", err=True)
+    records = predict_paths(paths, scorer, aligned=aligned, annotate=annotate, progress=progress)
     text = format_records(records, scorer.class_names, fmt)
     if output is None:
         click.echo(text, nl=False)
@@ -456,19 +511,16 @@ def explain_command(checkpoint: str | None, weights: str | None, data: str, mask
     """CBAM spatial attention of each block and a Grad-CAM of the last one, for faces unmasked and masked, with the
     share of Grad-CAM inside the mask and the eye regions."""
     from fer_models.explain import explain_rows, plot_explanations
-    from fer_models.train import model_from_checkpoint
 
-    try:
-        state, _ = _load_model_state(checkpoint, weights)
-        model, config = model_from_checkpoint(state)
-        fer, smfer, params, rows = _twin_rows(data, masked, subset)
-        pick = sorted(np.random.default_rng(seed).choice(rows, size=min(count, len(rows)), replace=False).tolist())
-        names = tuple(state.get("class_names") or ())
-        explained = explain_rows(model, names, fer.images, smfer.images, fer.emotion, params, pick)  # FER+ models: true "?"
-        title = f"{config.model} ({weights or Path(str(checkpoint)).name}): {len(pick)} {subset} faces"
-        plot_explanations(explained, output, title)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    _check_outputs([("--checkpoint", checkpoint), ("--data", data), ("--masked", masked)], [("-o", output, False)])
+    state, _ = _load_model_state(checkpoint, weights)
+    model, config = state.build_model(), state.train_config()
+    fer, smfer, params, rows = _twin_rows(data, masked, subset)
+    pick = sorted(np.random.default_rng(seed).choice(rows, size=min(count, len(rows)), replace=False).tolist())
+    names = tuple(state.class_names)
+    explained = explain_rows(model, names, fer.images, smfer.images, fer.emotion, params, pick)  # FER+ models: true "?"
+    title = f"{config.model} ({weights or Path(str(checkpoint)).name}): {len(pick)} {subset} faces"
+    plot_explanations(explained, output, title)
     for kind in ("unmasked", "masked"):
         es = explained[kind]
         click.echo(f"{kind}: Grad-CAM in the mask region {100 * np.mean([e.mask_share for e in es]):.1f} %, "

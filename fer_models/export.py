@@ -16,17 +16,21 @@ onnx and onnxruntime are an optional extra: ``pip install "maskgen[onnx]"``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fer_models.data import PIXEL_OFFSET, PIXEL_SCALE
 from maskgen.dataset import SIDE
+
+if TYPE_CHECKING:
+    from fer_models.checkpoint import Checkpoint
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 OPSET = 17
@@ -35,14 +39,18 @@ META_PREFIX = "fer_models."
 #: verification tolerance: max |logit difference| between onnxruntime and PyTorch
 MAX_ABS_DIFF = 1e-4
 EXTRA_HINT = 'ONNX support needs the optional extra: pip install "maskgen[onnx]" (onnx, onnxruntime)'
+#: fewest faces a static int8 calibration is made from (fewer give meaningless activation ranges)
+MIN_CALIBRATION = 16
 
 
 def _require() -> tuple[Any, Any]:
+    from maskgen.cli_errors import MissingExtra
+
     try:
         import onnx
         import onnxruntime
     except ImportError:
-        raise ImportError(EXTRA_HINT) from None
+        raise MissingExtra(EXTRA_HINT) from None
     return onnx, onnxruntime
 
 
@@ -58,9 +66,9 @@ class ExportInfo:
     max_abs_diff: float | None
 
 
-def export_onnx(state: dict[str, Any], path: str | os.PathLike, *, source_sha256: str = "",
+def export_onnx(ckpt: Checkpoint, path: str | os.PathLike, *, source_sha256: str = "",
                 check_images: np.ndarray | None = None, opset: int = OPSET) -> ExportInfo:
-    """Write checkpoint dict ``state`` as ONNX at ``path`` (atomically); see the module docstring.
+    """Write checkpoint ``ckpt`` as ONNX at ``path`` (atomically); see the module docstring.
 
     Args:
         check_images: (N, 48, 48) or (N, 1, 48, 48) uint8 faces; when given, onnxruntime's logits
@@ -71,13 +79,12 @@ def export_onnx(state: dict[str, Any], path: str | os.PathLike, *, source_sha256
     """
     import torch
 
-    from fer_models.train import model_from_checkpoint
     from maskgen.io import atomic_write
 
     onnx, _ = _require()
-    model, config = model_from_checkpoint(state)
+    model, config = ckpt.build_model(), ckpt.train_config()
     model = model.float().eval()
-    class_names = tuple(state.get("class_names") or ())
+    class_names = tuple(ckpt.class_names)
     dummy = torch.zeros(2, 1, SIDE, SIDE)
     path = Path(path)
     with atomic_write(path) as tmp, warnings.catch_warnings():
@@ -100,7 +107,7 @@ def export_onnx(state: dict[str, Any], path: str | os.PathLike, *, source_sha256
                                  "dtype": "float32", "color": "gray", "scale": PIXEL_SCALE, "offset": PIXEL_OFFSET,
                                  "formula": "x = pixel * scale + offset, pixel in 0..255"}),
             "output": json.dumps({"name": OUTPUT_NAME, "meaning": "logits; softmax gives probabilities"}),
-            "source_sha256": source_sha256, "epoch": str(state.get("epoch", "")),
+            "source_sha256": source_sha256, "epoch": str(ckpt.epoch),
             "face_crop": "48x48 gray, aligned to FER2013's mean face (maskgen.crops.fer_crop)",
         }
         del proto.metadata_props[:]
@@ -167,17 +174,35 @@ class OnnxClassifier:
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        if not self.path.is_file():
+            raise FileNotFoundError(errno.ENOENT, "no such ONNX file", str(path))
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, ...): a bad file
+            if not type(exc).__module__.startswith("onnxruntime"):
+                raise
+            reason = str(exc).split("failed:", 1)[-1].strip() or type(exc).__name__
+            raise ValueError(f"{path}: not a readable ONNX model ({reason})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k[len(META_PREFIX):]: v for k, v in meta.items() if k.startswith(META_PREFIX)}
         if "class_names" not in self.metadata:
             raise ValueError(f"{path}: not a fer_models export (no {META_PREFIX}class_names metadata)")
-        self.class_names: tuple[str, ...] = tuple(json.loads(self.metadata["class_names"]))
+        self.class_names: tuple[str, ...] = _class_names(path, self.metadata["class_names"],
+                                                         self.session.get_outputs()[0].shape)
         self.model = self.metadata.get("model", "?")
-        spec = json.loads(self.metadata.get("input", "{}"))
-        self.scale = float(spec.get("scale", PIXEL_SCALE))
-        self.offset = float(spec.get("offset", PIXEL_OFFSET))
-        self.input_name = self.session.get_inputs()[0].name
+        try:
+            spec = json.loads(self.metadata.get("input", "{}"))
+            self.scale = float(spec.get("scale", PIXEL_SCALE))
+            self.offset = float(spec.get("offset", PIXEL_OFFSET))
+        except (ValueError, TypeError, AttributeError):
+            raise ValueError(f"{path}: {META_PREFIX}input metadata is not the JSON fer_models export writes") from None
+        if not (np.isfinite(self.scale) and np.isfinite(self.offset)):
+            raise ValueError(f"{path}: {META_PREFIX}input metadata: scale / offset must be finite numbers")
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or list(inputs[0].shape)[1:] != [1, SIDE, SIDE]:
+            raise ValueError(f"{path}: input {[(i.name, i.shape) for i in inputs]}, expected one "
+                             f"(batch, 1, {SIDE}, {SIDE}) image input")
+        self.input_name = inputs[0].name
 
     def logits_float(self, x: np.ndarray) -> np.ndarray:
         """Logits for already-scaled float32 input (N, 1, 48, 48)."""
@@ -194,8 +219,30 @@ class OnnxClassifier:
         return (p / p.sum(1, keepdims=True)).astype(np.float32)
 
 
+def _class_names(path: str | os.PathLike, text: str, output_shape: list[Any]) -> tuple[str, ...]:
+    """The class names stored in an export's metadata, checked against the width of its output."""
+    try:
+        names = json.loads(text)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names) \
+            or len(set(names)) != len(names):
+        raise ValueError(f"{path}: {META_PREFIX}class_names metadata is not a list of distinct names: {text[:80]!r}")
+    width = output_shape[-1] if output_shape else None
+    if isinstance(width, int) and width != len(names):
+        raise ValueError(f"{path}: {META_PREFIX}class_names lists {len(names)} classes but the model outputs "
+                         f"{width} logits")
+    return tuple(names)
+
+
 def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, calibration: np.ndarray) -> Path:
-    """Static int8 (QDQ, per-channel weights) copy of an exported model, calibrated on uint8 faces."""
+    """Static int8 (QDQ, per-channel weights) copy of an exported model, calibrated on uint8 faces.
+
+    Raises:
+        ValueError: fewer than :data:`MIN_CALIBRATION` calibration faces.
+    """
+    if len(calibration) < MIN_CALIBRATION:
+        raise ValueError(f"int8 calibration needs at least {MIN_CALIBRATION} faces, got {len(calibration)}")
     _, _ = _require()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -232,5 +279,5 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, cal
     return out_path
 
 
-__all__ = ["ExportInfo", "MAX_ABS_DIFF", "OnnxClassifier", "export_onnx", "max_abs_diff", "quantize_int8",
+__all__ = ["ExportInfo", "MAX_ABS_DIFF", "MIN_CALIBRATION", "OnnxClassifier", "export_onnx", "max_abs_diff", "quantize_int8",
            "shipped_faces"]

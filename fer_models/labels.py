@@ -32,6 +32,8 @@ FERPLUS_CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disg
 VOTE_COLUMNS = (*FERPLUS_CLASSES, "unknown", "NF")
 LABEL_MODES = ("majority", "soft")
 LABEL_SOURCES = ("ferplus",)
+#: the largest vote count a cell may hold (FER+ has 10 votes per image; anything near int64 is not a vote)
+MAX_VOTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,12 @@ def read_ferplus_votes(path: str | os.PathLike, n_rows: int) -> np.ndarray:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError) as exc:
-        raise ValueError(f"{path}: cannot read FER+ votes: {exc}") from None
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a FER+ votes file (not UTF-8 text: byte 0x{exc.object[exc.start]:02x} "
+                         f"at offset {exc.start})") from None
+    except (OSError, ValueError) as exc:  # pandas' ParserError and EmptyDataError are ValueErrors
+        raise ValueError(f"{path}: cannot read FER+ votes: {' '.join(str(exc).split())}") from None
     missing = [c for c in VOTE_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a FER+ votes file, missing column(s) {', '.join(missing)}")
@@ -88,13 +93,17 @@ def read_ferplus_votes(path: str | os.PathLike, n_rows: int) -> np.ndarray:
                              f"expected {bad[0]} (votes out of order)")
     votes = np.zeros((n_rows, len(VOTE_COLUMNS)), dtype=np.int64)
     for j, col in enumerate(VOTE_COLUMNS):
-        cells = frame[col].to_numpy()
+        cells = frame[col].to_numpy().astype(str)
         empty = cells == ""
-        ok = np.char.isdigit(cells.astype(str)) | empty
+        # ASCII digits only (str.isdigit also accepts '²' and other digits int() refuses), at most 7 of them
+        ok = np.array([c.isascii() and c.isdigit() and len(c) <= 7 for c in cells], dtype=bool) | empty
+        if ok.all():
+            votes[~empty, j] = cells[~empty].astype(np.int64)
+            ok = votes[:, j] <= MAX_VOTES
         if not ok.all():
             i = int(np.flatnonzero(~ok)[0])
-            raise ValueError(f"{path}, line {i + 2}: {col}: expected a vote count, found {cells[i]!r}")
-        votes[~empty, j] = cells[~empty].astype(np.int64)
+            raise ValueError(f"{path}, line {i + 2}: {col}: expected a vote count (0 to {MAX_VOTES:,}), "
+                             f"found {str(cells[i])!r}")
     return votes
 
 

@@ -1,7 +1,6 @@
 """``maskgen`` command line: thin wrappers that parse options, call the library, print a summary."""
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -9,29 +8,14 @@ from pathlib import Path
 import click
 
 from maskgen import __version__
-from maskgen.dataset import FerFormatError
+from maskgen.cli_errors import CONTEXT_SETTINGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED, SafeGroup  # noqa: F401
 from maskgen.splits import SPLIT_KINDS
-
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 
 def _friendly_errors(func):
-    """Turn expected failures into one clear line on stderr and a non-zero exit status."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (FerFormatError, FileNotFoundError, ValueError, KeyError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            click.echo(f"maskgen: error: {message}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except KeyboardInterrupt:
-            click.echo("maskgen: interrupted; no output file was written", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-
-    return wrapper
+    """No-op kept on the commands that carry it: every command's errors are handled by the group
+    (:class:`maskgen.cli_errors.SafeGroup`), one convention for maskgen and fer-models."""
+    return func
 
 
 def _parse_fits(text: str | None) -> dict[str, float] | None:
@@ -62,7 +46,7 @@ def _split_names(text: str | None) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(name="maskgen", cls=SafeGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="maskgen")
 def main() -> None:
     """Draw synthetic face masks on FER2013-format data and build SMFER2013 / MFER2013.
@@ -228,6 +212,10 @@ def build_mfer_cmd(fer_csv: Path, smfer_csv: Path, output: Path | None, seed: in
     """
     from maskgen.mfer import build_mfer, format_counts
 
+    if fer_csv.is_dir() != smfer_csv.is_dir() and fer_csv.exists() and smfer_csv.exists():
+        folder, file = (fer_csv, smfer_csv) if fer_csv.is_dir() else (smfer_csv, fer_csv)
+        raise ValueError(f"{folder} is a folder but {file} is a file: give two FER2013-format CSVs, or a picture "
+                         "folder and its build-smfer output folder")
     if fer_csv.is_dir():
         from maskgen.folders import build_mfer_folder
 
@@ -262,6 +250,12 @@ def audit_cmd(data_csv: Path, splits: tuple[str, ...], seed: int, near_threshold
     from maskgen.dataset import read_fer_csv
     from maskgen.io import atomic_write
 
+    if json_path is not None and str(json_path) != "-":
+        from maskgen.cli_errors import check_writable
+        from maskgen.paths import Output, check_outputs
+
+        check_outputs([("input", data_csv)], [Output("--json", json_path)])
+        check_writable(json_path, "--json")
     table = read_fer_csv(data_csv)
     kinds = splits or (("usage",) if table.usage is not None else ()) + ("paper", "grouped")
     result = audit(table, kinds, seed, near_threshold=near_threshold)
@@ -276,11 +270,15 @@ def audit_cmd(data_csv: Path, splits: tuple[str, ...], seed: int, near_threshold
         click.echo(f"\njson: {json_path}")
 
 
+#: the largest contact sheet ``maskgen preview`` draws, in pixels (about 300 MB of RGB)
+PREVIEW_MAX_PIXELS = 100_000_000
+
+
 @main.command("preview")
 @click.argument("input_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-n", "--rows", type=int, default=64, show_default=True, help="Random rows to show.")
+@click.option("-n", "--rows", type=click.IntRange(min=1), default=64, show_default=True, help="Random rows to show.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("preview.png"),
-              show_default=True, help="PNG contact sheet to write.")
+              show_default=True, help="Contact sheet to write (.png, or another picture type by its suffix).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for choosing rows and for masking them (same as build-smfer --seed).")
 @click.option("--landmarks", "draw_landmarks", is_flag=True, help="Draw the 68 landmarks on the originals.")
@@ -288,8 +286,8 @@ def audit_cmd(data_csv: Path, splits: tuple[str, ...], seed: int, near_threshold
 @click.option("--mask-spec", "mask_specs", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Custom mask spec file (JSON/TOML + RGBA PNG) to register; may be repeated.")
 @click.option("--fit", "fit_text", metavar="FIT=P,...", help="Fit probabilities [default: correct=1].")
-@click.option("--cols", type=int, default=8, show_default=True, help="Pairs per row of the sheet.")
-@click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor of the faces.")
+@click.option("--cols", type=click.IntRange(min=1), default=8, show_default=True, help="Pairs per row of the sheet.")
+@click.option("--scale", type=click.IntRange(1, 32), default=4, show_default=True, help="Upscaling factor of the faces.")
 @_friendly_errors
 def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landmarks: bool, mask_names: str | None,
                 mask_specs: tuple[str, ...], fit_text: str | None, cols: int, scale: int) -> None:
@@ -297,11 +295,21 @@ def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landma
     from maskgen.dataset import read_fer_csv
     from maskgen.pipeline import BuildConfig
     from maskgen.io import write_image
+    from maskgen.cli_errors import BadInput, check_writable
+    from maskgen.io import IMAGE_SUFFIXES
     from maskgen.preview import preview_table
 
+    if output.suffix.lower() not in IMAGE_SUFFIXES:
+        raise BadInput(f"-o {output}: cannot write a picture of type {output.suffix or '(no suffix)'!r}; "
+                       f"supported: {', '.join(IMAGE_SUFFIXES)}")
+    check_writable(output)
     config = BuildConfig(seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
                          mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs))
     table = read_fer_csv(input_csv)
+    faces = min(rows, len(table))  # the sheet holds two (side * scale)^2 pictures per face
+    if faces * 2 * (table.images.shape[1] * scale) ** 2 > PREVIEW_MAX_PIXELS:
+        raise BadInput(f"-n {rows} faces at --scale {scale} make a sheet over {PREVIEW_MAX_PIXELS:,} pixels; "
+                       "use a smaller -n or --scale")
     sheet, results = preview_table(table.images, rows, seed=seed, config=config, draw_landmarks=draw_landmarks,
                                    cols=cols, scale=scale)
     write_image(output, sheet)
@@ -325,9 +333,11 @@ def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landma
 def mask_image_cmd(paths: tuple[Path, ...], outdir: Path, seed: int, mask_names: str | None,
                    mask_specs: tuple[str, ...], fit_text: str | None, gray_masks: bool) -> None:
     """Mask every detected face in photos (files or folders of photos); report photos with no face."""
+    from maskgen.cli_errors import check_writable
     from maskgen.masks import load_mask_spec
     from maskgen.photo import mask_files
 
+    check_writable(outdir, "-o", folder=True)
     for spec in mask_specs:
         load_mask_spec(spec)
     report = mask_files(paths, outdir, seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),

@@ -45,7 +45,7 @@ def test_file_validation(tmp_path: Path) -> None:
         read_ferplus_votes(good, 4)
     bad = tmp_path / "bad.csv"
     bad.write_text(good.read_text().replace("2,Training,fer0000002.png,10", "2,Training,fer0000002.png,x"))
-    with pytest.raises(ValueError, match=r"line 4: neutral: expected a vote count, found 'x'"):
+    with pytest.raises(ValueError, match=r"line 4: neutral: expected a vote count \(0 to 1,000,000\), found 'x'"):
         read_ferplus_votes(bad, 3)
     order = tmp_path / "order.csv"
     order.write_text(good.read_text().replace("\n1,", "\n7,"))
@@ -57,6 +57,29 @@ def test_file_validation(tmp_path: Path) -> None:
         read_ferplus_votes(cols, 1)
     with pytest.raises(ValueError, match="ferplus=VOTES.csv"):
         parse_labels_option("votes.csv")
+
+
+@pytest.mark.parametrize("cell, found", [("1" + "0" * 23, "1" + "0" * 23), ("\u00b2", "\u00b2"),
+                                         ("-1", "-1"), ("2000000", "2000000"), ("1.5", "1.5")])
+def test_vote_cells_that_are_not_counts_name_file_line_and_value(tmp_path: Path, cell: str, found: str) -> None:
+    """A vote of 10^23 (int64 overflow), a superscript two (str.isdigit says yes, int() says no), a
+    negative or absurd count: one ValueError naming the file, the line, the column and the cell."""
+    votes = np.zeros((2, 10), dtype=int)
+    good = write_votes(tmp_path / "v.csv", votes).read_text()
+    bad = tmp_path / "bad.csv"
+    bad.write_text(good.replace("1,Training,fer0000001.png,0", f"1,Training,fer0000001.png,{cell}"), encoding="utf-8")
+    with pytest.raises(ValueError, match=f"^{bad}, line 3: neutral: expected a vote count .*found {found!r}$"):
+        read_ferplus_votes(bad, 2)
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 8, b"", b"\x00\x01\x02"])
+def test_unreadable_votes_file_names_the_file(tmp_path: Path, content: bytes) -> None:
+    """Random bytes (a UTF-8 decode error in pandas), an empty file: the message names the file."""
+    path = tmp_path / "votes.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"^{path}: ") as info:
+        read_ferplus_votes(path, 3)
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("mode", ["majority", "soft"])
@@ -83,4 +106,4 @@ def test_train_on_ferplus_labels(tmp_path: Path, mode: str) -> None:
     assert report["n"] == int(keep[test_rows].sum())
     assert list(report["per_class"]) == list(FERPLUS_CLASSES)
     state = load_checkpoint(out / "best.pt")
-    assert state["class_names"] == list(FERPLUS_CLASSES) and state["config"]["num_classes"] == 8
+    assert state.class_names == list(FERPLUS_CLASSES) and state.config["num_classes"] == 8

@@ -32,11 +32,10 @@ def test_export_matches_pytorch_on_256_real_faces(onnx_path: Path) -> None:
     import torch
 
     from fer_models.export import max_abs_diff
-    from fer_models.train import model_from_checkpoint
 
     faces = shipped_faces(256)
     assert faces.shape == (256, 48, 48) and len({f.tobytes() for f in faces}) == 256
-    model, _ = model_from_checkpoint(load_weights("fer2013"))
+    model = load_weights("fer2013").build_model()
     diff = max_abs_diff(model, onnx_path, faces)
     assert diff <= MAX_ABS_DIFF
     # the comparison is not vacuous: a perturbed model is caught
@@ -128,7 +127,6 @@ def test_cli_export_and_predict(tmp_path: Path) -> None:
 
 def test_explain_draws_attention_and_measures_shares(tmp_path: Path) -> None:
     from fer_models.explain import attention_shares, explain_rows, plot_explanations, read_sidecar_params
-    from fer_models.train import model_from_checkpoint
     from maskgen.demo import demo_table
     from maskgen.dataset import write_fer_csv
     from maskgen.smfer import build_smfer
@@ -142,7 +140,7 @@ def test_explain_draws_attention_and_measures_shares(tmp_path: Path) -> None:
     fer, smfer = read_fer_csv(fer_path), read_fer_csv(masked)
     params = read_sidecar_params(masked, len(fer))
     rows = [k for k, p in enumerate(params) if p is not None][:4]
-    model, _ = model_from_checkpoint(load_weights("mfer2013"))
+    model = load_weights("mfer2013").build_model()
     explained = explain_rows(model, EMOTIONS, fer.images, smfer.images, fer.emotion, params, rows)
     e = explained["masked"][0]
     assert set(e.maps) == {"block 1", "block 2", "block 3", "block 4"}
@@ -183,3 +181,67 @@ def test_predict_one_bad_picture_is_one_row_and_the_rest_are_scored(tmp_path: Pa
     assert "too_large" in text and ",error," in text and ",ok," in text
     assert "1 too large" in result.output and "1 failed" in result.output
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.iterdir()} == before
+
+
+def _onnx_with_class_names(src: Path, dst: Path, value: str) -> Path:
+    proto = onnx.load(str(src))
+    for entry in proto.metadata_props:
+        if entry.key == "fer_models.class_names":
+            entry.value = value
+    onnx.save(proto, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("random", "not a readable ONNX model"),
+    ("truncated", "not a readable ONNX model"),
+    ("empty", "not a readable ONNX model"),
+    ("two-classes", "lists 2 classes but the model outputs 7 logits"),
+    ("not-json", "class_names metadata is not a list of distinct names"),
+])
+def test_predict_with_a_bad_onnx_file_is_one_line(tmp_path: Path, onnx_path: Path, kind: str, message: str) -> None:
+    """A random or truncated ONNX file, or metadata whose class list does not fit the model: exit 2, one line
+    naming the file (no onnxruntime traceback, no wrong labels)."""
+    bad = tmp_path / f"{kind}.onnx"
+    data = onnx_path.read_bytes()
+    if kind == "random":
+        bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "truncated":
+        bad.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        bad.write_bytes(b"")
+    else:
+        _onnx_with_class_names(onnx_path, bad, json.dumps(["a", "b"]) if kind == "two-classes" else "[oops")
+    faces = tmp_path / "faces.csv"
+    faces.write_text("emotion,pixels\n0," + " ".join(["128"] * 48 * 48) + "\n")
+    result = CliRunner().invoke(cli, ["predict", str(faces), "--onnx", str(bad), "--no-progress"])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.stderr == f"fer-models: error: {bad}: " + result.stderr.split(f"{bad}: ", 1)[1]
+    assert message in result.stderr and result.stderr.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_quantize_refuses_too_few_calibration_faces(onnx_path: Path, tmp_path: Path) -> None:
+    from fer_models.export import MIN_CALIBRATION
+
+    with pytest.raises(ValueError, match=f"at least {MIN_CALIBRATION} faces, got 3"):
+        quantize_int8(onnx_path, tmp_path / "q.onnx", shipped_faces(3))
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_export_int8_failure_leaves_no_float_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The float model is renamed into place only once the int8 copy exists: a failing int8 step leaves
+    neither file (before, the float file stayed behind)."""
+    import fer_models.export as export
+
+    def broken(*args, **kwargs):
+        raise ValueError("int8 step failed (simulated)")
+
+    monkeypatch.setattr(export, "quantize_int8", broken)
+    calib = tmp_path / "calib.csv"
+    rows = ["emotion,pixels,Usage"] + [f"{i % 7}," + " ".join(["100"] * 48 * 48) + ",Training" for i in range(20)]
+    calib.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(cli, ["export", "--weights", "fer2013", "-o", str(out), "--int8", str(calib),
+                                      "--check", str(calib), "--check-rows", "4"])
+    assert result.exit_code == 2 and "int8 step failed" in result.stderr, (result.output, result.exception)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.csv"]

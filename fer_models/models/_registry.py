@@ -62,3 +62,35 @@ def create_model(name: str, num_classes: int = DEFAULT_NUM_CLASSES, **kwargs: ob
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     return model_entrypoint(name)(num_classes=num_classes, **kwargs)
+
+
+#: the most parameters a model built from command-line arguments may have (the largest registered model has
+#: about 14 million); more is a typo (``widths=[100000]``), not an experiment this package can train
+MAX_PARAMETERS = 200_000_000
+
+
+def check_model_kwargs(name: str, kwargs: dict[str, object]) -> None:
+    """Validate extra model arguments (``--model-kw``) before any work: ValueError naming the argument when
+    the model does not take it, when it sets ``num_classes`` (which the data decides), when the model
+    refuses its value, or when the model would have more than :data:`MAX_PARAMETERS` parameters. The model
+    is built on the ``meta`` device: no memory is allocated for its weights."""
+    import torch
+
+    if "num_classes" in kwargs:
+        raise ValueError("model argument num_classes is set by the data (7 FER2013 classes, 8 with FER+ labels), "
+                         "not by a model argument")
+    builder = model_entrypoint(name)
+    try:
+        with torch.device("meta"):
+            model = builder(num_classes=DEFAULT_NUM_CLASSES, **kwargs)
+    except TypeError as exc:
+        if "keyword argument" not in str(exc):
+            raise
+        bad = str(exc).rsplit(" ", 1)[-1]
+        raise ValueError(f"model {name!r} takes no argument {bad} ({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+                         ) from None
+    except ValueError as exc:
+        raise ValueError(f"model {name!r}: {exc}") from None
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_PARAMETERS:
+        raise ValueError(f"model {name!r} with {kwargs} would have {n:,} parameters (at most {MAX_PARAMETERS:,})")

@@ -47,6 +47,9 @@ PAPER_WIDTHS: tuple[int, ...] = (32, 64, 128, 608)
 DEFAULT_IN_CHANS = 1
 #: Max-pool of each block: 3x3, stride 2, padding 1 (Keras "same" sizes).
 POOL_KERNEL = 3
+#: largest ``input_size``: a 48x48 face upscaled more than 5x holds no more detail, and every activation
+#: grows with its square (input_size=100000 asked the allocator for 480 GB)
+MAX_INPUT_SIZE = 256
 POOL_STRIDE = 2
 
 
@@ -107,8 +110,8 @@ class MiniXception(nn.Module):
         if stem_width < 1 or in_chans < 1 or num_classes < 1:
             raise ValueError("stem_width, in_chans and num_classes must be positive")
         if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int)
-                                       or input_size < 5):
-            raise ValueError(f"input_size must be an int >= 5 or None, got {input_size!r}")
+                                       or not 5 <= input_size <= MAX_INPUT_SIZE):
+            raise ValueError(f"input_size must be an int from 5 to {MAX_INPUT_SIZE} or None, got {input_size!r}")
         self.input_size = input_size  # None: the input's own size
         self.num_classes = num_classes
         self.attention = attention

@@ -1,0 +1,365 @@
+"""Both command lines speak the same way (#28): -h, --version, exit 2 with one line naming the file and
+the problem, 130 on Ctrl-C, and every input byte-identical after a refused command.
+
+:func:`test_every_command_has_cases` enumerates the click commands of ``maskgen`` and ``fer-models``, so
+a new command fails it until it is given its cases below: (a) a corrupt checkpoint where the command
+takes one, (b) an output that cannot be written, (c) an output that names an input. Every case must
+be refused before any real work (no training, no landmark detection), so the file runs in seconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import USAGE_CYCLE, fer_csv_text, random_faces
+from maskgen.cli import main as maskgen_cli
+from maskgen.cli_errors import BAD_INPUT, BadInput, SafeGroup, describe
+
+torch = pytest.importorskip("torch")
+
+from fer_models.cli import main as fer_cli  # noqa: E402
+
+CLIS: dict[str, click.Group] = {"maskgen": maskgen_cli, "fer-models": fer_cli}
+COMMANDS = [(prog, name) for prog, group in CLIS.items() for name in sorted(group.commands)]
+#: option names (click parameter names) that take a checkpoint file
+CHECKPOINT_PARAMS = {"checkpoint", "init"}
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+class Inputs:
+    """Small input files of every kind the commands take, in one folder; ``snapshot`` hashes them all."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        n = 10
+        labels = [i % 7 for i in range(n)]
+        usages = [USAGE_CYCLE[i % len(USAGE_CYCLE)] for i in range(n)]
+        self.fer = root / "fer2013.csv"
+        self.fer.write_text(fer_csv_text(random_faces(n), labels, usages))
+        self.smfer = root / "smfer2013.csv"
+        self.smfer.write_text(fer_csv_text(random_faces(n, seed=1), labels, usages))
+        self.photos = root / "photos"
+        self.photos.mkdir()
+        from maskgen.io import write_image
+
+        self.photo = write_image(self.photos / "face.png", np.full((64, 64, 3), 128, np.uint8))
+        self.blocker = root / "a-file"  # a regular file: nothing can be written under it, even by root
+        self.blocker.write_text("not a folder\n")
+        self.checkpoint = root / "good.pt"
+        from fer_models.weights import verified_path
+
+        self.checkpoint.write_bytes(Path(verified_path("fer2013")).read_bytes())
+
+    def snapshot(self) -> dict[str, str]:
+        return {str(p.relative_to(self.root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(self.root.rglob("*")) if p.is_file()}
+
+
+def corrupt_checkpoints(root: Path, good: Path) -> dict[str, Path]:
+    """Checkpoints that are not usable, each its own way."""
+    data = good.read_bytes()
+    state = torch.load(good, map_location="cpu", weights_only=True)
+    out = {"truncated": data[: len(data) // 2], "empty": b"", "random": np.random.default_rng(0).bytes(4096)}
+    root.mkdir(exist_ok=True)
+    paths = {}
+    for kind, blob in out.items():
+        paths[kind] = root / f"{kind}.pt"
+        paths[kind].write_bytes(blob)
+    no_config = {k: v for k, v in state.items() if k != "config"}
+    paths["no-config"] = root / "no-config.pt"
+    torch.save(no_config, paths["no-config"])
+    paths["class-mismatch"] = root / "class-mismatch.pt"
+    torch.save({**state, "class_names": ["a", "b"]}, paths["class-mismatch"])
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------ cases
+# Each command: base arguments (everything but the option a case varies), the output option, the
+# checkpoint option and an input an output may name. None where the command has no such thing.
+
+
+class Case:
+    def __init__(self, base: Callable[[Inputs], list[str]], output: str | None = None,
+                 output_value: Callable[[Inputs, str], str] | None = None, checkpoint: str | None = None,
+                 names_input: Callable[[Inputs], str] | None = None) -> None:
+        self.base, self.output, self.checkpoint = base, output, checkpoint
+        self.output_value = output_value or (lambda inp, name: name)
+        self.names_input = names_input
+
+
+CASES: dict[tuple[str, str], Case] = {
+    ("maskgen", "build-smfer"): Case(lambda i: [str(i.fer), "--backend", "sequential", "--quiet"], "-o",
+                                     names_input=lambda i: str(i.fer)),
+    ("maskgen", "list-masks"): Case(lambda i: []),
+    ("maskgen", "demo"): Case(lambda i: ["-n", "4", "-j", "1"], "-o"),
+    ("maskgen", "build-mfer"): Case(lambda i: [str(i.fer), str(i.smfer)], "-o",
+                                    names_input=lambda i: str(i.smfer)),
+    ("maskgen", "audit"): Case(lambda i: [str(i.fer)], "--json", names_input=lambda i: str(i.fer)),
+    ("maskgen", "preview"): Case(lambda i: [str(i.fer), "-n", "2"], "-o", names_input=lambda i: str(i.fer)),
+    ("maskgen", "mask-image"): Case(lambda i: [str(i.photo)], "-o", names_input=lambda i: str(i.photos)),
+    ("fer-models", "summary"): Case(lambda i: ["--models", "mini_xception", "--no-timing"], "--write"),
+    ("fer-models", "train"): Case(lambda i: ["--data", str(i.fer), "--epochs", "1", "--max-steps-per-epoch", "1",
+                                             "--no-progress", "--model", "mini_xception_cbam"], "--out",
+                                  checkpoint="--init", names_input=lambda i: str(i.fer)),
+    ("fer-models", "evaluate"): Case(lambda i: ["--data", str(i.fer)], "--out", checkpoint="--checkpoint",
+                                     names_input=lambda i: str(i.fer)),
+    ("fer-models", "benchmark"): Case(lambda i: ["--fer", str(i.fer), "--out", "bench", "--budget", "smoke",
+                                                 "--limit", "0"], "--write",
+                                      names_input=lambda i: str(i.fer)),
+    ("fer-models", "export"): Case(lambda i: ["--check-rows", "4", "--check", str(i.fer)], "-o",
+                                   checkpoint="--checkpoint", names_input=lambda i: str(i.checkpoint)),
+    ("fer-models", "predict"): Case(lambda i: [str(i.fer), "--no-progress"], "-o", checkpoint="--checkpoint",
+                                    names_input=lambda i: str(i.fer)),
+    ("fer-models", "explain"): Case(lambda i: ["--data", str(i.fer), "--masked", str(i.smfer), "-n", "2"], "-o",
+                                    checkpoint="--checkpoint", names_input=lambda i: str(i.smfer)),
+    ("fer-models", "weights"): Case(lambda i: []),
+}
+#: a path for the output option, for commands that need another output to be valid
+DEFAULT_OUTPUT = {("fer-models", "summary"): None, ("maskgen", "audit"): "audit.json",
+                  ("fer-models", "train"): "run", ("fer-models", "evaluate"): "eval",
+                  ("fer-models", "benchmark"): "tables.md", ("fer-models", "export"): "m.onnx",
+                  ("fer-models", "predict"): "pred.csv", ("fer-models", "explain"): "explain.png",
+                  ("maskgen", "build-smfer"): "smfer.csv", ("maskgen", "demo"): "demo",
+                  ("maskgen", "build-mfer"): "mfer.csv", ("maskgen", "preview"): "preview.png",
+                  ("maskgen", "mask-image"): "masked"}
+
+
+@pytest.fixture
+def inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Inputs:
+    monkeypatch.chdir(tmp_path)
+    return Inputs(tmp_path)
+
+
+def invoke(prog: str, args: list[str]) -> click.testing.Result:
+    return CliRunner().invoke(CLIS[prog], args)
+
+
+def assert_refused(result: click.testing.Result, prog: str, *named: str | Path) -> str:
+    """Exit 2, no traceback, one error line that names every one of ``named``; returns that line."""
+    text = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert result.exit_code == 2, (result.exit_code, text, result.exception)
+    assert "Traceback" not in text
+    errors = [line for line in result.stderr.splitlines() if line.startswith((f"{prog}: error:", "Error:"))]
+    assert len(errors) == 1, result.stderr
+    for name in named:
+        assert str(name) in errors[0], (name, errors[0])
+    return errors[0]
+
+
+def checkpoint_args(case: Case, inp: Inputs, checkpoint: Path | None) -> list[str]:
+    return [] if case.checkpoint is None else [case.checkpoint, str(checkpoint or inp.checkpoint)]
+
+
+def output_args(key: tuple[str, str], case: Case, value: str | None) -> list[str]:
+    return [] if case.output is None or value is None else [case.output, value]
+
+
+# ------------------------------------------------------------------------------------------------ the walk
+
+
+def test_every_command_has_cases() -> None:
+    """A new command of either command line fails here until it has its cases in CASES."""
+    assert set(COMMANDS) == set(CASES), "give every command its cases in CASES (and DEFAULT_OUTPUT)"
+    for prog, name in COMMANDS:
+        params = {p.name for p in CLIS[prog].commands[name].params}
+        case = CASES[prog, name]
+        takes = params & CHECKPOINT_PARAMS
+        assert bool(takes) == (case.checkpoint is not None), (prog, name, takes)
+        assert isinstance(CLIS[prog], SafeGroup)
+
+
+@pytest.mark.parametrize("prog, name", COMMANDS)
+def test_help_and_unknown_option(prog: str, name: str) -> None:
+    assert invoke(prog, [name, "-h"]).exit_code == 0
+    result = invoke(prog, [name, "--no-such-option"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("prog", CLIS)
+def test_version_and_help(prog: str) -> None:
+    result = invoke(prog, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith(f"{prog}, version ")
+    assert invoke(prog, ["-h"]).exit_code == 0
+
+
+CHECKPOINT_COMMANDS = [key for key in CASES if CASES[key].checkpoint is not None]
+CORRUPT = ["truncated", "empty", "random", "no-config", "class-mismatch"]
+
+
+@pytest.mark.parametrize("kind", CORRUPT)
+@pytest.mark.parametrize("prog, name", CHECKPOINT_COMMANDS)
+def test_corrupt_checkpoint_is_one_line(inputs: Inputs, prog: str, name: str, kind: str) -> None:
+    case = CASES[prog, name]
+    bad = corrupt_checkpoints(inputs.root / "ckpt", inputs.checkpoint)[kind]
+    before = inputs.snapshot()
+    args = [name, *case.base(inputs), *checkpoint_args(case, inputs, bad),
+            *output_args((prog, name), case, DEFAULT_OUTPUT.get((prog, name)))]
+    assert_refused(invoke(prog, args), prog, bad.name)
+    assert inputs.snapshot() == before
+
+
+OUTPUT_COMMANDS = [key for key in CASES if CASES[key].output is not None]
+
+
+@pytest.mark.parametrize("prog, name", OUTPUT_COMMANDS)
+def test_unwritable_output_is_one_line(inputs: Inputs, prog: str, name: str) -> None:
+    """An output under a regular file cannot be written by anyone (root included): refused, naming it."""
+    case = CASES[prog, name]
+    target = inputs.blocker / Path(DEFAULT_OUTPUT[prog, name] or "out.md").name
+    before = inputs.snapshot()
+    args = [name, *case.base(inputs), *checkpoint_args(case, inputs, None), case.output, str(target)]
+    assert_refused(invoke(prog, args), prog, inputs.blocker)
+    assert inputs.snapshot() == before
+
+
+@pytest.mark.parametrize("prog, name", [key for key in OUTPUT_COMMANDS if CASES[key].names_input is not None])
+def test_output_naming_an_input_is_refused(inputs: Inputs, prog: str, name: str) -> None:
+    case = CASES[prog, name]
+    victim = case.names_input(inputs)
+    before = inputs.snapshot()
+    args = [name, *case.base(inputs), *checkpoint_args(case, inputs, None), case.output, victim]
+    result = invoke(prog, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, (result.output, result.exception)
+    assert Path(victim).name in result.stderr
+    assert inputs.snapshot() == before
+
+
+# ------------------------------------------------------------------------------------------------ the convention
+
+
+def test_bad_input_family_is_closed() -> None:
+    """ValueError and OSError families are bad input; KeyError and the other bugs are not."""
+    assert issubclass(BadInput, ValueError)
+    for exc in (ValueError("x"), FileNotFoundError(2, "No such file", "f.csv"), BadInput("x")):
+        assert isinstance(exc, BAD_INPUT)
+    for exc in (KeyError("x"), TypeError("x"), IndexError("x"), AttributeError("x"), RuntimeError("x")):
+        assert not isinstance(exc, BAD_INPUT)
+    assert describe(OSError(28, "No space left on device", "out/x.csv")) == "out/x.csv: No space left on device"
+    assert describe(IsADirectoryError(21, "Is a directory", "out")) == "out: is a folder, not a file"
+    assert describe(ValueError("a\nb")) == "a b"
+
+
+@pytest.fixture
+def failing_command() -> Callable[[BaseException], list[str]]:
+    """A throwaway command on each command line's group that raises the given exception."""
+    added: list[tuple[click.Group, str]] = []
+
+    def make(exc: BaseException) -> list[str]:
+        for group in CLIS.values():
+            @group.command("raise-for-test")
+            def _raise() -> None:
+                raise exc
+            added.append((group, "raise-for-test"))
+        return ["raise-for-test"]
+
+    yield make
+    for group, name in added:
+        group.commands.pop(name, None)
+
+
+@pytest.mark.parametrize("prog", CLIS)
+def test_keyboard_interrupt_exits_130(prog: str, failing_command) -> None:
+    result = invoke(prog, failing_command(KeyboardInterrupt()))
+    assert result.exit_code == 130 and "interrupted" in result.stderr and "Aborted" not in result.output
+
+
+@pytest.mark.parametrize("prog", CLIS)
+def test_a_bug_stays_a_traceback(prog: str, failing_command) -> None:
+    result = invoke(prog, failing_command(KeyError("a bug")))
+    assert result.exit_code == 1 and isinstance(result.exception, KeyError)
+
+
+@pytest.mark.parametrize("prog", CLIS)
+@pytest.mark.parametrize("exc, line", [
+    (OSError(28, "No space left on device", "out/x.csv"), "error: out/x.csv: No space left on device"),
+    (PermissionError(13, "Permission denied", "ro/x.csv"), "error: ro/x.csv: Permission denied"),
+    (OSError(30, "Read-only file system", "ro/x.csv"), "error: ro/x.csv: Read-only file system"),
+    (BadInput("in.csv, line 3: bad"), "error: in.csv, line 3: bad"),
+])
+def test_write_errors_are_one_line(prog: str, failing_command, exc: BaseException, line: str) -> None:
+    result = invoke(prog, failing_command(exc))
+    assert result.exit_code == 2 and result.stderr == f"{prog}: {line}\n"
+
+
+def test_console_scripts_exit_codes(tmp_path: Path) -> None:
+    """The installed entry points (not CliRunner): exit 2 and one line on stderr, nothing on stdout."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "missing.csv"
+    for module, args in (("maskgen", ["audit", str(missing)]), ("fer_models", ["weights", "--nope"])):
+        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------ weak cases of #28
+
+
+@pytest.mark.parametrize("kw, message", [
+    ("foo=1", "takes no argument 'foo'"),
+    ("num_classes=3", "num_classes is set by the data"),
+    ("input_size=100000", "input_size must be an int from 5 to 256"),
+    ("widths=[100000,100000]", "parameters (at most"),
+])
+def test_train_model_kw_refused_before_any_work(inputs: Inputs, kw: str, message: str) -> None:
+    """An unknown --model-kw, one clashing with num_classes, or one that would exhaust memory: one line."""
+    result = invoke("fer-models", ["train", "--data", str(inputs.fer), "--out", "run", "--model-kw", kw])
+    line = assert_refused(result, "fer-models", "--model-kw")
+    assert message in line
+    assert not Path("run").exists()
+
+
+def test_train_on_one_class_is_refused(inputs: Inputs) -> None:
+    one = inputs.root / "one-class.csv"
+    one.write_text(fer_csv_text(random_faces(10), [3] * 10, [USAGE_CYCLE[i % 5] for i in range(10)]))
+    result = invoke("fer-models", ["train", "--data", str(one), "--out", "run", "--no-progress"])
+    assert "every training row has class 'happy'" in assert_refused(result, "fer-models", one)
+    assert not Path("run").exists()
+
+
+def test_preview_refuses_an_unsupported_picture_type_and_a_huge_sheet(inputs: Inputs) -> None:
+    line = assert_refused(invoke("maskgen", ["preview", str(inputs.fer), "-o", "sheet.txt"]), "maskgen", "sheet.txt")
+    assert ".png" in line and ".txt" in line
+    result = invoke("maskgen", ["preview", str(inputs.fer), "--scale", "100000"])
+    assert result.exit_code == 2 and "--scale" in result.stderr and "Traceback" not in result.output
+    many = inputs.root / "thirty.csv"
+    many.write_text(fer_csv_text(random_faces(30), [i % 7 for i in range(30)]))
+    line = assert_refused(invoke("maskgen", ["preview", str(many), "--scale", "32", "-n", "64"]), "maskgen")
+    assert "pixels" in line
+    assert not Path("sheet.txt").exists() and not Path("preview.png").exists()
+
+
+def test_predict_on_an_empty_folder_is_refused(inputs: Inputs) -> None:
+    empty = inputs.root / "empty"
+    empty.mkdir()
+    result = invoke("fer-models", ["predict", str(empty), "--weights", "fer2013", "--no-progress"])
+    assert "no picture" in assert_refused(result, "fer-models", empty)
+
+
+def test_export_int8_on_too_few_rows_leaves_nothing(inputs: Inputs) -> None:
+    """--int8 calibrated on 3 rows is refused before the export (its minimum is 16): no float file either."""
+    three = inputs.root / "three.csv"
+    three.write_text(fer_csv_text(random_faces(3), [0, 1, 2], ["Training"] * 3))
+    result = invoke("fer-models", ["export", "--weights", "fer2013", "-o", "m.onnx", "--int8", str(three)])
+    assert "at least 16" in assert_refused(result, "fer-models", three)
+    assert not list(inputs.root.glob("m*.onnx"))
+
+
+def test_build_mfer_given_a_folder_and_a_csv_says_so(inputs: Inputs) -> None:
+    result = invoke("maskgen", ["build-mfer", str(inputs.photos), str(inputs.smfer), "-o", "out"])
+    line = assert_refused(result, "maskgen", inputs.photos)
+    assert "no such file" not in line
+    result = invoke("maskgen", ["build-mfer", str(inputs.fer), str(inputs.photos), "-o", "out.csv"])
+    line = assert_refused(result, "maskgen", inputs.photos)
+    assert "no such file" not in line
