@@ -20,12 +20,15 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from maskgen.dataset import SIDE
 from maskgen.io import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    from fer_models.checkpoint import Checkpoint
 
 CSV_SUFFIXES = (".csv", ".gz")
 #: a record's status: a scored face, a picture without a face, or a picture that failed (unreadable, larger than
@@ -50,19 +53,18 @@ class Scorer:
         return self._fn(np.asarray(faces, np.uint8))
 
     @classmethod
-    def from_checkpoint(cls, state: dict[str, Any], tta: str | None = None, device: str = "auto",
+    def from_checkpoint(cls, source: Checkpoint | str | os.PathLike, tta: str | None = None, device: str = "auto",
                         amp: str = "auto") -> Scorer:
-        """A checkpoint dict (``train.load_checkpoint`` / ``pretrained.load_weights``); TTA default: its recipe's."""
+        """A :class:`~fer_models.checkpoint.Checkpoint`, checkpoint file or shipped name; TTA default: its recipe's."""
         import torch
 
+        from fer_models.checkpoint import load_model
         from fer_models.device import resolve
-        from fer_models.train import model_from_checkpoint, predict
+        from fer_models.inference import predict
 
-        model, config = model_from_checkpoint(state)
         placement = resolve(device, amp)
-        model = model.to(placement.device)
-        if config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model, ckpt = load_model(source, placement)
+        config = ckpt.train_config()
         mode = tta or config.tta
 
         def fn(faces: np.ndarray) -> np.ndarray:
@@ -70,8 +72,7 @@ class Scorer:
                              placement=placement, tta=mode)
             return scores.float().softmax(1).numpy()  # logits or log-probabilities: softmax gives probabilities
 
-        names = tuple(state.get("class_names") or ())
-        return cls(names, fn, f"{config.model} ({placement.describe()}, TTA {mode})")
+        return cls(tuple(ckpt.class_names), fn, f"{config.model} ({placement.describe()}, TTA {mode})")
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, tta: str = "none") -> Scorer:
