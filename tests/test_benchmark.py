@@ -12,6 +12,7 @@ from conftest import USAGE_CYCLE, fer_csv_text, random_faces
 pytest.importorskip("torch")
 
 from fer_models import benchmark as bm  # noqa: E402
+from fer_models.benchmark import runner, spec  # noqa: E402
 
 N = 60
 
@@ -58,23 +59,45 @@ def test_duplicate_test_rows_finds_copies_and_their_twins() -> None:
     assert flagged.tolist() == [True, False]
 
 
-def test_smoke_grid_writes_every_cell_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def smoke_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path, dict]:
+    """The whole grid at --budget smoke, one run after another: (dataset paths, benchmark folder, what it wrote)."""
+    tmp_path = tmp_path_factory.mktemp("smoke")
     paths = _write_sets(tmp_path)
     out = tmp_path / "bench"
+    done = bm.benchmark(paths, out, budget="smoke", command="test", echo=lambda _: None)
+    return paths, out, done
+
+
+def _table_rows(markdown: str) -> list[str]:
+    """The rows of the paper's three tables (not the per-run table, whose times vary between runs)."""
+    tables = markdown.split("## Every run")[0]
+    return [line for line in tables.splitlines() if line.startswith("| ")]
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def test_smoke_grid_writes_every_cell_and_resumes(smoke_grid: tuple, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    paths, out, done = smoke_grid
     lines: list[str] = []
-    done = bm.benchmark(paths, out, budget="smoke", command="test", echo=lines.append)
     assert done["finished"] == done["total"] == 25
     text = done["path"].read_text()
     for run in bm.grid():
         assert f"| {run.id} |" in text and json.loads((out / "runs" / run.id / "result.json").read_text())
-    # every cell of the three tables holds a number: no "-" left in a table row
+    # every cell of Table 1 holds the number its runs' results give (latency is untimed in smoke)
     for model in bm.TABLE1_MODELS:
         row = next(line for line in text.splitlines() if line.startswith(f"| {model} | {bm.PAPER_ACCURACY['1'][model]}"))
         cells = [c.strip() for c in row.strip("|").split("|")]
-        # paper, usage, dedup, paper-split, leak: numbers; P / R / F1: three numbers (latency is untimed in smoke)
-        for cell in cells[1:6]:
-            float(cell)
-        assert all(float(v) >= 0 for v in cells[6].split(" / ")), row
+        usage, paper = (json.loads((out / "runs" / f"mfer2013-{model}-{split}-s0" / "result.json").read_text())["scores"]
+                        for split in ("usage", "paper"))
+        u, d, p = usage["usage"]["accuracy"], usage["dedup"]["accuracy"], paper["paper"]["accuracy"]
+        assert cells[1:6] == [f"{bm.PAPER_ACCURACY['1'][model]:.1f}", _pct(u), _pct(d), _pct(p),
+                              f"{100 * (p - u):+.1f}"], row
+        assert cells[6] == " / ".join(_pct(usage["usage"][f"macro_{k}"]) for k in ("precision", "recall", "f1")), row
+        assert cells[9] == "-", row  # latency: not timed at --budget smoke
     assert "| fer2013 | 90.4 |" in text and "± " in text  # Table 2 row, Table 3 mean ± std
     dedup = json.loads((out / "runs" / "fer2013-mini_xception-usage-s0" / "result.json").read_text())
     assert dedup["scores"]["dedup"]["removed"] == 2
@@ -87,10 +110,11 @@ def test_smoke_grid_writes_every_cell_and_resumes(tmp_path: Path, monkeypatch: p
     def fail(*_: object) -> None:
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(bm, "execute_run", fail)
+    monkeypatch.setattr(runner, "execute_run", fail)
+    lines.clear()
     again = bm.benchmark(paths, out, budget="smoke", command="test", echo=lines.append)
     assert again["finished"] == 25
-    assert "25 done, 0 to run" in lines[-2] or any("25 done, 0 to run" in line for line in lines)
+    assert lines[0].startswith("benchmark: 25 runs, 25 done, 0 to run (budget smoke, recipe default); ETA 0.0 h")
     # a finished run made with other settings is refused, not mixed in
     with pytest.raises(ValueError, match="other settings"):
         bm.benchmark(paths, out, budget="smoke", recipe="paper", command="test", echo=lines.append)
@@ -105,6 +129,7 @@ def test_smoke_grid_writes_every_cell_and_resumes(tmp_path: Path, monkeypatch: p
         return [line for line in markdown.splitlines() if line.startswith("| ")]
 
     assert rows(fresh["path"].read_text()) == rows(text)  # the same tables, cell by cell
+    assert _table_rows(text) and set(_table_rows(text)) <= set(rows(text))
     # ...but only for the same settings: a record made otherwise is trained again
     monkeypatch.undo()
     kept = bm.load_records(records)
@@ -119,6 +144,66 @@ def test_smoke_grid_writes_every_cell_and_resumes(tmp_path: Path, monkeypatch: p
     records.write_text("[]")
     with pytest.raises(ValueError, match="not a benchmark records file"):
         bm.benchmark(paths, out, budget="smoke", command="test", echo=lines.append, records=records)
+
+
+def test_smoke_budget_builds_the_large_baselines_tiny(smoke_grid: tuple) -> None:
+    _, out, _ = smoke_grid
+    for model, kwargs in spec.SMOKE_MODEL_KWARGS.items():
+        result = json.loads((out / "runs" / f"mfer2013-{model}-usage-s0" / "result.json").read_text())
+        assert result["config"]["model_kwargs"] == kwargs
+        assert result["params"] == bm.param_count(model, kwargs) < 20_000 < bm.param_count(model)
+    other = json.loads((out / "runs" / "fer2013-mini_xception-usage-s0" / "result.json").read_text())
+    assert other["config"]["model_kwargs"] == {}
+    # the tiny models are the smoke budget's: a run config of another budget builds the real ones
+    run = bm.Run("vit", "mfer2013", "usage")
+    assert bm.run_config(run, "x.csv", out, bm.BUDGETS["full"], "default").model_kwargs == {}
+    assert bm.BUDGETS["full"].epochs_for("vit") == 100
+
+
+def test_parallel_runs_give_the_same_tables(smoke_grid: tuple, tmp_path: Path) -> None:
+    """--parallel 2: two runs at once in worker processes, each in its own folder; the same numbers as one by one."""
+    paths, serial_out, serial = smoke_grid
+    out = tmp_path / "par"
+    lines: list[str] = []
+    done = bm.benchmark(paths, out, budget="smoke", tables=["2"], command="test", echo=lines.append, parallel=2)
+    assert done["finished"] == done["total"] == 6
+    assert any("6 runs, 2 at once in worker processes" in line for line in lines), lines
+    for run in bm.grid(["2"]):
+        ours = json.loads((out / "runs" / run.id / "result.json").read_text())
+        theirs = json.loads((serial_out / "runs" / run.id / "result.json").read_text())
+        assert ours["scores"] == theirs["scores"], run.id
+        assert ours["torch_threads"] == max(1, theirs["torch_threads"] // 2)
+    assert set(bm.load_records(done["records"])) == {r.id for r in bm.grid(["2"])}
+    def table2(markdown: str) -> list[str]:
+        return [row for row in _table_rows(markdown) if row.split("|")[1].strip() in bm.DATASETS]
+
+    assert len(table2(serial["path"].read_text())) == 3
+    assert table2(done["path"].read_text()) == table2(serial["path"].read_text())
+    with pytest.raises(ValueError, match="--parallel must be at least 1"):
+        bm.benchmark(paths, out, budget="smoke", tables=["2"], parallel=0)
+
+
+def test_interrupted_parallel_grid_resumes(smoke_grid: tuple, tmp_path: Path) -> None:
+    """Ctrl-C while runs are in progress: the finished ones are recorded, the others train on the next call."""
+    paths, serial_out, _ = smoke_grid
+    out = tmp_path / "par"
+
+    def interrupt(line: str) -> None:  # Ctrl-C in the parent as the first run finishes
+        if " done in " in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        bm.benchmark(paths, out, budget="smoke", tables=["3"], only=["*-s0"], echo=interrupt, parallel=2)
+    recorded = bm.load_records(out / "paper_tables.json")
+    assert len(recorded) == 1
+    left = len(list((out / "runs").glob("*/result.json")))  # the first, and the other if it beat the Ctrl-C
+    lines: list[str] = []
+    done = bm.benchmark(paths, out, budget="smoke", tables=["3"], only=["*-s0"], echo=lines.append, parallel=2)
+    assert done["finished"] == 4 and lines[0].startswith(f"benchmark: 12 runs, {left} done, {12 - left} to run")
+    assert any(f"*-s0: {4 - left} of them now" in line for line in lines)
+    for run_id, result in done["results"].items():
+        theirs = json.loads((serial_out / "runs" / run_id / "result.json").read_text())
+        assert result["scores"] == theirs["scores"], run_id
 
 
 def test_interrupted_run_continues_from_its_checkpoint(tmp_path: Path) -> None:
@@ -212,7 +297,7 @@ def test_records_of_another_file_of_the_same_build_are_reused(tmp_path: Path, mo
     def fail(*_: object) -> None:
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(bm, "execute_run", fail)
+    monkeypatch.setattr(runner, "execute_run", fail)
     lines.clear()
     again = bm.benchmark(paths, tmp_path / "b", budget="smoke", command="test", echo=lines.append, tables=["2"],
                          only=["smfer2013-*"], records=records, write=tmp_path / "tables.md")
@@ -246,12 +331,12 @@ def test_eta_uses_runs_made_on_this_kind_of_machine(tmp_path: Path) -> None:
                 "train_seconds": seconds, "resolved": resolved}
 
     elsewhere = finished(3600.0, {"device": "cpu", "cpu_capability": "OTHER", "amp": "bf16"})
-    eta = bm._eta(pending, {"a": elsewhere}, ctx)
+    eta = runner._eta(pending, {"a": elsewhere}, ctx)
     assert eta.startswith("ETA 1.0 h at the speed of runs made on cpu OTHER / bf16 (this machine: cpu ")
     here = finished(7200.0, {"device": resolve("auto", "auto").device.type, "cpu_capability": cpu_capability(),
                              "amp": resolve("auto", "auto").amp})
-    assert bm._eta(pending, {"a": elsewhere, "b": here}, ctx) == "ETA 2.0 h"  # only this machine's runs count
-    assert bm._eta([], {"a": elsewhere}, ctx) == "ETA 0.0 h"
+    assert runner._eta(pending, {"a": elsewhere, "b": here}, ctx) == "ETA 2.0 h"  # only this machine's runs count
+    assert runner._eta([], {"a": elsewhere}, ctx) == "ETA 0.0 h"
 
 
 def test_a_run_continues_only_on_the_same_bytes() -> None:
@@ -259,10 +344,10 @@ def test_a_run_continues_only_on_the_same_bytes() -> None:
     expected = {"run": {}, "budget": "cpu", "epochs": 8, "recipe": "default", "data_sha256": "new", "data_build": "b",
                 "config": {}, "params": 1}
     rebuilt = {**expected, "data_sha256": "old"}
-    bm._check_identity(Path("r.json"), rebuilt, expected)
+    runner._check_identity(Path("r.json"), rebuilt, expected)
     with pytest.raises(ValueError, match="data_sha256: 'old'"):
-        bm._check_identity(Path("run.json"), rebuilt, expected, same_bytes=True)
+        runner._check_identity(Path("run.json"), rebuilt, expected, same_bytes=True)
     with pytest.raises(ValueError, match="other settings"):
-        bm._check_identity(Path("r.json"), {**rebuilt, "data_build": "other"}, expected)
+        runner._check_identity(Path("r.json"), {**rebuilt, "data_build": "other"}, expected)
     with pytest.raises(ValueError, match="other settings"):  # no build id now: bytes only
-        bm._check_identity(Path("r.json"), rebuilt, {**expected, "data_build": None})
+        runner._check_identity(Path("r.json"), rebuilt, {**expected, "data_build": None})

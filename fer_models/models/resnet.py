@@ -98,11 +98,14 @@ class ResNet(nn.Module):
 
 @register_model
 def resnet18(num_classes: int = DEFAULT_NUM_CLASSES, **kwargs) -> ResNet:
-    """ResNet-18 with the ImageNet stem (the paper's baseline and its cost)."""
-    return ResNet(RESNET18_LAYERS, RESNET_WIDTHS, num_classes=num_classes, stem="imagenet", **kwargs)
+    """ResNet-18 with the ImageNet stem (the paper's baseline and its cost); ``layers`` / ``widths`` may be
+    given (e.g. a tiny one for smoke runs)."""
+    kwargs = {"layers": RESNET18_LAYERS, "widths": RESNET_WIDTHS, "stem": "imagenet", **kwargs}
+    return ResNet(num_classes=num_classes, **kwargs)
 
 
 @register_model
 def resnet18_cifar(num_classes: int = DEFAULT_NUM_CLASSES, **kwargs) -> ResNet:
     """ResNet-18 with a 3x3/1 stem and no max-pool (13x the paper's cost at 48x48)."""
-    return ResNet(RESNET18_LAYERS, RESNET_WIDTHS, num_classes=num_classes, stem="cifar", **kwargs)
+    kwargs = {"layers": RESNET18_LAYERS, "widths": RESNET_WIDTHS, "stem": "cifar", **kwargs}
+    return ResNet(num_classes=num_classes, **kwargs)

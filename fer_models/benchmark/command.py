@@ -1,0 +1,95 @@
+"""``fer-models benchmark`` as a function: check the request, run the grid, measure the models, write the tables.
+
+:func:`benchmark` is the one entry point the command line calls: it checks the tables, budget,
+recipe and data, runs the grid (:func:`fer_models.benchmark.runner.run_grid`, resuming, optionally
+several runs at once), measures each model's cost once per output folder, and writes the markdown
+(:mod:`~fer_models.benchmark.report`) and the plot (:mod:`~fer_models.benchmark.plot`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fer_models.benchmark.plot import plot_tables
+from fer_models.benchmark.report import render_tables
+from fer_models.benchmark.runner import GridContext, model_costs, param_count, run_grid
+from fer_models.benchmark.spec import BUDGETS, TABLE1_MODELS, TABLES, datasets_needed, grid
+from fer_models.config import RECIPES
+
+
+def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recipe: str = "default",
+              tables: Iterable[str] = TABLES, write: str | Path | None = None, command: str = "",
+              echo: Callable[[str], None] = print, limit: int | None = None,
+              records: str | Path | None = None, only: Sequence[str] = (), parallel: int = 1) -> dict[str, Any]:
+    """Run the grid (resuming), measure model cost, write the tables; returns what was written.
+
+    Args:
+        paths: dataset name (:data:`DATASETS`) -> FER2013-format CSV (plain or gzip).
+        write: markdown file for the tables (default ``OUT/paper_tables.md``); the plot goes beside it.
+        limit: train at most this many new runs in this call.
+        records: the records file (default: ``write`` with the suffix ``.json``).
+        only: train only runs whose id matches one of these patterns (:func:`run_grid`).
+        parallel: train this many runs at once, in worker processes (:func:`run_grid`); the tables
+            are the same whatever it is.
+
+    Raises:
+        ValueError: unknown budget, recipe or table, a missing dataset, ``parallel`` < 1, or a finished
+            run made with other settings.
+    """
+    from fer_models.summary import machine_description
+    from maskgen.io import atomic_write
+
+    tables = list(tables)
+    for t in tables:
+        if t not in TABLES:
+            raise ValueError(f"unknown table {t!r}; expected one of {', '.join(TABLES)}")
+    for pattern in only:
+        if not any(fnmatch.fnmatchcase(r.id, pattern) for r in grid(tables)):
+            raise ValueError(f"--only {pattern!r} matches no run of tables {','.join(tables)} (run ids look like "
+                             f"{grid(tables)[0].id})")
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; expected one of {', '.join(BUDGETS)}")
+    if parallel < 1:
+        raise ValueError(f"--parallel must be at least 1, got {parallel}")
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+    missing = [d for d in datasets_needed(tables) if not paths.get(d)]
+    if missing:
+        raise ValueError(f"tables {','.join(tables)} need {', '.join(missing)}: give --{' --'.join(missing)} "
+                         "(or --build)")
+    for d in datasets_needed(tables):
+        if not Path(paths[d]).is_file():
+            raise ValueError(f"{d}: {paths[d]} is not a file (the benchmark takes FER2013-format CSVs)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = GridContext(paths=dict(paths), out=out, budget=BUDGETS[budget], recipe=recipe, command=command)
+    for d in datasets_needed(tables):
+        ctx.checksum(d)
+    write_path = Path(write) if write is not None else out / "paper_tables.md"
+    records_path = Path(records) if records is not None else write_path.with_suffix(".json")
+    results = run_grid(ctx, tables, echo=echo, limit=limit, records=records_path, only=only,
+                       parallel=parallel)
+    models = sorted({r.model for r in grid(tables)}, key=lambda m: (m not in TABLE1_MODELS, m))
+    cost_path = out / f"costs-{'timed' if ctx.budget.timing else 'untimed'}.json"
+    costs = json.loads(cost_path.read_text()) if cost_path.is_file() else {}
+    costs = {m: c for m, c in costs.items() if c.get("params") == param_count(m)}  # drop renamed architectures
+    if set(models) - set(costs):
+        costs.update(model_costs([m for m in models if m not in costs], timing=ctx.budget.timing))
+        with atomic_write(cost_path) as tmp:
+            tmp.write_text(json.dumps(costs, indent=2) + "\n")
+    plot = plot_tables(results, write_path.with_suffix(".png"))
+    meta = {"command": command, "budget": budget, "recipe": recipe, "sha256": ctx.sha256,
+            "machine": machine_description(), "plot": plot.name if plot is not None else None}
+    text = render_tables(results, costs, meta, tables)
+    with atomic_write(write_path) as tmp:
+        tmp.write_text(text)
+    echo(f"wrote {write_path}" + (f" and {plot}" if plot is not None else ""))
+    return {"results": results, "costs": costs, "path": write_path, "plot": plot, "records": records_path,
+            "finished": sum(r.id in results for r in grid(tables)), "total": len(grid(tables))}
+
+
+__all__ = ["benchmark"]
