@@ -6,8 +6,8 @@
 - on CUDA: bf16 where the GPU supports it (``torch.cuda.is_bf16_supported()``), else fp16
   (with a gradient scaler in training);
 - on the CPU: bf16 only where the CPU computes it natively (AVX512-BF16 or AMX), else
-  float32 (``none``). Without native support, bf16 autocast is emulated and trains
-  ``mini_xception_cbam`` about 12x slower than float32 (measured on an AVX2-only CPU).
+  float32 (``none``). Without native support, bf16 autocast is emulated and trains many
+  times slower than float32 (measured: docs/training.md, "Device and precision").
 
 Detection asks torch's own CPU probes (``torch.cpu._is_avx512_bf16_supported`` /
 ``_is_amx_tile_supported``), never a hard-coded CPU, and honours an ``ONEDNN_MAX_CPU_ISA``
@@ -19,8 +19,8 @@ and ``benchmarks/train_speed.py`` all call :func:`resolve`.
 It also holds the one process-wide CPU setting training makes, :func:`keep_freed_memory`: glibc's
 malloc returns freed memory to the kernel (large blocks unmapped, the heap trimmed), and the next
 step's activations fault the same pages in again. A training step frees and re-allocates the same
-activation buffers every step, so the kernel's page work showed as 15 % system time; keeping
-freed memory trained about 20 % more images/s on a 2-core AVX2 CPU (results.md, "Freed memory kept").
+activation buffers every step, so the kernel's page work shows as system time; what keeping
+freed memory gains is measured in docs/training.md, "Speed on CPU" (results.md, "Freed memory kept").
 """
 
 from __future__ import annotations
