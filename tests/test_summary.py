@@ -38,20 +38,30 @@ def test_count_flops_two_per_multiply_add() -> None:
     assert count_flops(conv, input_shape=(1, 8, 8)) == 2 * (8 * 8) * (3 * 3) * 4
 
 
-def test_time_forward_counts_repeats() -> None:
-    import time
+def test_time_forward_counts_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fake clock that only the forward pass advances (call k takes k ms): no dependence on timing."""
+    import fer_models.summary as summary
+
+    clock = [0.0]
 
     class Slow(nn.Module):
         calls = 0
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             Slow.calls += 1
-            time.sleep(0.005)
+            clock[0] += Slow.calls / 1000
             return x
 
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(summary, "time", FakeTime)
     times = time_forward(Slow(), torch.zeros(1), repeats=4, warmup=1)
-    assert Slow.calls == 5 and len(times) == 4  # warm-up runs are not timed
-    assert all(0.005 <= t < 0.5 for t in times)  # each time is one forward pass
+    assert Slow.calls == 5
+    # warm-up (call 1) untimed; each time is exactly one forward pass, in order
+    assert times == pytest.approx([0.002, 0.003, 0.004, 0.005], abs=1e-12)
     with pytest.raises(ValueError):
         time_forward(nn.Identity(), torch.zeros(1), repeats=0)
 
