@@ -304,9 +304,9 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Benchmark folder: one run folder per cell under OUT/runs (resumable).")
 @click.option("--budget", type=click.Choice(["smoke", "cpu", "full"]), default="cpu", show_default=True,
-              help="smoke: 2 steps per run (checks the machinery); cpu: 8 epochs per run, what fits a 2-core "
-                   "machine (about 4 hours for the grid with native bf16, about 13 on an AVX2-only CPU); full: the "
-                   "paper's 100 epochs.")
+              help="smoke: 1 epoch of 2 steps per run, ResNet-18 and ViT built tiny (checks the machinery); cpu: 8 "
+                   "epochs per run, sized for a small CPU; full: the paper's 100 epochs. Every budget resumes "
+                   "(CPU or GPU); measured times per machine: docs/training.md.")
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default="default", show_default=True)
 @click.option("--tables", default="1,2,3", show_default=True, help="Comma-separated tables to run: 1, 2, 3.")
 @click.option("--write", "write_path", type=click.Path(dir_okay=False), default=None,
@@ -320,9 +320,12 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
                    "ids: DATASET-MODEL-SPLIT-sSEED. The tables still show every finished run.")
 @click.option("--limit", type=click.IntRange(min=0), default=None,
               help="Train at most this many new runs now (the rest on the next call); 0: only write the tables.")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train this many runs at once, each in its own worker process and resumable run folder, with "
+                   "torch threads divided among them. The tables are the same whatever it is.")
 def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool, build_seed: int,
               jobs: int | None, out: str, budget: str, recipe: str, tables: str, write_path: str | None,
-              records_path: str | None, only: tuple[str, ...], limit: int | None) -> None:
+              records_path: str | None, only: tuple[str, ...], limit: int | None, parallel: int) -> None:
     """The paper's Tables 1-3 under the usage, de-duplicated and paper protocols; resumable (docs/paper_tables.md)."""
     import sys
 
@@ -331,6 +334,17 @@ def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool,
     chosen = [t.strip() for t in tables.split(",") if t.strip()]
     _check_outputs([("--fer", fer), ("--smfer", smfer), ("--mfer", mfer)],
                    [("--out", out, True), ("--write", write_path, False), ("--records", records_path, False)])
+    if not build:  # before any work, in this command's own option names
+        from fer_models.benchmark import TABLES, datasets_needed
+
+        given = {"fer2013": fer, "smfer2013": smfer, "mfer2013": mfer}
+        missing = [d for d in datasets_needed([t for t in chosen if t in TABLES]) if not given[d]]
+        if missing:
+            flags = " ".join(f"--{d.removesuffix('2013')}" for d in missing)
+            raise click.UsageError(f"tables {','.join(chosen)} need {', '.join(missing)}: give {flags} "
+                                   "(or --build with --fer)")
+        if mfer is not None:
+            _check_mfer_file(mfer)
     if build:
         if fer is None:
             raise click.UsageError("--build needs --fer")
@@ -341,8 +355,22 @@ def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool,
         paths = {k: v for k, v in (("fer2013", fer), ("smfer2013", smfer), ("mfer2013", mfer)) if v}
     command = " ".join(shlex.quote(a) for a in ["fer-models", *sys.argv[1:]])
     done = run_benchmark(paths, out, budget=budget, recipe=recipe, tables=chosen, write=write_path,
-                         command=command, echo=click.echo, limit=limit, records=records_path, only=only)
+                         command=command, echo=click.echo, limit=limit, records=records_path, only=only,
+                         parallel=parallel)
     click.echo(f"{done['finished']} of {done['total']} runs finished")
+
+
+def _check_mfer_file(path: str) -> None:
+    """--mfer must be an MFER2013 file (maskgen build-mfer adds the source and masked columns), not FER2013."""
+    import gzip
+
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+        header = [h.strip().strip('"') for h in fh.readline().strip().split(",")]
+    missing = [c for c in ("source", "masked") if c not in header]
+    if missing:
+        raise BadInput(f"--mfer {path}: not an MFER2013 file (no {' or '.join(missing)} column; maskgen build-mfer "
+                       "makes one from FER2013 and SMFER2013)")
 
 
 def _check_outputs(inputs: list[tuple[str, str | None]], outputs: list[tuple[str, str | None, bool]]) -> None:

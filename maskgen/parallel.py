@@ -22,6 +22,8 @@ T = TypeVar("T")
 #: default rows per chunk: large enough to amortise dispatch, small enough for a smooth progress bar
 DEFAULT_CHUNK_SIZE = 256
 BACKENDS = ("loky", "threading", "sequential", "dask")
+#: seconds to wait for a dask scheduler given by address before giving up with one line
+SCHEDULER_TIMEOUT_S = 10.0
 
 
 def default_jobs() -> int:
@@ -76,7 +78,13 @@ def _map_dask(func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], n_jobs:
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, dashboard_address=None)
-    client = Client(scheduler if scheduler is not None else cluster)
+        client = Client(cluster)
+    else:
+        try:  # fail fast, with the address, instead of dask's 30 s and a traceback
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ValueError(f"--scheduler {scheduler}: cannot connect to a dask scheduler ({reason[:200]})") from None
     try:
         futures = [client.submit(func, *args, pure=False) for args in chunks]
         for future in futures:

@@ -363,3 +363,33 @@ def test_build_mfer_given_a_folder_and_a_csv_says_so(inputs: Inputs) -> None:
     result = invoke("maskgen", ["build-mfer", str(inputs.fer), str(inputs.photos), "-o", "out.csv"])
     line = assert_refused(result, "maskgen", inputs.photos)
     assert "no such file" not in line
+
+
+def test_benchmark_names_its_own_options_and_refuses_fer2013_as_mfer(inputs: Inputs) -> None:
+    result = invoke("fer-models", ["benchmark", "--fer", str(inputs.fer), "--out", "b"])
+    assert result.exit_code == 2 and "give --smfer --mfer" in result.stderr and "--smfer2013" not in result.stderr
+    result = invoke("fer-models", ["benchmark", "--fer", str(inputs.fer), "--smfer", str(inputs.smfer),
+                                   "--mfer", str(inputs.fer), "--out", "b"])
+    assert "not an MFER2013 file" in assert_refused(result, "fer-models", inputs.fer)
+    assert not Path("b").exists()
+
+
+def test_binary_landmarks_file_is_named(inputs: Inputs) -> None:
+    binary = inputs.root / "landmarks.csv"
+    binary.write_bytes(b"row,x0\n" + bytes(range(128, 256)))
+    result = invoke("maskgen", ["build-smfer", str(inputs.fer), "-o", "out.csv", "--landmarks", str(binary),
+                                "--backend", "sequential", "--quiet"])
+    assert "not UTF-8" in assert_refused(result, "maskgen", binary, "line 2")
+    assert not Path("out.csv").exists()
+
+
+def test_unreachable_dask_scheduler_fails_fast_with_one_line(inputs: Inputs, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed")
+    import maskgen.parallel
+
+    monkeypatch.setattr(maskgen.parallel, "SCHEDULER_TIMEOUT_S", 0.5)
+    for address in ("tcp://127.0.0.1:1", "not-an-address"):
+        result = invoke("maskgen", ["build-smfer", str(inputs.fer), "-o", "out.csv", "--backend", "dask",
+                                    "--scheduler", address, "--quiet"])
+        assert "cannot connect to a dask scheduler" in assert_refused(result, "maskgen", f"--scheduler {address}")
+    assert not Path("out.csv").exists()

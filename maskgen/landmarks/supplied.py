@@ -159,6 +159,12 @@ def read_landmarks_file(path: str | os.PathLike, image_size: tuple[int, int] | N
     path = Path(path)
     if not path.is_file():
         raise LandmarksFileError(f"landmarks file {path} not found")
+    try:  # checked first, so that a binary file is named (csv would raise a bare UnicodeDecodeError mid-read)
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise LandmarksFileError(f"{path}, line {line}: not a landmarks CSV (not UTF-8 text: byte "
+                                 f"0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         try:
