@@ -393,3 +393,37 @@ def test_unreachable_dask_scheduler_fails_fast_with_one_line(inputs: Inputs, mon
                                     "--scheduler", address, "--quiet"])
         assert "cannot connect to a dask scheduler" in assert_refused(result, "maskgen", f"--scheduler {address}")
     assert not Path("out.csv").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes into a read-only (chmod 555) folder; the a-file/out variant covers root")
+@pytest.mark.parametrize("prog, name", OUTPUT_COMMANDS)
+def test_read_only_output_folder_is_one_line(inputs: Inputs, prog: str, name: str) -> None:
+    case = CASES[prog, name]
+    locked = inputs.root / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        target = locked / Path(DEFAULT_OUTPUT[prog, name] or "out.md").name
+        before = inputs.snapshot()
+        args = [name, *case.base(inputs), *checkpoint_args(case, inputs, None), case.output, str(target)]
+        assert_refused(invoke(prog, args), prog, locked)
+        assert inputs.snapshot() == before
+    finally:
+        locked.chmod(0o755)
+
+
+def test_full_disk_during_the_write_is_one_line(inputs: Inputs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC when the output is renamed into place: one line naming the path; no file, input intact."""
+    import errno
+
+    import maskgen.io
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(maskgen.io.os, "replace", full)
+    before = inputs.snapshot()
+    result = invoke("maskgen", ["audit", str(inputs.fer), "--json", "audit.json"])
+    assert "No space left on device" in assert_refused(result, "maskgen", "audit.json")
+    assert inputs.snapshot() == before and not list(inputs.root.glob("*audit.json*"))
