@@ -42,6 +42,34 @@ def small_fer(tmp_path: Path) -> Path:
     return path
 
 
+#: The split cycle of the training toy files: of every 6 rows, 4 train, 1 val (PublicTest), 1 test.
+TRAIN_USAGE_CYCLE = ("Training", "Training", "Training", "Training", "PublicTest", "PrivateTest")
+#: The model the training tests train.
+TRAIN_MODEL = "mini_xception"
+
+
+def write_train_csv(path: Path, n: int, seed: int = 0) -> Path:
+    """Learnable toy FER2013 CSV of ``n`` rows: class c has a bright horizontal band at rows 6c..6c+5."""
+    rng = np.random.default_rng(seed)
+    lines = ["emotion,pixels,Usage"]
+    for i in range(n):
+        label = i % 7
+        img = rng.integers(0, 80, (48, 48))
+        img[6 * label:6 * label + 6] += 170
+        lines.append(f"{label},{' '.join(map(str, img.reshape(-1)))},{TRAIN_USAGE_CYCLE[i % len(TRAIN_USAGE_CYCLE)]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def train_config(csv: Path, out: Path, recipe: str = "paper", **kw):  # noqa: ANN201 - TrainConfig, imported lazily
+    """A small, quiet, one-thread :class:`~fer_models.config.TrainConfig` of :data:`TRAIN_MODEL` on ``csv``."""
+    from fer_models.config import TrainConfig
+
+    base = dict(data=str(csv), out=str(out), model=TRAIN_MODEL, batch_size=8, epochs=2, progress=False, threads=1)
+    base.update(kw)
+    return TrainConfig.from_recipe(recipe, **base)
+
+
 def write_gz(path: Path, text: str) -> Path:
     path.write_bytes(gzip.compress(text.encode(), mtime=0))
     return path

@@ -86,7 +86,7 @@ def test_training_records_the_choice(hardware, tmp_path) -> None:
     """The resolved choice reaches config.json and every log line (AVX2-only machine mocked)."""
     import json
 
-    from test_train import config, write_csv
+    from conftest import train_config as config, write_train_csv as write_csv
     from fer_models.train import main
 
     hardware(cpu_bf16=False, level="AVX2")

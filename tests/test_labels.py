@@ -85,7 +85,7 @@ def test_unreadable_votes_file_names_the_file(tmp_path: Path, content: bytes) ->
 @pytest.mark.parametrize("mode", ["majority", "soft"])
 def test_train_on_ferplus_labels(tmp_path: Path, mode: str) -> None:
     pytest.importorskip("torch")
-    from test_train import config, write_csv
+    from conftest import train_config as config, write_train_csv as write_csv
 
     from fer_models.train import load_checkpoint, main
 

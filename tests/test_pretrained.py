@@ -43,7 +43,7 @@ def test_shipped_weights_load_and_predict(name: str) -> None:
 
 
 def test_evaluate_with_shipped_weights(tmp_path: Path) -> None:
-    from test_train import write_csv
+    from conftest import write_train_csv as write_csv
 
     csv_path = write_csv(tmp_path / "toy.csv", 42)
     result = CliRunner().invoke(cli, ["evaluate", "--weights", SHIPPED[0], "--data", str(csv_path), "--subset", "all",

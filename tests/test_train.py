@@ -19,33 +19,17 @@ from fer_models.inference import evaluate_checkpoint, predict  # noqa: E402
 from fer_models.train import TrainConfig, main, parse_model_kw  # noqa: E402
 from fer_models.data import load_fer_tensors  # noqa: E402
 
+from conftest import TRAIN_MODEL as MODEL  # noqa: E402 - the toy data and config are shared with other tests
+from conftest import TRAIN_USAGE_CYCLE as USAGE_CYCLE  # noqa: E402
+from conftest import train_config as config  # noqa: E402
+from conftest import write_train_csv as write_csv  # noqa: E402
+
 SIDE = 48
-USAGE_CYCLE = ("Training", "Training", "Training", "Training", "PublicTest", "PrivateTest")
-MODEL = "mini_xception"
-
-
-def write_csv(path: Path, n: int, seed: int = 0) -> Path:
-    """Learnable toy FER2013 CSV: class c has a bright horizontal band at rows 6c..6c+5."""
-    rng = np.random.default_rng(seed)
-    lines = ["emotion,pixels,Usage"]
-    for i in range(n):
-        label = i % 7
-        img = rng.integers(0, 80, (SIDE, SIDE))
-        img[6 * label:6 * label + 6] += 170
-        lines.append(f"{label},{' '.join(map(str, img.reshape(-1)))},{USAGE_CYCLE[i % len(USAGE_CYCLE)]}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
 def csv_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_csv(tmp_path_factory.mktemp("data") / "toy.csv", 84)
-
-
-def config(csv: Path, out: Path, recipe: str = "paper", **kw) -> TrainConfig:
-    base = dict(data=str(csv), out=str(out), model=MODEL, batch_size=8, epochs=2, progress=False, threads=1)
-    base.update(kw)
-    return TrainConfig.from_recipe(recipe, **base)
 
 
 def read_log(out: Path) -> list[dict]:
