@@ -73,3 +73,25 @@ def train_config(csv: Path, out: Path, recipe: str = "paper", **kw):  # noqa: AN
 def write_gz(path: Path, text: str) -> Path:
     path.write_bytes(gzip.compress(text.encode(), mtime=0))
     return path
+
+
+def bomb_png(path: Path, width: int = 50000, height: int = 50000) -> Path:
+    """A small PNG whose header declares width x height gray pixels (a decompression bomb: only a few rows
+    of data follow; decoding would need width * height bytes before noticing)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (4 * (width + 1)), 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def checksums(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (to show that a command left its inputs alone)."""
+    import hashlib
+
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}

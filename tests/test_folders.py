@@ -180,7 +180,7 @@ def test_mfer_style_mix_of_a_folder(image_folder: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", ["crop", "photo"])
 def test_bad_pictures_are_status_rows_in_both_modes(tmp_path: Path, mode: str) -> None:
     """#28 case 7: a decompression bomb (either mode) or a 1x1 picture (photo mode) stopped the whole build."""
-    from test_photo import bomb_png, checksums
+    from conftest import bomb_png, checksums
 
     src = tmp_path / "in"
     src.mkdir()

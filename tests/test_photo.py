@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import bomb_png, checksums
 from maskgen.io import read_image, write_image
 from maskgen.photo import expand_paths, mask_files, mask_photo
 
@@ -102,27 +103,6 @@ def test_a_failing_face_is_recorded_and_the_others_are_masked(monkeypatch) -> No
 
 
 # ---------------------------------------------------------------- #28: per-item failures, pixel limit, one key
-def bomb_png(path, width: int = 50000, height: int = 50000):
-    """A small PNG whose header declares width x height gray pixels (a decompression bomb: only a few rows
-    of data follow; decoding would need width * height bytes before noticing)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    idat = zlib.compress(b"\0" * (4 * (width + 1)), 9)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-    return path
-
-
-def checksums(root):
-    import hashlib
-
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_read_image_refuses_a_decompression_bomb_from_its_header(tmp_path):
     from maskgen.io import MAX_IMAGE_PIXELS, ImageTooLargeError, check_image_size
 

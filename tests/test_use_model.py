@@ -162,7 +162,7 @@ def test_predict_one_bad_picture_is_one_row_and_the_rest_are_scored(tmp_path: Pa
     import cv2
 
     from maskgen.io import write_image
-    from test_photo import bomb_png
+    from conftest import bomb_png
 
     src = tmp_path / "in"
     src.mkdir()
