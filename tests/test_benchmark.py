@@ -250,6 +250,13 @@ def test_cli_checks_its_options(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "0 of 12 runs finished" in result.output
     assert "| fer2013-mini_xception-usage-s0 | 1 | - |" in (tmp_path / "b" / "paper_tables.md").read_text()
+    result = runner.invoke(cli, ["benchmark", "--fer", paths["fer2013"], "--out", str(tmp_path / "b"), "--tables", "3",
+                                 "--budget", "smoke", "--limit", "0", "--parallel", "0"])
+    assert result.exit_code != 0 and "--parallel" in result.output
+    # --help says what each budget and --parallel do; measured times are the docs' (docs/training.md)
+    text = " ".join(runner.invoke(cli, ["benchmark", "--help"]).output.split())
+    assert "full: the paper's 100 epochs" in text and "--parallel" in text and "docs/training.md" in text
+    assert not any(word in text for word in ("hour", "AVX", "images/s", "2-core")), text
 
 
 def test_only_trains_the_matching_runs(tmp_path: Path) -> None:
