@@ -93,6 +93,8 @@ def summary(
     from fer_models.device import resolve
     from fer_models.models import list_models
 
+    if write_path is not None:  # before the measurements, which take minutes
+        check_writable(write_path, "--write")
     try:
         placement = resolve(device, amp)
     except ValueError as exc:

@@ -110,10 +110,15 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
     Bad input is reported with its line number before any work starts, and no output file is
     left behind on failure or Ctrl-C.
     """
+    from maskgen.cli_errors import check_writable
     from maskgen.parallel import DEFAULT_CHUNK_SIZE
     from maskgen.pipeline import BuildConfig
     from maskgen.smfer import build_smfer
 
+    if output is not None:
+        check_writable(output, "-o", folder=input_csv.is_dir())
+    if metadata_path is not None:
+        check_writable(metadata_path, "--metadata")
     config = BuildConfig(seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
                          mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs),
                          on_implausible=on_implausible,
@@ -210,8 +215,11 @@ def build_mfer_cmd(fer_csv: Path, smfer_csv: Path, output: Path | None, seed: in
     build-smfer output folder: -o OUT_DIR then gets every masked picture twice (original and
     NAME__masked), plus mfer.index.csv (path, source, masked, split, label).
     """
+    from maskgen.cli_errors import check_writable
     from maskgen.mfer import build_mfer, format_counts
 
+    if output is not None:
+        check_writable(output, "-o", folder=fer_csv.is_dir())
     if fer_csv.is_dir() != smfer_csv.is_dir() and fer_csv.exists() and smfer_csv.exists():
         folder, file = (fer_csv, smfer_csv) if fer_csv.is_dir() else (smfer_csv, fer_csv)
         raise ValueError(f"{folder} is a folder but {file} is a file: give two FER2013-format CSVs, or a picture "

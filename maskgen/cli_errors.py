@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -67,20 +68,42 @@ def describe(exc: BaseException) -> str:
     return " ".join(text.split())  # one line
 
 
+def _invoke(prog: str, ctx: click.Context, invoke: Callable[[click.Context], Any]) -> Any:
+    """``invoke(ctx)``, ending by the module's convention."""
+    try:
+        return invoke(ctx)
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise
+    except KeyboardInterrupt:
+        click.echo(f"{prog}: interrupted; nothing was left half-written", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
+    except BAD_INPUT as exc:
+        click.echo(f"{prog}: error: {describe(exc)}", err=True)
+        ctx.exit(EXIT_BAD_INPUT)
+
+
+class SafeCommand(click.Command):
+    """A command that ends by the module's convention also when invoked on its own (tests, embedding)."""
+
+    #: the command line's name in messages; set by :class:`SafeGroup` when the command is added
+    prog: str = ""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _invoke(self.prog or ctx.find_root().info_name or self.name or "", ctx, super().invoke)
+
+
 class SafeGroup(click.Group):
     """A click group whose commands end by the module's convention (exit 2 / 130, one line)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except KeyboardInterrupt:
-            click.echo(f"{self.name}: interrupted; nothing was left half-written", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
-        except BAD_INPUT as exc:
-            click.echo(f"{self.name}: error: {describe(exc)}", err=True)
-            ctx.exit(EXIT_BAD_INPUT)
+    command_class = SafeCommand
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if isinstance(cmd, SafeCommand):
+            cmd.prog = self.name or ""
+        super().add_command(cmd, name)
+
+    def invoke(self, ctx: click.Context) -> Any:  # commands added that are not SafeCommands
+        return _invoke(self.name or "", ctx, super().invoke)
 
 
 def check_writable(path: str | os.PathLike, option: str = "-o", folder: bool = False) -> None:
@@ -106,5 +129,5 @@ def check_writable(path: str | os.PathLike, option: str = "-o", folder: bool = F
         raise BadInput(f"{option} {given}: cannot write in {parent} (read-only or no permission)")
 
 
-__all__ = ["BAD_INPUT", "BadInput", "CONTEXT_SETTINGS", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "MissingExtra", "SafeGroup",
+__all__ = ["BAD_INPUT", "BadInput", "CONTEXT_SETTINGS", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "MissingExtra", "SafeCommand", "SafeGroup",
            "check_writable", "describe"]

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from conftest import USAGE_CYCLE, fer_csv_text, random_faces
 from maskgen.cli import main as maskgen_cli
-from maskgen.cli_errors import BAD_INPUT, BadInput, SafeGroup, describe
+from maskgen.cli_errors import BAD_INPUT, BadInput, SafeCommand, SafeGroup, describe
 
 torch = pytest.importorskip("torch")
 
@@ -175,6 +175,7 @@ def test_every_command_has_cases() -> None:
         takes = params & CHECKPOINT_PARAMS
         assert bool(takes) == (case.checkpoint is not None), (prog, name, takes)
         assert isinstance(CLIS[prog], SafeGroup)
+        assert isinstance(CLIS[prog].commands[name], SafeCommand), f"{prog} {name}: add it with @main.command()"
 
 
 @pytest.mark.parametrize("prog, name", COMMANDS)
@@ -427,3 +428,11 @@ def test_full_disk_during_the_write_is_one_line(inputs: Inputs, monkeypatch: pyt
     result = invoke("maskgen", ["audit", str(inputs.fer), "--json", "audit.json"])
     assert "No space left on device" in assert_refused(result, "maskgen", "audit.json")
     assert inputs.snapshot() == before and not list(inputs.root.glob("*audit.json*"))
+
+
+def test_a_command_invoked_on_its_own_speaks_the_same_way(inputs: Inputs) -> None:
+    """Tests and embedders invoke a command without its group: same exit 2 and one line."""
+    from fer_models.cli import train
+
+    result = CliRunner().invoke(train, ["--data", str(inputs.fer), "--out", str(inputs.blocker / "run")])
+    assert result.exit_code == 2 and result.stderr.startswith("fer-models: error: --out ")
