@@ -298,7 +298,10 @@ class Engine:
         self.lr = self.lr_table[:1].clone().view(())
         self.optimizer = make_optimizer(config, model, self.lr)
         self.ema = WeightEMA(model, config.ema_decay) if config.ema_decay > 0 else None
-        self.generator = torch.Generator(device=dev)
+        # on CUDA the device's default generator: a CUDA graph captures it without registration
+        self.generator = (torch.cuda.default_generators[dev.index if dev.index is not None else
+                                                        torch.cuda.current_device()]
+                          if dev.type == "cuda" else torch.Generator(device=dev))
         self.step_count = torch.zeros((), dtype=torch.int64, device=dev)  # optimizer steps of the run
         self.epoch_step = torch.zeros((), dtype=torch.int64, device=dev)  # steps of this epoch
         self.order = torch.zeros(self.steps_per_epoch, self.batch_size, dtype=torch.int64, device=dev)
@@ -401,10 +404,6 @@ class Engine:
         """Capture :meth:`train_step` in one CUDA graph (after eager warm-up steps on a side stream)."""
         try:
             graph = torch.cuda.CUDAGraph()
-            # the captured step reads its randomness from self.generator: register it with the graph
-            register = getattr(graph, "register_generator_state", None)
-            if register is not None:
-                register(self.generator)
             saved = (self.step_count.clone(), self.epoch_step.clone(), self.loss_sum.clone(), self.correct.clone())
             torch.cuda.synchronize()
             with torch.cuda.graph(graph):
