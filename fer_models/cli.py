@@ -21,7 +21,16 @@ from fer_models.summary import (
     DEFAULT_WARMUP,
 )
 from maskgen import __version__
-from maskgen.cli_errors import CONTEXT_SETTINGS, BadInput, SafeGroup, check_writable
+from maskgen.cli_errors import (
+    CONTEXT_SETTINGS,
+    PARTIAL_EPILOG,
+    BadInput,
+    SafeGroup,
+    check_output_paths,
+    check_writable,
+    exit_partial,
+    warn,
+)
 from maskgen.splits import SPLIT_KINDS
 
 if TYPE_CHECKING:
@@ -251,8 +260,7 @@ def _check_training_classes(data: str, labels: np.ndarray) -> None:
         raise BadInput(f"--data {data}: {what}; a classifier needs at least two classes to learn anything")
     missing = [EMOTIONS[i] for i in range(len(EMOTIONS)) if i not in set(present.tolist())]
     if missing:
-        click.echo(f"fer-models: warning: --data {data}: no training rows of class {', '.join(missing)}; the model "
-                   "will never predict them", err=True)
+        warn(f"--data {data}: no training rows of class {', '.join(missing)}; the model will never predict them")
 
 
 @main.command()
@@ -324,10 +332,14 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
               help="Train at most this many new runs now (the rest on the next call); 0: only write the tables.")
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train this many runs at once, each in its own worker process and resumable run folder, with "
-                   "torch threads divided among them. The tables are the same whatever it is.")
+                   "the torch threads divided among them (see --threads).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads of each run (default: torch's, divided by --parallel). On a CPU a run's last "
+                   "bits depend on its thread count: the same --threads gives the same tables whatever --parallel.")
 def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool, build_seed: int,
               jobs: int | None, out: str, budget: str, recipe: str, tables: str, write_path: str | None,
-              records_path: str | None, only: tuple[str, ...], limit: int | None, parallel: int) -> None:
+              records_path: str | None, only: tuple[str, ...], limit: int | None, parallel: int,
+              threads: int | None) -> None:
     """The paper's Tables 1-3 under the usage, de-duplicated and paper protocols; resumable (docs/paper_tables.md)."""
     import sys
 
@@ -358,7 +370,7 @@ def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool,
     command = " ".join(shlex.quote(a) for a in ["fer-models", *sys.argv[1:]])
     done = run_benchmark(paths, out, budget=budget, recipe=recipe, tables=chosen, write=write_path,
                          command=command, echo=click.echo, limit=limit, records=records_path, only=only,
-                         parallel=parallel)
+                         parallel=parallel, threads=threads)
     click.echo(f"{done['finished']} of {done['total']} runs finished")
 
 
@@ -379,12 +391,10 @@ def _check_outputs(inputs: list[tuple[str, str | None]], outputs: list[tuple[str
     """Before any work: each output (option, path, is a folder) can be written, and no output file is an
     input or another output (:func:`maskgen.paths.check_outputs`); inputs are (option, path) pairs. A report
     folder may hold inputs (a run folder holds its checkpoint; benchmark --build writes its data there)."""
-    from maskgen.paths import Output, check_outputs
+    from maskgen.paths import Output
 
-    outs = [Output(role, Path(path), folder) for role, path, folder in outputs if path is not None]
-    for out in outs:
-        check_writable(out.path, out.role, folder=out.folder)
-    check_outputs(inputs, [out for out in outs if not out.folder])
+    check_output_paths(inputs, [Output(role, Path(path), folder) for role, path, folder in outputs if path is not None],
+                       folders_may_hold_inputs=True)
 
 
 def _load_model_state(checkpoint: str | None, weights: str | None) -> tuple[Checkpoint, Path]:
@@ -470,7 +480,7 @@ def _check_faces(csv_path: str | None, rows: int) -> np.ndarray | None:
         return None
 
 
-@main.command("predict")
+@main.command("predict", epilog=PARTIAL_EPILOG)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @_CHECKPOINT_OPT
 @_WEIGHTS_OPT
@@ -521,8 +531,9 @@ def predict_command(paths: tuple[str, ...], checkpoint: str | None, weights: str
             tmp.write_text(text)
         click.echo(f"wrote {output}", err=True)
     click.echo(summarize(records), err=True)
-    if any(r.status in FAILED_STATUSES for r in records):  # every picture has its row; some failed: say so
-        raise SystemExit(1)
+    failed = {r.file for r in records if r.status in FAILED_STATUSES}
+    if failed:  # every picture has its row; some failed: the exit status says so
+        exit_partial(f"{len(failed)} of {len({r.file for r in records})} pictures failed")
 
 
 @main.command("explain")

@@ -2,20 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from maskgen import __version__
-from maskgen.cli_errors import CONTEXT_SETTINGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED, SafeGroup  # noqa: F401
+from maskgen.cli_errors import CONTEXT_SETTINGS, PARTIAL_EPILOG, SafeGroup
 from maskgen.splits import SPLIT_KINDS
-
-
-def _friendly_errors(func):
-    """No-op kept on the commands that carry it: every command's errors are handled by the group
-    (:class:`maskgen.cli_errors.SafeGroup`), one convention for maskgen and fer-models."""
-    return func
 
 
 def _parse_fits(text: str | None) -> dict[str, float] | None:
@@ -44,6 +37,28 @@ def _parse_fits(text: str | None) -> dict[str, float] | None:
 
 def _split_names(text: str | None) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
+
+
+def _spec_pictures(mask_specs: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """(role, path) of the RGBA picture each --mask-spec file names: an input like the spec itself, which no
+    output may replace (``preview -o mymask.png``). A spec that cannot be read names none here; loading it
+    later says what is wrong with it."""
+    found = []
+    for spec in map(Path, mask_specs):
+        try:
+            text = spec.read_text(encoding="utf-8")
+            if spec.suffix.lower() == ".toml":
+                import tomllib  # Python >= 3.11, as maskgen.masks.load_mask_spec
+
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        except (OSError, ValueError, ImportError):
+            continue
+        image = data.get("image") if isinstance(data, dict) else None
+        if isinstance(image, str):
+            found.append((f"picture of --mask-spec {spec}:", spec.parent / image))
+    return found
 
 
 @click.group(name="maskgen", cls=SafeGroup, context_settings=CONTEXT_SETTINGS)
@@ -95,7 +110,6 @@ def main() -> None:
                    "'split' columns, instead of every picture under INPUT.")
 @click.option("--resume", is_flag=True, help="Folder input: continue an interrupted build in the output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@_friendly_errors
 def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, mask_names: str | None,
                     mask_specs: tuple[str, ...], fit_text: str | None, on_implausible: str,
                     metadata_path: Path | None, chunk_size: int, backend: str, scheduler: str | None,
@@ -119,6 +133,7 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
         check_writable(output, "-o", folder=input_csv.is_dir())
     if metadata_path is not None:
         check_writable(metadata_path, "--metadata")
+    _check_spec_pictures(mask_specs, _smfer_outputs(input_csv, output, metadata_path))
     config = BuildConfig(seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
                          mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs),
                          on_implausible=on_implausible,
@@ -148,6 +163,30 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
     _print_report(report)
 
 
+def _smfer_outputs(input_path: Path, output: Path | None, metadata_path: Path | None) -> list:
+    """The outputs of build-smfer (:class:`maskgen.paths.Output`): the folder for a folder input; else the CSV,
+    its sidecar and manifest (maskgen.smfer checks them against its other inputs)."""
+    from maskgen.paths import Output
+    from maskgen.smfer import default_output, sidecar_paths
+
+    if input_path.is_dir():
+        return [Output("-o", output, folder=True)] if output is not None else []
+    out = output if output is not None else default_output(input_path)
+    meta, manifest = sidecar_paths(out)
+    return [Output("-o", out), Output("--metadata" if metadata_path else "sidecar", metadata_path or meta),
+            Output("manifest", manifest)]
+
+
+def _check_spec_pictures(mask_specs: tuple[str, ...], outputs: list) -> None:
+    """Before any work: no output replaces or holds the picture a --mask-spec names (the spec files themselves
+    are checked by the library with the other inputs)."""
+    from maskgen.paths import check_outputs
+
+    pictures = _spec_pictures(mask_specs)
+    if pictures and outputs:
+        check_outputs(pictures, outputs)
+
+
 def _print_report(report) -> None:
     rate = report.rows / max(report.timings_s.get("mask", 0.0) + report.timings_s.get("read", 0.0), 1e-9)
     click.echo(f"wrote {report.output} ({report.rows} rows) in {report.timings_s['total']:.1f} s "
@@ -160,8 +199,9 @@ def _print_report(report) -> None:
     click.echo(f"  manifest:  {report.manifest}")
     errors = report.status_counts.get("error", 0)
     if errors:
-        click.echo(f"maskgen: warning: {errors} rows could not be masked and were kept unchanged; "
-                   f"their error text is in {report.metadata}", err=True)
+        from maskgen.cli_errors import warn
+
+        warn(f"{errors} rows could not be masked and were kept unchanged; their error text is in {report.metadata}")
 
 
 @main.command("list-masks")
@@ -179,16 +219,19 @@ def list_masks_cmd() -> None:
 @click.option("-n", "--rows", type=int, default=64, show_default=True, help="Faces to use (at most 100).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-j", "--jobs", type=int, default=0, show_default=True, help="Worker processes (0 = all cores).")
-@_friendly_errors
 def demo_cmd(outdir: Path, rows: int, seed: int, jobs: int) -> None:
     """Run the whole pipeline on a small built-in example.
 
     Makes a FER2013-format CSV from the real face crops that scikit-image ships
     (skimage.data.lfw_subset, upscaled to 48x48), masks it with build-smfer, and writes a
-    before/after contact sheet.
+    before/after contact sheet. Files of those names already in the folder are replaced only if
+    an earlier demo wrote them.
     """
-    from maskgen.demo import run_demo
+    from maskgen.cli_errors import check_writable
+    from maskgen.demo import check_demo_outputs, run_demo
 
+    check_demo_outputs(outdir)
+    check_writable(outdir, "-o", folder=True)
     paths = run_demo(outdir, rows=rows, seed=seed, jobs=jobs)
     for label, path in paths.items():
         click.echo(f"{label:>9}: {path}")
@@ -205,7 +248,6 @@ def demo_cmd(outdir: Path, rows: int, seed: int, jobs: int) -> None:
                    "class); none: all unmasked rows plus every masked row.")
 @click.option("--classes", type=click.Choice(["none", "undersample", "oversample"]), default="none",
               show_default=True, help="Balance classes within each Usage by sampling sources.")
-@_friendly_errors
 def build_mfer_cmd(fer_csv: Path, smfer_csv: Path, output: Path | None, seed: int, balance: str,
                    classes: str) -> None:
     """Mix FER and its masked copy SMFER into MFER2013 (adds columns source, masked).
@@ -249,7 +291,6 @@ def build_mfer_cmd(fer_csv: Path, smfer_csv: Path, output: Path | None, seed: in
               help="Near duplicate: mean absolute pixel difference (grey levels) at most this.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the full result as JSON here ('-' for stdout instead of the table).")
-@_friendly_errors
 def audit_cmd(data_csv: Path, splits: tuple[str, ...], seed: int, near_threshold: float,
               json_path: Path | None) -> None:
     """Count classes x masked x split, twins (same source) and exact / near duplicate images
@@ -259,11 +300,10 @@ def audit_cmd(data_csv: Path, splits: tuple[str, ...], seed: int, near_threshold
     from maskgen.io import atomic_write
 
     if json_path is not None and str(json_path) != "-":
-        from maskgen.cli_errors import check_writable
-        from maskgen.paths import Output, check_outputs
+        from maskgen.cli_errors import check_output_paths
+        from maskgen.paths import Output
 
-        check_outputs([("input", data_csv)], [Output("--json", json_path)])
-        check_writable(json_path, "--json")
+        check_output_paths([("input", data_csv)], [Output("--json", json_path)])
     table = read_fer_csv(data_csv)
     kinds = splits or (("usage",) if table.usage is not None else ()) + ("paper", "grouped")
     result = audit(table, kinds, seed, near_threshold=near_threshold)
@@ -296,21 +336,23 @@ PREVIEW_MAX_PIXELS = 100_000_000
 @click.option("--fit", "fit_text", metavar="FIT=P,...", help="Fit probabilities [default: correct=1].")
 @click.option("--cols", type=click.IntRange(min=1), default=8, show_default=True, help="Pairs per row of the sheet.")
 @click.option("--scale", type=click.IntRange(1, 32), default=4, show_default=True, help="Upscaling factor of the faces.")
-@_friendly_errors
 def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landmarks: bool, mask_names: str | None,
                 mask_specs: tuple[str, ...], fit_text: str | None, cols: int, scale: int) -> None:
     """Contact sheet of random rows of INPUT_CSV: original beside masked, labelled with mask and fit."""
     from maskgen.dataset import read_fer_csv
     from maskgen.pipeline import BuildConfig
     from maskgen.io import write_image
-    from maskgen.cli_errors import BadInput, check_writable
+    from maskgen.cli_errors import BadInput, check_output_paths
     from maskgen.io import IMAGE_SUFFIXES
+    from maskgen.paths import Output
     from maskgen.preview import preview_table
 
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise BadInput(f"-o {output}: cannot write a picture of type {output.suffix or '(no suffix)'!r}; "
                        f"supported: {', '.join(IMAGE_SUFFIXES)}")
-    check_writable(output)
+    # -o is neither the input, a --mask-spec nor the picture a spec names (preview -o mymask.png)
+    check_output_paths([("input", input_csv), *(("--mask-spec", s) for s in mask_specs), *_spec_pictures(mask_specs)],
+                       [Output("-o", output)])
     config = BuildConfig(seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
                          mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs))
     table = read_fer_csv(input_csv)
@@ -327,7 +369,7 @@ def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landma
                + (f", {unmasked} not masked: see their labels" if unmasked else "") + ")")
 
 
-@main.command("mask-image")
+@main.command("mask-image", epilog=PARTIAL_EPILOG)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the masked photos (same relative names as the inputs).")
@@ -337,17 +379,18 @@ def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landma
               help="Custom mask spec file (JSON/TOML + RGBA PNG) to register; may be repeated.")
 @click.option("--fit", "fit_text", metavar="FIT=P,...", help="Fit probabilities [default: correct=1].")
 @click.option("--gray-masks", is_flag=True, help="Gray-toned masks even on colour photos.")
-@_friendly_errors
 def mask_image_cmd(paths: tuple[Path, ...], outdir: Path, seed: int, mask_names: str | None,
                    mask_specs: tuple[str, ...], fit_text: str | None, gray_masks: bool) -> None:
     """Mask every detected face in photos (files or folders of photos); report photos with no face."""
-    from maskgen.cli_errors import check_writable
-    from maskgen.masks import load_mask_spec
+    from maskgen.cli_errors import check_output_paths, exit_partial
+    from maskgen.paths import Output
     from maskgen.photo import mask_files
+    from maskgen.pipeline import BuildConfig, prepare_worker
 
-    check_writable(outdir, "-o", folder=True)
-    for spec in mask_specs:
-        load_mask_spec(spec)
+    # the photos are checked against -o by mask_files; the mask specs and their pictures here
+    check_output_paths([*(("--mask-spec", s) for s in mask_specs), *_spec_pictures(mask_specs)],
+                       [Output("-o", outdir, folder=True)])
+    prepare_worker(BuildConfig(mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs)))  # as every command
     report = mask_files(paths, outdir, seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
                         color=not gray_masks)
     click.echo(f"masked {sum(report.faces.values())} faces in {len(report.written)} photos -> {outdir}")
@@ -356,9 +399,9 @@ def mask_image_cmd(paths: tuple[Path, ...], outdir: Path, seed: int, mask_names:
     for path, reason in report.failed:
         click.echo(f"  failed ({report.status.get(str(path), 'error')}): {path}: {reason}")
     if report.failed_pictures:  # per-item failures: the others were processed; the exit status says so
-        click.echo(f"maskgen: {report.failed_pictures} of {len(report.status)} pictures failed", err=True)
-    if not report.written or report.failed_pictures:
-        sys.exit(1)
+        exit_partial(f"{report.failed_pictures} of {len(report.status)} pictures failed")
+    if not report.written:
+        exit_partial(f"no face found in any of {len(report.status)} pictures")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,18 @@
 One convention, used by both click groups through :class:`SafeGroup`:
 
 - exit 0: the command did its work;
+- exit 3 (:data:`EXIT_PARTIAL`): a batch command (``maskgen mask-image``, ``fer-models predict``)
+  went over every item, but some failed: each is listed, the others' outputs are written
+  (:func:`exit_partial`);
 - exit 2: bad input, or an output that cannot be written: ONE line on stderr,
   ``PROG: error: MESSAGE``, naming the file and the problem (click's own usage errors,
   such as an unknown option, also exit 2, with click's usage hint);
 - exit 130: interrupted (Ctrl-C); every write goes through :func:`maskgen.io.atomic_write`,
   so nothing is left half-written;
 - anything else is a bug: Python's traceback and exit 1, on purpose.
+
+Warnings (``warnings.warn``, e.g. ``maskgen.io.ImageConversionWarning``) raised while a command
+runs print as one line, ``PROG: warning: MESSAGE``, as does :func:`warn`.
 
 Bad input is a closed family, :data:`BAD_INPUT`: :class:`ValueError` and its subclasses
 (raised by validation code: :class:`BadInput`, ``maskgen.dataset.FerFormatError``,
@@ -26,13 +32,25 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
-from typing import Any
+import sys
+import warnings
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+if TYPE_CHECKING:
+    from maskgen.paths import Output
+
 EXIT_BAD_INPUT = 2
+#: some items of a batch failed (each listed), the others were done and written
+EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
+#: the --help epilog of the batch commands that can end with EXIT_PARTIAL
+PARTIAL_EPILOG = (f"Exit status: 0 done; {EXIT_PARTIAL} some items failed (each listed; the others were written); "
+                  f"{EXIT_BAD_INPUT} bad input, refused before any work. See docs/safety.md.")
+#: ctx.meta key of the command line's name while a command runs
+_PROG_KEY = "maskgen.cli_errors.prog"
 #: the -h / --help convention of both command lines (subcommands inherit it)
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -68,8 +86,40 @@ def describe(exc: BaseException) -> str:
     return " ".join(text.split())  # one line
 
 
+def _prog() -> str:
+    """The running command line's name (``maskgen`` / ``fer-models``); the script's name outside a command."""
+    ctx = click.get_current_context(silent=True)
+    prog = ctx.meta.get(_PROG_KEY) if ctx is not None else None
+    return prog or os.path.basename(sys.argv[0]) or "maskgen"
+
+
+def warn(message: str) -> None:
+    """Print ``PROG: warning: MESSAGE`` (one line) on stderr: what the command accepted but the user should know."""
+    click.echo(f"{_prog()}: warning: {' '.join(str(message).split())}", err=True)
+
+
+def exit_partial(message: str | None = None) -> NoReturn:
+    """End a batch command whose every item was tried but some failed (each already listed): ``PROG: MESSAGE``
+    on stderr, then exit :data:`EXIT_PARTIAL`."""
+    if message:
+        click.echo(f"{_prog()}: {message}", err=True)
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        raise SystemExit(EXIT_PARTIAL)
+    ctx.exit(EXIT_PARTIAL)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` while a command runs: ``PROG: warning: MESSAGE``, not ``file:line: Category``."""
+    warn(str(message))
+
+
 def _invoke(prog: str, ctx: click.Context, invoke: Callable[[click.Context], Any]) -> Any:
-    """``invoke(ctx)``, ending by the module's convention."""
+    """``invoke(ctx)``, ending by the module's convention; warnings print as ``PROG: warning: MESSAGE``."""
+    ctx.meta.setdefault(_PROG_KEY, prog)
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return invoke(ctx)
     except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
@@ -80,6 +130,8 @@ def _invoke(prog: str, ctx: click.Context, invoke: Callable[[click.Context], Any
     except BAD_INPUT as exc:
         click.echo(f"{prog}: error: {describe(exc)}", err=True)
         ctx.exit(EXIT_BAD_INPUT)
+    finally:
+        warnings.showwarning = shown
 
 
 class SafeCommand(click.Command):
@@ -129,5 +181,24 @@ def check_writable(path: str | os.PathLike, option: str = "-o", folder: bool = F
         raise BadInput(f"{option} {given}: cannot write in {parent} (read-only or no permission)")
 
 
-__all__ = ["BAD_INPUT", "BadInput", "CONTEXT_SETTINGS", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "MissingExtra", "SafeCommand", "SafeGroup",
-           "check_writable", "describe"]
+def check_output_paths(inputs: Iterable[tuple[str, str | os.PathLike | None]], outputs: Iterable[Output], *,
+                       folders_may_hold_inputs: bool = False) -> None:
+    """Before any work, the outputs of a command: none is an input, lies in an input folder, holds an input or
+    names another output (:func:`maskgen.paths.check_outputs`), and each can be written (:func:`check_writable`).
+
+    Args:
+        inputs: (role, path or None) pairs, e.g. ``[("input", csv), ("--mask-spec", spec)]``.
+        outputs: :class:`maskgen.paths.Output` items.
+        folders_may_hold_inputs: output folders are only checked for writing (a run folder holds its checkpoint).
+    """
+    from maskgen.paths import check_outputs
+
+    outputs = list(outputs)
+    check_outputs(inputs, [o for o in outputs if not (o.folder and folders_may_hold_inputs)])
+    for out in outputs:
+        check_writable(out.path, out.role, folder=out.folder)
+
+
+__all__ = ["BAD_INPUT", "BadInput", "CONTEXT_SETTINGS", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_PARTIAL", "MissingExtra",
+           "PARTIAL_EPILOG", "SafeCommand", "SafeGroup", "check_output_paths", "check_writable", "describe", "exit_partial",
+           "warn"]

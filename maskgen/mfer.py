@@ -42,6 +42,7 @@ import numpy as np
 
 from maskgen.dataset import EMOTIONS, USAGES, FerTable, format_pixels, read_fer_csv, write_lines
 from maskgen.io import atomic_write, build_fields, csv_stem, file_sha256, manifest, manifest_path, write_json
+from maskgen.paths import Output, check_outputs
 
 BALANCE_MODES = ("pairs", "none")
 CLASS_MODES = ("none", "undersample", "oversample")
@@ -268,6 +269,29 @@ def _counts(emotion: np.ndarray, usage: np.ndarray | None, masked: np.ndarray) -
     return out
 
 
+def _companions(path: Path) -> list[tuple[str, Path]]:
+    """(kind, path) of the files that travel with a CSV build beside ``path``: its sidecar and manifest (the default
+    names, and the sidecar its manifest names), those that exist."""
+    found = [("sidecar", path.with_name(f"{csv_stem(path)}.meta.csv")), ("manifest", manifest_path(path))]
+    try:
+        recorded = json.loads(manifest_path(path).read_text(encoding="utf-8")).get("metadata")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, str) and recorded:
+        found.append(("sidecar", Path(recorded)))
+    return [(kind, p) for kind, p in found if p.is_file()]
+
+
+def check_mfer_outputs(fer_path: Path, smfer_path: Path, out: Path) -> None:
+    """Before any work: the output CSV and its manifest are neither input, nor the sidecar or manifest of either
+    (``-o smfer2013.meta.csv``; ``-o x/smfer2013.csv.gz`` whose manifest is SMFER's), nor a symlink or special file
+    (:func:`maskgen.paths.check_outputs`). Raises :class:`maskgen.paths.PathError` naming both paths."""
+    inputs: list[tuple[str, Path]] = [("FER", fer_path), ("SMFER", smfer_path)]
+    for role, path in list(inputs):
+        inputs += [(f"{role} {kind}", c) for kind, c in _companions(path)]
+    check_outputs([(role, p) for role, p in inputs if p.exists()], [Output("-o", out), Output("manifest", manifest_path(out))])
+
+
 def build_mfer(fer_path: str | Path, smfer_path: str | Path, output_path: str | Path | None = None, *,
                seed: int = 0, balance: str = "pairs", classes: str = "none") -> MferReport:
     """Mix FER2013 and SMFER2013 into MFER2013 (see the module docstring) and write it atomically.
@@ -280,9 +304,7 @@ def build_mfer(fer_path: str | Path, smfer_path: str | Path, output_path: str | 
     t0 = time.perf_counter()
     fer_path, smfer_path = Path(fer_path), Path(smfer_path)
     out = Path(output_path) if output_path is not None else default_output(fer_path)
-    for p in (fer_path, smfer_path):
-        if p.exists() and out.resolve() == p.resolve():
-            raise ValueError(f"output {out} would overwrite the input {p}")
+    check_mfer_outputs(fer_path, smfer_path, out)
     if balance not in BALANCE_MODES:
         raise ValueError(f"unknown balance {balance!r}; expected one of {', '.join(BALANCE_MODES)}")
     if classes not in CLASS_MODES:

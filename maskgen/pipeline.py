@@ -109,7 +109,11 @@ def _rounded(value: float) -> float | str:
     return "" if value != value else round(float(value), 4)
 
 
-_loaded_specs: set[tuple[str, int, int]] = set()
+#: spec file key (:func:`_file_key`) -> the template read from it, in this process
+_loaded_specs: dict[tuple[str, int, int], MaskTemplate] = {}
+#: mask name -> the template :func:`prepare_worker` registered under it: a later config may replace those (a
+#: changed spec file, a long-lived worker's next build); any other custom mask came through the Python API
+_prepared: dict[str, MaskTemplate] = {}
 
 
 def _file_key(path: str) -> tuple[str, int, int]:
@@ -120,19 +124,53 @@ def _file_key(path: str) -> tuple[str, int, int]:
     return str(resolved), st.st_mtime_ns, st.st_size
 
 
+def _registered(name: str) -> MaskTemplate | None:
+    return masks.get_mask(name) if name in masks.list_masks() else None
+
+
+def _same_mask(a: MaskTemplate, b: MaskTemplate) -> bool:
+    """Two templates that draw the same mask (e.g. one spec file loaded twice)."""
+    return (a.name == b.name and a.image.shape == b.image.shape and np.array_equal(a.image, b.image)
+            and a.anchors == b.anchors and a.landmarks == b.landmarks and a.tintable == b.tintable
+            and a.colors == b.colors and a.patterns == b.patterns)
+
+
 def prepare_worker(config: BuildConfig) -> None:
-    """Register the config's custom masks in this process (spec files once each, then templates)."""
+    """Register the config's custom masks in this process: spec files (each read once while unchanged), then templates.
+
+    Raises:
+        maskgen.masks.MaskSpecError: two spec files naming one mask (both files named), or a spec named like a
+            different mask registered through the Python API (``maskgen.register_mask``): either would be ignored
+            silently, the build drawing another mask than the file given.
+    """
+    by_name: dict[str, tuple[str, str]] = {}  # mask name -> (spec as given, resolved)
+    loaded = []
     for spec in config.mask_specs:
         key = _file_key(spec)
-        if key not in _loaded_specs:
-            template = masks.load_mask_spec(spec, register=False)
-            if template.name not in masks.list_masks():
-                masks.register_mask(template)
-            _loaded_specs.add(key)
-    registered = set(masks.list_masks())
-    for template in config.templates:
-        if template.name not in registered:
-            masks.register_mask(template)
+        template = _loaded_specs.get(key)
+        if template is None:
+            template = _loaded_specs[key] = masks.load_mask_spec(spec, register=False)
+        first, first_resolved = by_name.setdefault(template.name, (spec, key[0]))
+        if first_resolved != key[0]:
+            raise masks.MaskSpecError(f"mask specs {first} and {spec} both name a mask {template.name!r}: only one "
+                                      "would be used; give each spec its own name")
+        loaded.append((spec, template))
+    for spec, template in loaded:
+        current = _registered(template.name)
+        if current is template:
+            continue
+        if current is not None and _prepared.get(template.name) is not current and not _same_mask(current, template):
+            raise masks.MaskSpecError(f"mask spec {spec}: {template.name!r} is the name of a mask registered through "
+                                      "the Python API (maskgen.register_mask); give the spec another name")
+        masks.register_mask(template, overwrite=True)
+        _prepared[template.name] = template
+    for template in config.templates:  # masks of the parent process (API, specs), sent to workers in the config
+        if template.name in by_name:
+            continue  # the spec file registered it above
+        current = _registered(template.name)
+        if current is None or (current is not template and _prepared.get(template.name) is current):
+            masks.register_mask(template, overwrite=True)
+            _prepared[template.name] = template
 
 
 def resolve_masks(config: BuildConfig) -> BuildConfig:

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import bomb_png, checksums
+from maskgen.cli_errors import EXIT_PARTIAL
 from maskgen.io import read_image, write_image
 from maskgen.photo import expand_paths, mask_files, mask_photo
 
@@ -143,7 +144,7 @@ def test_one_bad_picture_is_one_status_row_and_the_rest_are_masked(tmp_path, ast
 
     from maskgen.cli import main
     result = CliRunner().invoke(main, ["mask-image", str(src), "-o", str(tmp_path / "cli")])
-    assert result.exit_code == 1, result.output  # some pictures failed; the others were written
+    assert result.exit_code == EXIT_PARTIAL, result.output  # some pictures failed; the others were written
     assert (tmp_path / "cli" / "c_face.png").is_file()
     assert "failed (too_large)" in result.output and "failed (error)" in result.output
     assert "2 of 3 pictures failed" in result.output

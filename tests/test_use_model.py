@@ -18,6 +18,7 @@ from fer_models.cli import main as cli  # noqa: E402
 from fer_models.export import MAX_ABS_DIFF, OnnxClassifier, export_onnx, quantize_int8, shipped_faces  # noqa: E402
 from fer_models.predict import Scorer, format_records, predict_paths  # noqa: E402
 from fer_models.pretrained import load_weights  # noqa: E402
+from maskgen.cli_errors import EXIT_PARTIAL  # noqa: E402
 from maskgen.dataset import EMOTIONS  # noqa: E402
 
 
@@ -176,7 +177,7 @@ def test_predict_one_bad_picture_is_one_row_and_the_rest_are_scored(tmp_path: Pa
     assert status == {"a_tiny.png": "error", "b_bomb.png": "too_large", "astronaut.png": "ok"}
     out = tmp_path / "p.csv"
     result = CliRunner().invoke(cli, ["predict", str(src), "--weights", "fer2013", "-o", str(out), "--no-progress"])
-    assert result.exit_code == 1, result.output  # written, and the exit status says some pictures failed
+    assert result.exit_code == EXIT_PARTIAL, result.output  # written, and the exit status says some pictures failed
     text = out.read_text()
     assert "too_large" in text and ",error," in text and ",ok," in text
     assert "1 too large" in result.output and "1 failed" in result.output
