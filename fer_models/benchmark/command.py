@@ -24,7 +24,8 @@ from fer_models.config import RECIPES
 def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recipe: str = "default",
               tables: Iterable[str] = TABLES, write: str | Path | None = None, command: str = "",
               echo: Callable[[str], None] = print, limit: int | None = None,
-              records: str | Path | None = None, only: Sequence[str] = (), parallel: int = 1) -> dict[str, Any]:
+              records: str | Path | None = None, only: Sequence[str] = (), parallel: int = 1,
+              threads: int | None = None) -> dict[str, Any]:
     """Run the grid (resuming), measure model cost, write the tables; returns what was written.
 
     Args:
@@ -33,8 +34,10 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
         limit: train at most this many new runs in this call.
         records: the records file (default: ``write`` with the suffix ``.json``).
         only: train only runs whose id matches one of these patterns (:func:`run_grid`).
-        parallel: train this many runs at once, in worker processes (:func:`run_grid`); the tables
-            are the same whatever it is.
+        parallel: train this many runs at once, in worker processes (:func:`run_grid`).
+        threads: torch threads of each run (default: this process's, divided by ``parallel``).
+            On a CPU the last bits of a run depend on its thread count: the same ``threads``
+            gives the same tables whatever ``parallel`` is.
 
     Raises:
         ValueError: unknown budget, recipe or table, a missing dataset, ``parallel`` < 1, or a finished
@@ -55,6 +58,8 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
         raise ValueError(f"unknown budget {budget!r}; expected one of {', '.join(BUDGETS)}")
     if parallel < 1:
         raise ValueError(f"--parallel must be at least 1, got {parallel}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     missing = [d for d in datasets_needed(tables) if not paths.get(d)]
@@ -66,7 +71,8 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
             raise ValueError(f"{d}: {paths[d]} is not a file (the benchmark takes FER2013-format CSVs)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = GridContext(paths=dict(paths), out=out, budget=BUDGETS[budget], recipe=recipe, command=command)
+    ctx = GridContext(paths=dict(paths), out=out, budget=BUDGETS[budget], recipe=recipe, command=command,
+                      threads=threads)
     for d in datasets_needed(tables):
         ctx.checksum(d)
     write_path = Path(write) if write is not None else out / "paper_tables.md"

@@ -63,13 +63,15 @@ def duplicate_test_rows(images: np.ndarray, groups: np.ndarray | None, train: np
 
 @dataclass
 class GridContext:
-    """What a grid run knows: data paths and checksums, budget, recipe, output folder."""
+    """What a grid run knows: data paths and checksums, budget, recipe, output folder, torch threads per run
+    (None: this process's; on a CPU the last bits of a run depend on it, see :func:`run_grid`)."""
 
     paths: dict[str, str]
     out: Path
     budget: Budget
     recipe: str
     command: str = ""
+    threads: int | None = None
     sha256: dict[str, str] = field(default_factory=dict)
     build_ids: dict[str, str | None] = field(default_factory=dict)
     _data: dict[str, Any] = field(default_factory=dict)
@@ -222,6 +224,8 @@ def execute_run(ctx: GridContext, run: Run) -> dict[str, Any]:
     from maskgen.io import atomic_write
 
     config = run_config(run, ctx.paths[run.dataset], ctx.out, ctx.budget, ctx.recipe)
+    if ctx.threads is not None:
+        config = replace(config, threads=ctx.threads)
     run_dir = Path(config.out)
     identity = _identity(ctx, run)
     started = run_dir / "run.json"  # what the run was started with: checked before continuing it
@@ -319,8 +323,13 @@ def run_grid(ctx: GridContext, tables: Iterable[str] = TABLES, echo: Callable[[s
         records: a records file (:func:`save_records`): its runs made with the same settings
             count as finished; each new result is added to it as soon as it is made.
         parallel: train this many runs at once, each in a spawned worker process with
-            ``max(1, torch threads // parallel)`` torch threads (:func:`_run_parallel`); 1: one
-            after another in this process.
+            ``ctx.threads`` torch threads, by default ``max(1, torch threads // parallel)``
+            (:func:`_run_parallel`); 1: one after another in this process.
+
+    A run's result does not depend on ``parallel`` or on the order runs finish in: each is seeded
+    from its own config and trains in a fresh model and optimizer state. On a CPU it does depend,
+    in its last bits, on its torch thread count (sums split over threads add in another order),
+    so tables made with the same ``ctx.threads`` are identical whatever ``parallel`` is.
     """
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1, got {parallel}")
@@ -419,10 +428,10 @@ def _run_parallel(ctx: GridContext, todo: Sequence[Run], parallel: int,
     import torch
 
     workers = min(parallel, len(todo))
-    threads = max(1, torch.get_num_threads() // parallel)
+    threads = ctx.threads or max(1, torch.get_num_threads() // parallel)
     spawn = multiprocessing.get_context("spawn")
     others = set(multiprocessing.active_children())  # children not of this pool are left alone
-    spec = replace(ctx, _data={}, _duplicates={})  # what a worker needs, without this process's caches
+    spec = replace(ctx, threads=threads, _data={}, _duplicates={})  # without this process's caches
     queue = list(todo)
     running: dict[Future[dict[str, Any]], Run] = {}
     error: BaseException | None = None
