@@ -267,6 +267,7 @@ def test_cli_checks_its_options(tmp_path: Path) -> None:
     # --help says what each budget and --parallel do; measured times are the docs' (docs/training.md)
     text = " ".join(runner.invoke(cli, ["benchmark", "--help"]).output.split())
     assert "full: the paper's 100 epochs" in text and "--parallel" in text and "docs/training.md" in text
+    assert "the same --threads gives the same tables whatever --parallel" in text
     assert not any(word in text for word in ("hour", "AVX", "images/s", "2-core")), text
 
 
