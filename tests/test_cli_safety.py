@@ -436,3 +436,226 @@ def test_a_command_invoked_on_its_own_speaks_the_same_way(inputs: Inputs) -> Non
 
     result = CliRunner().invoke(train, ["--data", str(inputs.fer), "--out", str(inputs.blocker / "run")])
     assert result.exit_code == 2 and result.stderr.startswith("fer-models: error: --out ")
+
+
+# ------------------------------------------------------------------------------------------------ loose ends of #28
+
+#: anchors of a plain oval mask picture (200 x 160), shorthand {landmark: (x, y)}
+OVAL_ANCHORS = {"jaw_2": (12.0, 50.0), "jaw_14": (188.0, 50.0), "chin": (100.0, 150.0),
+                "nose_bridge_1": (100.0, 8.0), "mouth_3": (100.0, 95.0)}
+
+
+def write_spec(spec: Path, name: str, image: str = "oval.png", colour: tuple[int, int, int] = (60, 60, 200)) -> Path:
+    """A custom mask spec (JSON) at ``spec`` naming mask ``name`` and its RGBA picture ``image`` (relative to it)."""
+    import json
+
+    import cv2
+
+    rgba = np.zeros((160, 200, 4), np.uint8)
+    cv2.ellipse(rgba, (100, 80), (96, 76), 0, 0, 360, (*colour, 255), -1, cv2.LINE_AA)
+    picture = spec.parent / image
+    picture.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(picture), rgba)
+    spec.write_text(json.dumps({"name": name, "image": image,
+                                "anchors": {k: {"xy": list(v), "landmark": k} for k, v in OVAL_ANCHORS.items()}}))
+    return spec
+
+
+@pytest.fixture
+def clean_registry():
+    """Masks registered by a test are removed afterwards (the registry is per process)."""
+    from maskgen.masks import list_masks, unregister_mask
+
+    before = set(list_masks())
+    yield
+    for name in set(list_masks()) - before:
+        unregister_mask(name)
+
+
+@pytest.fixture
+def command_doing() -> Callable[[Callable[[], None]], list[str]]:
+    """A throwaway command on each command line's group that runs the given function."""
+    added: list[click.Group] = []
+
+    def make(func: Callable[[], None]) -> list[str]:
+        for group in CLIS.values():
+            group.command("do-for-test")(lambda: func())
+            added.append(group)
+        return ["do-for-test"]
+
+    yield make
+    for group in added:
+        group.commands.pop("do-for-test", None)
+
+
+def test_the_convention_has_one_home(inputs: Inputs) -> None:
+    """maskgen's no-op _friendly_errors is gone; a maskgen command invoked without its group (as tests and
+    embedders do) still ends with exit 2 and one line."""
+    import maskgen.cli
+    from maskgen.cli import preview_cmd
+
+    assert not hasattr(maskgen.cli, "_friendly_errors")
+    before = inputs.snapshot()
+    result = CliRunner().invoke(preview_cmd, [str(inputs.fer), "-o", str(inputs.blocker / "p.png")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, (result.output, result.exception)
+    assert result.stderr.startswith("maskgen: error: -o ") and len(result.stderr.splitlines()) == 1
+    assert inputs.snapshot() == before
+
+
+@pytest.mark.parametrize("prog", CLIS)
+def test_warnings_print_as_one_line(prog: str, inputs: Inputs, command_doing) -> None:
+    """A warnings.warn while a command runs (ImageConversionWarning here) prints as 'PROG: warning: MESSAGE', not
+    Python's 'file:line: Category: message'; cli_errors.warn prints the same way; the handler is put back after."""
+    import cv2
+    import warnings
+
+    from maskgen.cli_errors import warn
+    from maskgen.io import read_image
+
+    rgba = inputs.root / f"alpha-{prog}.png"
+    cv2.imwrite(str(rgba), np.full((8, 8, 4), 200, np.uint8))
+    shown = warnings.showwarning
+
+    def run() -> None:
+        read_image(rgba)
+        warn("told\nin one line")
+
+    result = invoke(prog, command_doing(run))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert result.stderr.splitlines() == [f"{prog}: warning: {rgba}: alpha channel dropped (transparent pixels keep "
+                                          "their colour)", f"{prog}: warning: told in one line"]
+    assert "ImageConversionWarning" not in result.output and warnings.showwarning is shown
+
+
+def test_partial_failure_has_its_own_documented_exit_status(command_doing) -> None:
+    """Some items failed, the rest done: exit 3 (not 1, a traceback's), said in the batch commands' --help."""
+    from maskgen.cli_errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_PARTIAL, exit_partial
+
+    assert EXIT_PARTIAL == 3 and EXIT_PARTIAL not in (0, 1, EXIT_BAD_INPUT, EXIT_INTERRUPTED)
+    for prog in CLIS:
+        result = invoke(prog, command_doing(lambda: exit_partial("2 of 5 pictures failed")))
+        assert result.exit_code == EXIT_PARTIAL and result.stderr == f"{prog}: 2 of 5 pictures failed\n"
+    for prog, name in (("maskgen", "mask-image"), ("fer-models", "predict")):
+        text = " ".join(invoke(prog, [name, "-h"]).output.split())
+        assert f"{EXIT_PARTIAL} some items failed" in text and "docs/safety.md" in text
+    docs = " ".join((Path(__file__).parents[1] / "docs" / "safety.md").read_text().split())
+    assert f"| {EXIT_PARTIAL} | some items failed" in docs
+
+
+def test_preview_output_never_replaces_a_mask_spec_picture(inputs: Inputs, clean_registry) -> None:
+    """#28: `preview -o mymask.png` with --mask-spec naming mymask.png overwrote the user's mask picture."""
+    spec = write_spec(inputs.root / "spec.json", "user_oval", image="mymask.png")
+    before = inputs.snapshot()
+    for target in ("mymask.png", "./mymask.png", str(inputs.root / "mymask.png")):
+        result = invoke("maskgen", ["preview", str(inputs.fer), "-n", "2", "--mask-spec", str(spec), "-o", target])
+        assert "it would overwrite the input" in assert_refused(result, "maskgen", Path(target), spec)
+    assert inputs.snapshot() == before
+
+
+@pytest.mark.parametrize("command", ["build-smfer", "build-smfer-folder", "mask-image"])
+def test_build_and_mask_image_never_replace_a_mask_spec_picture(inputs: Inputs, command: str, clean_registry) -> None:
+    """The picture a --mask-spec names is an input of build-smfer and mask-image, as the spec is."""
+    spec = write_spec(inputs.root / "spec.json", "user_oval", image="out/mymask.png")
+    before = inputs.snapshot()
+    quick = ["--backend", "sequential", "--quiet"]
+    args = {"build-smfer": ["build-smfer", str(inputs.fer), "-o", "s.csv", "--metadata", "out/mymask.png", *quick],
+            "build-smfer-folder": ["build-smfer", str(inputs.photos), "-o", "out", *quick],
+            "mask-image": ["mask-image", str(inputs.photo), "-o", "out"]}[command]
+    result = invoke("maskgen", [*args, "--mask-spec", str(spec)])
+    assert_refused(result, "maskgen", "mymask.png")
+    assert inputs.snapshot() == before and not Path("s.csv").exists()
+
+
+def test_demo_never_replaces_a_file_it_did_not_write(inputs: Inputs) -> None:
+    """`maskgen demo -o DIR` wrote DIR/fer2013.csv over a user's real FER2013 file; now only its own files are
+    replaced (the folder's .maskgen-demo.json records them), checked before any work."""
+    from maskgen.demo import DEMO_RECORD, check_demo_outputs, demo_files
+    from maskgen.io import OutputRecord
+
+    folder = inputs.root / "data"
+    folder.mkdir()
+    (folder / "fer2013.csv").write_bytes(inputs.fer.read_bytes())
+    before = inputs.snapshot()
+    result = invoke("maskgen", ["demo", "-o", str(folder), "-n", "4", "-j", "1"])
+    assert "was not written by maskgen demo" in assert_refused(result, "maskgen", folder / "fer2013.csv")
+    assert inputs.snapshot() == before and not (folder / DEMO_RECORD).exists()
+
+    # files an earlier demo wrote (recorded with their bytes) may be replaced; edited since, they may not
+    ours = inputs.root / "demo"
+    record = OutputRecord(ours, DEMO_RECORD, "maskgen demo")
+    for path in demo_files(ours).values():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(f"{path.name}\n")
+        record.add(path)
+    record.save()
+    check_demo_outputs(ours)
+    demo_files(ours)["preview"].write_text("edited\n")
+    with pytest.raises(ValueError, match="preview.png exists and was not written by maskgen demo"):
+        check_demo_outputs(ours)
+    link = inputs.root / "linked"
+    link.mkdir()
+    (link / "preview.png").symlink_to(inputs.fer)
+    with pytest.raises(ValueError, match="is a symlink"):
+        check_demo_outputs(link)
+
+
+@pytest.mark.parametrize("target, victim", [
+    ("smfer2013.meta.csv", "smfer2013.meta.csv"),          # SMFER's sidecar
+    ("smfer2013.manifest.json", "smfer2013.manifest.json"),  # SMFER's manifest
+    ("smfer2013.csv.gz", "smfer2013.manifest.json"),       # the output's manifest would be SMFER's
+    ("custom.meta.csv", "custom.meta.csv"),                # the sidecar SMFER's manifest names
+    ("fer2013.manifest.json", "fer2013.manifest.json"),    # FER's own manifest
+])
+def test_build_mfer_output_never_replaces_an_input_sidecar_or_manifest(inputs: Inputs, target: str,
+                                                                       victim: str) -> None:
+    import json
+
+    (inputs.root / "smfer2013.meta.csv").write_text("row_id,status\n0,masked\n")
+    (inputs.root / "custom.meta.csv").write_text("row_id,status\n0,masked\n")
+    (inputs.root / "smfer2013.manifest.json").write_text(json.dumps({"tool": "maskgen build-smfer",
+                                                                     "metadata": "custom.meta.csv"}))
+    (inputs.root / "fer2013.manifest.json").write_text("{}\n")
+    before = inputs.snapshot()
+    result = invoke("maskgen", ["build-mfer", str(inputs.fer), str(inputs.smfer), "-o", target])
+    assert "it would overwrite the input" in assert_refused(result, "maskgen", victim)
+    assert inputs.snapshot() == before
+
+
+@pytest.mark.parametrize("command", ["build-smfer", "preview", "mask-image"])
+def test_two_specs_of_one_name_are_refused_naming_both(inputs: Inputs, command: str, clean_registry) -> None:
+    """#28: pipeline.prepare_worker silently kept the first of two custom specs with the same name."""
+    first = write_spec(inputs.root / "a" / "spec.json", "twin", colour=(200, 0, 0))
+    second = write_spec(inputs.root / "b" / "spec.json", "twin", colour=(0, 200, 0))
+    before = inputs.snapshot()
+    args = {"build-smfer": [str(inputs.fer), "-o", "s.csv", "--backend", "sequential", "--quiet"],
+            "preview": [str(inputs.fer), "-n", "2", "-o", "p.png"],
+            "mask-image": [str(inputs.photo), "-o", "out"]}[command]
+    result = invoke("maskgen", [command, *args, "--mask-spec", str(first), "--mask-spec", str(second)])
+    assert "both name a mask 'twin'" in assert_refused(result, "maskgen", first, second)
+    assert inputs.snapshot() == before and not any(Path(p).exists() for p in ("s.csv", "p.png", "out"))
+
+
+def test_a_spec_named_like_an_api_mask_is_refused(inputs: Inputs, clean_registry) -> None:
+    """A spec named like a different mask registered through the Python API was silently ignored; the same spec
+    file registered and given again is one mask; a later build's spec replaces an earlier build's of that name."""
+    from maskgen.masks import MaskSpecError, get_mask, load_mask_spec, register_mask
+    from maskgen.pipeline import BuildConfig, resolve_masks
+
+    api = load_mask_spec(write_spec(inputs.root / "api" / "spec.json", "shared", colour=(200, 0, 0)), register=False)
+    register_mask(api)
+    spec = write_spec(inputs.root / "spec.json", "shared", colour=(0, 200, 0))
+    with pytest.raises(MaskSpecError, match="registered through the Python API") as err:
+        resolve_masks(BuildConfig(mask_specs=(str(spec),)))
+    assert str(spec) in str(err.value) and get_mask("shared") is api
+    result = invoke("maskgen", ["preview", str(inputs.fer), "-n", "2", "-o", "p.png", "--mask-spec", str(spec)])
+    assert "Python API" in assert_refused(result, "maskgen", spec)
+
+    same = write_spec(inputs.root / "same" / "spec.json", "again")
+    load_mask_spec(same)  # registered, then given to a build: the same mask, accepted
+    assert "again" in resolve_masks(BuildConfig(mask_specs=(str(same),))).masks
+
+    older = write_spec(inputs.root / "old" / "spec.json", "per_build", colour=(200, 0, 200))
+    newer = write_spec(inputs.root / "new" / "spec.json", "per_build", colour=(0, 200, 0))
+    resolve_masks(BuildConfig(mask_specs=(str(older),)))
+    resolve_masks(BuildConfig(mask_specs=(str(newer),)))  # a long-lived process: the newer build's file wins
+    assert get_mask("per_build").image[80, 100, :3].tolist() == [0, 200, 0]
