@@ -460,7 +460,7 @@ def export_command(checkpoint: str | None, weights: str | None, output: str, che
         click.echo(f"verified on {len(faces)} faces: max |logit difference| {info.max_abs_diff:.2e} "
                    f"(limit {MAX_ABS_DIFF:g})")
     else:
-        click.echo("NOT verified: give --check CSV, or install scikit-image for its LFW faces", err=True)
+        warn("NOT verified: give --check CSV, or install scikit-image for its LFW faces")
     if q is not None:
         click.echo(f"wrote {q} ({q.stat().st_size:,} bytes; calibrated on {len(calib)} faces). Whether it pays "
                    "is measured by benchmarks/onnx_latency.py")
