@@ -39,6 +39,22 @@ def _split_names(text: str | None) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
 
 
+#: help of every command's --styles
+STYLES_HELP = "Comma-separated mask styles to sample from [default: classic]; see `maskgen list-masks`."
+
+
+def _parse_styles(text: str | None) -> tuple[str, ...] | None:
+    """--styles NAMES, checked before any work (unknown names: the message lists the valid ones)."""
+    from maskgen.styles import check_styles
+
+    if text is None:
+        return None
+    try:
+        return check_styles(tuple(n.strip() for n in text.split(",")))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--styles") from None
+
+
 def _spec_pictures(mask_specs: tuple[str, ...]) -> list[tuple[str, Path]]:
     """(role, path) of the RGBA picture each --mask-spec file names: an input like the spec itself, which no
     output may replace (``preview -o mymask.png``). A spec that cannot be read names none here; loading it
@@ -86,6 +102,7 @@ def main() -> None:
               help="Custom mask spec file (JSON/TOML + RGBA PNG) to register; may be repeated.")
 @click.option("--fit", "fit_text", metavar="FIT=P,...",
               help="Fit probabilities, e.g. correct=0.8,nose_exposed=0.1,chin_only=0.1 [default: correct=1].")
+@click.option("--styles", "styles_text", metavar="NAMES", help=STYLES_HELP)
 @click.option("--on-implausible", type=click.Choice(["mask", "keep"]), default="mask", show_default=True,
               help="Rows whose best landmarks fail the plausibility check: draw the mask there anyway "
                    "(flagged in the sidecar) or keep the row unmasked (flagged).")
@@ -111,7 +128,7 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Folder input: continue an interrupted build in the output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, mask_names: str | None,
-                    mask_specs: tuple[str, ...], fit_text: str | None, on_implausible: str,
+                    mask_specs: tuple[str, ...], fit_text: str | None, styles_text: str | None, on_implausible: str,
                     metadata_path: Path | None, chunk_size: int, backend: str, scheduler: str | None,
                     landmarks_file: Path | None, photo_mode: bool,
                     list_file: Path | None, resume: bool, quiet: bool) -> None:
@@ -136,7 +153,7 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
     _check_spec_pictures(mask_specs, _smfer_outputs(input_csv, output, metadata_path))
     config = BuildConfig(seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
                          mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs),
-                         on_implausible=on_implausible,
+                         on_implausible=on_implausible, styles=_parse_styles(styles_text),
                          landmarks=str(landmarks_file.resolve()) if landmarks_file else None)
     if input_csv.is_dir():
         from maskgen.folders import DEFAULT_FOLDER_CHUNK, build_folder
@@ -206,11 +223,18 @@ def _print_report(report) -> None:
 
 @main.command("list-masks")
 def list_masks_cmd() -> None:
-    """List the registered mask types."""
-    from maskgen.masks import list_masks
+    """List the registered mask types, then the extra artwork and the mask styles (--styles)."""
+    from maskgen.masks import EXTRA_MASKS, list_masks
+    from maskgen.styles import STYLES
 
     for name in list_masks():
         click.echo(name)
+    click.echo("\nextra artwork (drawn when --masks names it or a style adds it):")
+    for name in EXTRA_MASKS:
+        click.echo(f"  {name}")
+    click.echo("\nstyles (--styles NAMES; default: classic):")
+    for style in STYLES.values():
+        click.echo(f"  {style.name:<17} {style.description}")
 
 
 @main.command("demo")
@@ -334,10 +358,12 @@ PREVIEW_MAX_PIXELS = 100_000_000
 @click.option("--mask-spec", "mask_specs", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Custom mask spec file (JSON/TOML + RGBA PNG) to register; may be repeated.")
 @click.option("--fit", "fit_text", metavar="FIT=P,...", help="Fit probabilities [default: correct=1].")
+@click.option("--styles", "styles_text", metavar="NAMES", help=STYLES_HELP)
 @click.option("--cols", type=click.IntRange(min=1), default=8, show_default=True, help="Pairs per row of the sheet.")
 @click.option("--scale", type=click.IntRange(1, 32), default=4, show_default=True, help="Upscaling factor of the faces.")
 def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landmarks: bool, mask_names: str | None,
-                mask_specs: tuple[str, ...], fit_text: str | None, cols: int, scale: int) -> None:
+                mask_specs: tuple[str, ...], fit_text: str | None, styles_text: str | None, cols: int,
+                scale: int) -> None:
     """Contact sheet of random rows of INPUT_CSV: original beside masked, labelled with mask and fit."""
     from maskgen.dataset import read_fer_csv
     from maskgen.pipeline import BuildConfig
@@ -354,7 +380,8 @@ def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landma
     check_output_paths([("input", input_csv), *(("--mask-spec", s) for s in mask_specs), *_spec_pictures(mask_specs)],
                        [Output("-o", output)])
     config = BuildConfig(seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
-                         mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs))
+                         mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs),
+                         styles=_parse_styles(styles_text))
     table = read_fer_csv(input_csv)
     faces = min(rows, len(table))  # the sheet holds two (side * scale)^2 pictures per face
     if faces * 2 * (table.images.shape[1] * scale) ** 2 > PREVIEW_MAX_PIXELS:
@@ -378,9 +405,11 @@ def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landma
 @click.option("--mask-spec", "mask_specs", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Custom mask spec file (JSON/TOML + RGBA PNG) to register; may be repeated.")
 @click.option("--fit", "fit_text", metavar="FIT=P,...", help="Fit probabilities [default: correct=1].")
+@click.option("--styles", "styles_text", metavar="NAMES", help=STYLES_HELP)
 @click.option("--gray-masks", is_flag=True, help="Gray-toned masks even on colour photos.")
 def mask_image_cmd(paths: tuple[Path, ...], outdir: Path, seed: int, mask_names: str | None,
-                   mask_specs: tuple[str, ...], fit_text: str | None, gray_masks: bool) -> None:
+                   mask_specs: tuple[str, ...], fit_text: str | None, styles_text: str | None,
+                   gray_masks: bool) -> None:
     """Mask every detected face in photos (files or folders of photos); report photos with no face."""
     from maskgen.cli_errors import check_output_paths, exit_partial
     from maskgen.paths import Output
@@ -392,7 +421,7 @@ def mask_image_cmd(paths: tuple[Path, ...], outdir: Path, seed: int, mask_names:
                        [Output("-o", outdir, folder=True)])
     prepare_worker(BuildConfig(mask_specs=tuple(str(Path(s).resolve()) for s in mask_specs)))  # as every command
     report = mask_files(paths, outdir, seed=seed, masks=_split_names(mask_names), fit_probs=_parse_fits(fit_text),
-                        color=not gray_masks)
+                        color=not gray_masks, styles=_parse_styles(styles_text))
     click.echo(f"masked {sum(report.faces.values())} faces in {len(report.written)} photos -> {outdir}")
     for path in report.no_face:
         click.echo(f"  no face found: {path}")

@@ -29,8 +29,8 @@ from maskgen.points import (
 )
 from maskgen.templates import PATTERNS
 
-__all__ = ["FITS", "FIT_RULES", "Fit", "MaskParams", "QAFlags", "check_fit_probs", "fit_points", "get_fit",
-           "sample_params"]
+__all__ = ["FITS", "FIT_RULES", "WARPS", "Fit", "MaskParams", "QAFlags", "StyleParams", "check_fit_probs", "fit_points",
+           "get_fit", "sample_params"]
 
 EYES = LANDMARK_GROUPS["eyes"]
 
@@ -203,6 +203,82 @@ PLACEMENT_JITTER = 0.03      # +- fraction of the face height for the mask's top
 WIDTH_JITTER = 0.04          # +- relative width change
 
 
+#: how the template is warped onto the face: ``landmark`` = piece-wise affine through every anchor (today's
+#: look); ``similarity`` / ``homography`` = the whole picture moved rigidly, by the similarity or homography that
+#: best fits the anchors (least squares), so it does not follow the jaw
+WARPS = ("landmark", "similarity", "homography")
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """How one row's mask looks beyond :class:`MaskParams`: sampled by a style (:mod:`maskgen.styles`),
+    applied by :func:`maskgen.render.render_mask`. The defaults describe the classic look.
+
+    warp: one of :data:`WARPS`.
+    shift_x, shift_y: placement jitter, fraction of the face height (nose top to chin) along the face's
+        side axis (subject's left = image right on an upright face) and downwards; rotate: degrees
+        (clockwise in the image); scale: size factor. All about the anchors' centroid.
+    lighting: 0 = flat tint (no light taken from the face), 1 = classic face-lit shading; grain: factor on
+        the fabric noise.
+    detail: the artwork's own pleats, seams and shading: 0 = flat tint, 1 = as drawn, > 1 = more contrast.
+    tone, tone2, color, color2: replace the template colour's gray tone / RGB (None: keep the sampled ones).
+    pattern: printed pattern replacing the sampled one (tintable masks; None: keep).
+    gradient: tint gradient across the mask, relative change per face height; gradient_angle: its direction, degrees.
+    feather: edge blur sigma as a fraction of the face height (None: classic 0.4 px); hardness: 0 = edges as
+        rendered, 1 = near binary alpha.
+    halo: a fringe just outside the mask edge, -1 (dark) .. 1 (light), 0 = none; halo_width: its width, a fraction
+        of the face height.
+    """
+
+    warp: str = "landmark"
+    shift_x: float = 0.0
+    shift_y: float = 0.0
+    rotate: float = 0.0
+    scale: float = 1.0
+    lighting: float = 1.0
+    grain: float = 1.0
+    detail: float = 1.0
+    tone: float | None = None
+    tone2: float | None = None
+    color: tuple[float, float, float] | None = None
+    color2: tuple[float, float, float] | None = None
+    pattern: str | None = None
+    gradient: float = 0.0
+    gradient_angle: float = 0.0
+    feather: float | None = None
+    hardness: float = 0.0
+    halo: float = 0.0
+    halo_width: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.warp not in WARPS:
+            raise ValueError(f"unknown warp {self.warp!r}; valid: {', '.join(WARPS)}")
+        if self.pattern is not None and self.pattern not in PATTERNS:
+            raise ValueError(f"unknown pattern {self.pattern!r}; valid: {', '.join(PATTERNS)}")
+        if not (self.scale > 0 and 0 <= self.lighting <= 1 and self.detail >= 0 and 0 <= self.hardness <= 1
+                and -1 <= self.halo <= 1 and self.halo_width > 0 and (self.feather is None or self.feather >= 0)):
+            raise ValueError(f"style parameters out of range: {self}")
+
+    def to_dict(self) -> dict:
+        """JSON-able dict (floats rounded to 4 digits; None kept)."""
+        return {k: _rounded(getattr(self, k)) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "StyleParams":
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()
+                      if k in cls.__dataclass_fields__})
+
+
+def _rounded(v: Any) -> Any:
+    """Floats rounded to 4 digits, tuples as lists (JSON), the rest as is."""
+    if isinstance(v, float):
+        return round(v, 4)
+    if isinstance(v, tuple):
+        return [_rounded(x) for x in v]
+    return v
+
+
 @dataclass(frozen=True)
 class MaskParams:
     """Everything random about one row's mask (sampled once by :func:`sample_params`).
@@ -212,6 +288,9 @@ class MaskParams:
     use_color: draw colours on RGB images (else gray tones); shading: 0..1 strength of the face-lit shading;
     noise: relative amplitude of pixel-level fabric noise; noise_seed: seed of that noise;
     top_shift: fraction of face height the top edge moves (+ = down); width_scale: horizontal scale.
+    style: the style that drew the row (:mod:`maskgen.styles`), None when no style set was asked for (the
+    classic look; then neither field is written by :meth:`to_dict`, so default sidecars keep their bytes);
+    look: that style's :class:`StyleParams` (None = classic).
     """
 
     mask: str
@@ -228,6 +307,8 @@ class MaskParams:
     noise_seed: int = 0
     top_shift: float = 0.0
     width_scale: float = 1.0
+    style: str | None = None
+    look: StyleParams | None = None
 
     def __post_init__(self) -> None:
         if self.fit not in FITS:
@@ -236,19 +317,20 @@ class MaskParams:
             raise ValueError(f"unknown pattern {self.pattern!r}; valid: {', '.join(PATTERNS)}")
 
     def to_dict(self) -> dict:
-        """JSON-able dict (floats rounded to 4 digits)."""
-        def r(v: Any) -> Any:
-            if isinstance(v, float):
-                return round(v, 4)
-            if isinstance(v, tuple):
-                return [r(x) for x in v]
-            return v
-        return {k: r(getattr(self, k)) for k in self.__dataclass_fields__}
+        """JSON-able dict (floats rounded to 4 digits); ``style`` and ``look`` only when a style was drawn."""
+        d = {k: _rounded(getattr(self, k)) for k in self.__dataclass_fields__ if k not in ("style", "look")}
+        if self.style is not None:
+            d["style"] = self.style
+            d["look"] = self.look.to_dict() if self.look is not None else None
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MaskParams":
         """Inverse of :meth:`to_dict`."""
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()
+              if k in cls.__dataclass_fields__ and k != "look"}
+        if d.get("look") is not None:
+            kw["look"] = StyleParams.from_dict(d["look"])
         return cls(**kw)
 
 

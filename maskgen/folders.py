@@ -117,7 +117,7 @@ def _mask_item(item: FolderItem, src: Path, out: Path, mode: str, config: BuildC
 
     try:
         photo = mask_photo(image, seed=config.seed, key=key, masks=config.masks, fit_probs=config.fit_probs,
-                           detector=landmark_source(config), lookup_key=item.path)
+                           detector=landmark_source(config), lookup_key=item.path, styles=config.styles)
     except Exception as exc:  # noqa: BLE001 - recorded per image (e.g. too small to search), as in crop mode
         write_image(out / item.path, image)
         return {**base, "faces": 0, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
@@ -164,7 +164,8 @@ def _state(config: BuildConfig, mode: str, items: list[FolderItem], list_file: s
             "fit_probs": dict(config.fit_probs or {"correct": 1.0}), "mask_specs": list(config.mask_specs),
             "on_implausible": config.on_implausible, "landmarks": config.landmarks,
             "landmarks_sha256": file_sha256(config.landmarks) if config.landmarks else None,
-            "list_file": list_file, "items_sha256": listing, "images": len(items)}
+            "list_file": list_file, "items_sha256": listing, "images": len(items),
+            **({"styles": list(config.styles)} if config.styles else {})}   # none: the default, recipe unchanged
 
 
 def _read_partial(path: Path, out: Path) -> dict[str, dict[str, str]]:
@@ -231,7 +232,7 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
         saved = json.loads(state_path.read_text())
         if not resume:
             raise ValueError(f"{out} holds an unfinished build: pass --resume to continue it, or choose another folder")
-        diff = sorted(k for k in state if saved.get(k) != state[k])
+        diff = sorted(k for k in {*state, "styles"} if saved.get(k) != state.get(k))   # styles: only when given
         if diff:
             raise ValueError(f"--resume with a different configuration or image list ({', '.join(diff)})")
         done = _read_partial(partial_path, out)
@@ -239,7 +240,7 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
         if not resume:
             raise ValueError(f"{out} already holds a finished build ({manifest_path}); choose another folder")
         finished = json.loads(manifest_path.read_text())
-        diff = sorted(k for k in state if finished.get(k) != state[k])
+        diff = sorted(k for k in {*state, "styles"} if finished.get(k) != state.get(k))
         if diff:
             raise ValueError(f"--resume: {out} holds a finished build of another configuration or image list "
                              f"({', '.join(diff)}); choose another folder")

@@ -18,7 +18,8 @@ import numpy as np
 from maskgen.templates import MaskSpecError, MaskTemplate, build_template
 
 __all__ = [
-    "BUILTIN_MASKS", "MaskSpecError", "MaskTemplate", "get_mask", "list_masks", "load_mask_spec", "register_mask",
+    "BUILTIN_MASKS", "EXTRA_MASKS",
+    "MaskSpecError", "MaskTemplate", "get_mask", "list_masks", "load_mask_spec", "register_mask",
     "unregister_mask",
 ]
 
@@ -27,6 +28,11 @@ _REGISTRY: dict[str, MaskTemplate] = {}
 _BUILTINS_LOADED = False
 #: the built-in mask types (assets/masks/<name>.png + .json, drawn by scripts/draw_masks.py), in sampling order
 BUILTIN_MASKS = ("surgical", "n95", "kn95", "cloth", "gaiter")
+#: more built-in artwork (same folder, same script), registered but *not* in the default pool of
+#: :func:`list_masks`: drawn only where ``--masks`` names it or a mask style adds it (maskgen.styles), so a
+#: build without either keeps its bytes
+EXTRA_MASKS = ("bandana", "duckbill", "valve")
+_PROTECTED = BUILTIN_MASKS + EXTRA_MASKS
 
 
 def _builtin_dir() -> Path:
@@ -47,7 +53,7 @@ def _ensure_builtins() -> None:
             return
         folder = _builtin_dir()
         loaded = {}
-        for name in BUILTIN_MASKS:
+        for name in _PROTECTED:
             spec = folder / f"{name}.json"
             if not spec.is_file():
                 raise FileNotFoundError(f"built-in mask spec {spec} is missing; run scripts/draw_masks.py")
@@ -81,7 +87,7 @@ def register_mask(name: str | MaskTemplate, image: np.ndarray | str | Path | Non
                                   colors=colors, patterns=patterns)
     _ensure_builtins()
     with _LOCK:
-        if template.name in BUILTIN_MASKS and _REGISTRY.get(template.name) is not template:
+        if template.name in _PROTECTED and _REGISTRY.get(template.name) is not template:
             raise ValueError(f"{template.name!r} is a built-in mask; register yours under another name")
         if template.name in _REGISTRY and not overwrite and _REGISTRY[template.name] is not template:
             raise ValueError(f"mask {template.name!r} is already registered (pass overwrite=True to replace it)")
@@ -95,7 +101,7 @@ def unregister_mask(name: str) -> None:
     with _LOCK:
         if name not in _REGISTRY:
             raise ValueError(f"unknown mask {name!r}; valid masks: {', '.join(_REGISTRY)}")
-        if name in BUILTIN_MASKS:
+        if name in _PROTECTED:
             raise ValueError(f"{name!r} is a built-in mask and cannot be unregistered")
         del _REGISTRY[name]
 
@@ -106,13 +112,14 @@ def get_mask(name: str) -> MaskTemplate:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown mask {name!r}; valid masks: {', '.join(list_masks())}") from None
+        raise ValueError(f"unknown mask {name!r}; valid masks: {', '.join(list_masks(extra=True))}") from None
 
 
-def list_masks() -> list[str]:
-    """Names of all registered masks (built-ins first, then custom ones in registration order)."""
+def list_masks(*, extra: bool = False) -> list[str]:
+    """Names of the registered masks a build samples from by default: the built-ins first, then custom
+    ones in registration order. ``extra=True`` adds :data:`EXTRA_MASKS` (after the built-ins)."""
     _ensure_builtins()
-    return list(_REGISTRY)
+    return [name for name in _REGISTRY if extra or name not in EXTRA_MASKS]
 
 
 def load_mask_spec(path: str | Path, *, register: bool = True, _builtin: bool = False) -> MaskTemplate:
@@ -136,7 +143,7 @@ def load_mask_spec(path: str | Path, *, register: bool = True, _builtin: bool = 
     if not isinstance(spec, dict):
         raise MaskSpecError(f"mask spec {path}: top level must be a table/object")
     name = spec.get("name", path.stem)
-    if name in BUILTIN_MASKS and not _builtin:  # every command refuses it (build-smfer used to skip it silently)
+    if name in _PROTECTED and not _builtin:  # every command refuses it (build-smfer used to skip it silently)
         raise MaskSpecError(f"mask spec {path}: {name!r} is the name of a built-in mask; give yours another name")
     for key in ("image", "anchors"):
         if key not in spec:

@@ -89,8 +89,11 @@ FAILED_STATUSES = ("unreadable", "too_large", "error")
 
 def mask_photo(image: np.ndarray, *, seed: int = 0, key: int = 0, masks: Sequence[str] | None = None,
                fit_probs: Mapping[str, float] | None = None, color: bool = True,
-               detector: Any = None, lookup_key: str | None = None) -> PhotoResult:
+               detector: Any = None, lookup_key: str | None = None,
+               styles: Sequence[str] | None = None) -> PhotoResult:
     """Mask every detected face in ``image`` ((H, W) or (H, W, 3) uint8 RGB).
+
+    ``styles``: mask styles to draw from (:mod:`maskgen.styles`; default: classic).
 
     ``color``: colour masks on colour photos (gray photos always get gray tones).  ``detector``:
     a landmark source (default: the process-wide dlib one); ``lookup_key`` is passed to its
@@ -108,7 +111,7 @@ def mask_photo(image: np.ndarray, *, seed: int = 0, key: int = 0, masks: Sequenc
         try:
             masked, a, params, check = mask_with_landmarks(
                 result.image, marks.points, np.random.default_rng([int(seed), int(key), k]), mask_names=masks,
-                fit_probs=fit_probs, color=color)
+                fit_probs=fit_probs, color=color, styles=styles)
         except Exception as exc:  # noqa: BLE001 - recorded per face; the photo's other faces go on
             result.errors.append((k, box, f"{type(exc).__name__}: {exc}"))  # type: ignore[arg-type]
             continue
@@ -143,7 +146,7 @@ def check_photo_outputs(files: Sequence[tuple[Path, Path]], outdir: Path, inputs
 
 def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0,
                masks: Sequence[str] | None = None, fit_probs: Mapping[str, float] | None = None,
-               color: bool = True, detector: Any = None) -> PhotoReport:
+               color: bool = True, detector: Any = None, styles: Sequence[str] | None = None) -> PhotoReport:
     """Mask every face in the given photos / folders; write results under ``outdir`` (same relative names).
 
     Photos without a detected face are listed in ``report.no_face`` and not written; a picture that
@@ -155,6 +158,9 @@ def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0
     from maskgen.masks import get_mask
 
     check_fit_probs(fit_probs)
+    from maskgen.styles import check_styles
+
+    styles = check_styles(styles)
     for name in masks or ():
         get_mask(name)
     outdir = Path(outdir)
@@ -173,7 +179,7 @@ def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0
                 continue
             try:
                 result = mask_photo(image, seed=seed, key=path_key(rel), masks=masks,
-                                    fit_probs=fit_probs, color=color, detector=detector)
+                                    fit_probs=fit_probs, color=color, detector=detector, styles=styles)
             except Exception as exc:  # noqa: BLE001 - recorded per picture (e.g. too small to search); the rest go on
                 report.failed.append((src, f"{type(exc).__name__}: {exc}"))
                 report.status[str(src)] = "error"

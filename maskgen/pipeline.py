@@ -21,6 +21,7 @@ from maskgen.fits import MaskParams, check_fit_probs, sample_params
 from maskgen.imageops import to_gray
 from maskgen.qa import QAResult, qa_check
 from maskgen.render import render_mask
+from maskgen.styles import check_styles, pick_style, style_pool, style_rng
 from maskgen.templates import MaskTemplate
 
 #: row status values written to the sidecar
@@ -53,6 +54,8 @@ class BuildConfig:
             (leave the row unmasked and flag it).
         landmarks: a landmarks file (:mod:`maskgen.landmarks.supplied`): its points or boxes
             are used for the rows it names; other rows are detected.
+        styles: mask styles to sample from (:mod:`maskgen.styles`); None (or ``("classic",)``) = the
+            classic look only, drawing nothing from the style stream: today's bytes.
     """
 
     seed: int = 0
@@ -62,6 +65,7 @@ class BuildConfig:
     on_implausible: str = "mask"
     templates: tuple[MaskTemplate, ...] = field(default=(), repr=False)
     landmarks: str | None = None
+    styles: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.on_implausible not in ("mask", "keep"):
@@ -183,10 +187,11 @@ def resolve_masks(config: BuildConfig) -> BuildConfig:
     """
     check_fit_probs(config.fit_probs)
     prepare_worker(config)
+    styles = check_styles(config.styles)  # unknown style names too; ("classic",) becomes the default None
     names = tuple(config.masks) if config.masks else tuple(masks.list_masks())
     templates = tuple(masks.get_mask(name) for name in names)
-    custom = tuple(t for t in templates if t.name not in masks.BUILTIN_MASKS)
-    return replace(config, masks=names, templates=custom)
+    custom = tuple(t for t in templates if t.name not in masks.BUILTIN_MASKS + masks.EXTRA_MASKS)
+    return replace(config, masks=names, templates=custom, styles=styles)
 
 
 _supplied_sources: dict[tuple[str, int, int], lm.LandmarkSource] = {}
@@ -222,13 +227,23 @@ def apply_mask(image: np.ndarray, points: np.ndarray, params: MaskParams,
 
 def mask_with_landmarks(image: np.ndarray, points: np.ndarray, rng: np.random.Generator, *,
                         mask_names: Sequence[str] | None = None, fit_probs: Mapping[str, float] | None = None,
-                        color: bool = False) -> tuple[np.ndarray, np.ndarray, MaskParams, QAResult]:
+                        color: bool = False, styles: Sequence[str] | None = None,
+                        ) -> tuple[np.ndarray, np.ndarray, MaskParams, QAResult]:
     """Sample one mask from ``rng``, draw it at ``points`` and check it.
 
     Returns (masked image, alpha (H, W) float32, params, QA result). ``color`` draws colours
-    on RGB images (gray images always get gray tones).
+    on RGB images (gray images always get gray tones). ``styles``: the style set to draw the row's
+    style from (:mod:`maskgen.styles`); the style and its parameters come from the style stream
+    (:func:`maskgen.styles.style_rng`), so ``rng``'s draws are the classic ones whatever the styles.
     """
-    params = sample_params(rng, points, masks=mask_names, fit_probs=fit_probs, color=color and image.ndim == 3)
+    style_names = check_styles(styles)   # None: the default set, classic only
+    if style_names is None:
+        params = sample_params(rng, points, masks=mask_names, fit_probs=fit_probs, color=color and image.ndim == 3)
+    else:
+        style, look = pick_style(style_rng(rng), style_names)
+        params = sample_params(rng, points, masks=style_pool(style, mask_names), fit_probs=fit_probs,
+                               color=color and image.ndim == 3)
+        params = replace(params, style=style.name, look=look)
     out, alpha = apply_mask(image, points, params)
     return out, alpha, params, qa_check(points, alpha, params.fit)
 
@@ -249,7 +264,7 @@ def mask_face(image: np.ndarray, row_id: int, config: BuildConfig,
             return RowResult(row_id, image.copy(), KEPT, landmarks=marks)
         out, alpha, params, check = mask_with_landmarks(
             image, marks.points, row_rng(config.seed, row_id), mask_names=config.masks, fit_probs=config.fit_probs,
-            color=True,
+            color=True, styles=config.styles,
         )
         status = MASKED if marks.accepted else MASKED_IMPLAUSIBLE
         return RowResult(row_id, out, status, alpha=alpha, landmarks=marks, params=params, qa=check)

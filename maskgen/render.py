@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from maskgen.fits import MaskParams, fit_points
+from maskgen.fits import MaskParams, StyleParams, fit_points
 from maskgen.imageops import LUMA_WEIGHTS, check_image
-from maskgen.points import CHIN, NOSE_TOP, check_points
+from maskgen.points import CHIN, MUST_COVER, NOSE_TOP, check_points
 from maskgen.templates import MaskTemplate
 
 #: supersampling factor of the render canvas (lowered for big masks so the canvas stays <= MAX_CANVAS_SIDE)
@@ -159,6 +159,115 @@ def _folds(src: np.ndarray, dst: np.ndarray, tri: np.ndarray) -> bool:
     return bool(np.any(a_dst * np.sign(a_src) <= MIN_AREA_RATIO * scale * np.abs(a_src)))
 
 
+# --------------------------------------------------------------------------------------------- styles
+#: a homography whose projective scale varies more than this across the template counts as degenerate
+#: (it would fold or stretch the picture); the similarity is used instead
+MAX_PROJECTIVE_RATIO = 2.0
+#: hardness 1 steepens the alpha ramp this much about 0.5 (near binary, still a 1-pixel anti-aliased step)
+HARD_GAIN = 10.0
+#: rigid warps: an anchor tied to the points a mask must cover (nose, lips) counts up to 1 + this many times
+#: in the fit, so that a rigid mask on a turned head still covers the nose rather than the average outline
+RIGID_CORE_WEIGHT = 4
+#: halo fringe values (premultiplied target) for light and dark halos
+HALO_LIGHT, HALO_DARK = 0.97, 0.04
+
+
+def _place(dst: np.ndarray, pts: np.ndarray, look: StyleParams, face_h: float) -> np.ndarray:
+    """Placement jitter: rotate / scale the anchor targets (n, 2) about their centroid, then shift them
+    along the face's side and down axes (fractions of the face height)."""
+    up = pts[NOSE_TOP] - pts[CHIN]
+    e_up = up / max(float(np.hypot(*up)), 1e-9)
+    e_side = np.array([-e_up[1], e_up[0]])
+    t = np.deg2rad(look.rotate)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) * look.scale
+    centre = dst.mean(axis=0)
+    return centre + (dst - centre) @ rot.T + face_h * (look.shift_x * e_side - look.shift_y * e_up)
+
+
+def _project(m: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """(n, 2) points through the 3x3 matrix ``m`` (homogeneous)."""
+    h = np.hstack([xy, np.ones((len(xy), 1))]) @ m.T
+    return h[:, :2] / h[:, 2:3]
+
+
+def rigid_matrix(src: np.ndarray, dst: np.ndarray, warp: str, hull: np.ndarray | None = None,
+                 repeats: np.ndarray | None = None) -> np.ndarray:
+    """3x3 template -> image matrix of a rigid warp, least squares over the anchors.
+
+    src, dst: (n, 2) anchor (x, y) in the template and in the image; warp: ``similarity`` (rotation, uniform
+    scale, shift) or ``homography``; hull: template points the warp must keep in front of the camera (default
+    src): a degenerate homography falls back to the similarity; repeats: (n,) int weight of each anchor.
+    """
+    if repeats is not None:
+        src, dst = np.repeat(src, repeats, axis=0), np.repeat(dst, repeats, axis=0)
+    n = len(src)
+    design = np.zeros((2 * n, 4))
+    design[0::2] = np.column_stack([src[:, 0], -src[:, 1], np.ones(n), np.zeros(n)])
+    design[1::2] = np.column_stack([src[:, 1], src[:, 0], np.zeros(n), np.ones(n)])
+    (a, b, tx, ty), *_ = np.linalg.lstsq(design, dst.reshape(-1), rcond=None)
+    similarity = np.array([[a, -b, tx], [b, a, ty], [0.0, 0.0, 1.0]])
+    if warp == "similarity":
+        return similarity
+    hom, _ = cv2.findHomography(src.astype(np.float64), dst.astype(np.float64), 0)
+    if hom is None:
+        return similarity
+    w = np.hstack([hull if hull is not None else src, np.ones((len(hull if hull is not None else src), 1))]) @ hom[2]
+    if not (np.all(w > 0) or np.all(w < 0)) or np.abs(w).max() > MAX_PROJECTIVE_RATIO * np.abs(w).min():
+        return similarity
+    return hom
+
+
+def _rigid_maps(m: np.ndarray, x0: int, y0: int, S: int, bw: int, bh: int, f: float) -> tuple[np.ndarray, np.ndarray]:
+    """Canvas (bh, bw) -> template pyramid level coordinates for the rigid warp ``m`` (template -> image)."""
+    inv = np.linalg.inv(m)
+    xs = ((np.arange(bw, dtype=np.float64) + 0.5) / S - 0.5 + x0)[None, :]
+    ys = ((np.arange(bh, dtype=np.float64) + 0.5) / S - 0.5 + y0)[:, None]
+    w = inv[2, 0] * xs + inv[2, 1] * ys + inv[2, 2]
+    ok = np.abs(w) > 1e-9
+    w = np.where(ok, w, 1.0)
+    tx = (inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]) / w
+    ty = (inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]) / w
+    map_x = np.where(ok, (tx + 0.5) / f - 0.5, OUTSIDE).astype(np.float32)
+    map_y = np.where(ok, (ty + 0.5) / f - 0.5, OUTSIDE).astype(np.float32)
+    return map_x, map_y
+
+
+def _style_colour(colour: np.ndarray, small: np.ndarray, a: np.ndarray, tintable: bool, look: StyleParams,
+                  face_h: float) -> np.ndarray:
+    """Un-premultiplied mask colour (h, w, 3) after the style's detail (pleat contrast) and tint gradient."""
+    safe = np.maximum(a, 1e-6)
+    if look.detail != 1.0:
+        if tintable:    # the gray detail layer d (pleats, seams) -> 1 + detail * (d - 1); 0 = flat tint
+            d = (small[..., 0] + small[..., 1]) / safe
+            colour = colour * ((1.0 + look.detail * (d - 1.0)) / np.maximum(d, 1e-3))[..., None]
+        else:           # own colours: contrast about their mean
+            mean = (colour * a[..., None]).sum(axis=(0, 1)) / max(float(a.sum()), 1e-6)
+            colour = mean + look.detail * (colour - mean)
+    if look.gradient:
+        ys, xs = np.mgrid[0:a.shape[0], 0:a.shape[1]].astype(np.float32)
+        wsum = max(float(a.sum()), 1e-6)
+        cx, cy = float((xs * a).sum() / wsum), float((ys * a).sum() / wsum)
+        t = np.deg2rad(look.gradient_angle)
+        ramp = ((xs - cx) * np.cos(t) + (ys - cy) * np.sin(t)) / max(face_h, 1e-6)
+        colour = colour * (1.0 + look.gradient * ramp)[..., None]
+    return np.clip(colour, 0.0, None).astype(np.float32)
+
+
+def _hard_edge(a: np.ndarray, hardness: float) -> np.ndarray:
+    """Alpha with a steeper ramp about 0.5: hardness 0 = unchanged, 1 = near binary."""
+    if hardness <= 0:
+        return a
+    gain = 1.0 / (1.0 - (1.0 - 1.0 / HARD_GAIN) * hardness)
+    return np.clip((a - 0.5) * gain + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def _halo(a: np.ndarray, look: StyleParams, face_h: float) -> np.ndarray:
+    """(h, w) float32 weight of the fringe just outside the mask's edge (0 inside the mask)."""
+    sigma = max(0.3, look.halo_width * face_h)
+    spread = cv2.GaussianBlur(a, (0, 0), sigma)
+    return (abs(look.halo) * np.clip(2.0 * spread, 0.0, 1.0) * (1.0 - a)).astype(np.float32)
+
+
 def _soft_knee(v: np.ndarray) -> np.ndarray:
     """Identity below KNEE, smooth exponential roll-off towards 1 above (C1-continuous)."""
     room = 1.0 - KNEE
@@ -171,17 +280,23 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: MaskTemplate,
 
     image: (H, W) or (H, W, 3) uint8 (RGB); points: (68, 2) float (x, y) pixel coordinates of the image.
     Returns (masked image, same shape/dtype; alpha (H, W) float32 in [0, 1]).  Inputs are not modified;
-    the same inputs give the same output.
+    the same inputs give the same output.  ``params.look`` (a style's :class:`StyleParams`) changes the warp,
+    placement, tint, light and edges; None is the classic look.  With a halo, alpha includes the fringe.
     """
     check_image(image)
     pts = check_points(points)
     H_img, W_img = image.shape[:2]
     out = image.copy()
     alpha_full = np.zeros((H_img, W_img), np.float32)
-    prep = template.cached(("prepared", params.pattern), lambda: prepare_template(template, params.pattern))
+    look = params.look
+    pattern = look.pattern if look is not None and look.pattern is not None and template.tintable else params.pattern
+    prep = template.cached(("prepared", pattern), lambda: prepare_template(template, pattern))
+    face_h = float(np.hypot(*(pts[NOSE_TOP] - pts[CHIN])))
 
     vp = fit_points(pts, params.fit, params.top_shift, params.width_scale)
     dst_anchor = prep.weights @ vp
+    if look is not None:
+        dst_anchor = _place(dst_anchor, pts, look, face_h)
     n_anchor = len(dst_anchor)
     src_anchor = prep.src[:n_anchor]
     design = np.hstack([src_anchor, np.ones((n_anchor, 1))])
@@ -191,16 +306,24 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: MaskTemplate,
     # a pose can fold the mesh (an inner anchor crossing the outline): then warp by the outline only,
     # and if even that folds, by the best-fit affine
     tri = prep.triangles
-    if _folds(prep.src, dst, tri):
+    rigid = None
+    if look is not None and look.warp != "landmark":
+        core = np.rint(RIGID_CORE_WEIGHT * prep.weights[:, MUST_COVER].sum(axis=1)).astype(int)
+        rigid = rigid_matrix(src_anchor, dst_anchor, look.warp, prep.src, 1 + core)
+        dst = _project(rigid, prep.src)
+    elif _folds(prep.src, dst, tri):
         tri = prep.outline_triangles
         if _folds(prep.src, dst, tri):
             tri = prep.triangles
             dst = np.hstack([prep.src, np.ones((len(prep.src), 1))]) @ affine
 
-    x0 = max(0, int(np.floor(dst[:, 0].min())) - 1)
-    y0 = max(0, int(np.floor(dst[:, 1].min())) - 1)
-    x1 = min(W_img, int(np.ceil(dst[:, 0].max())) + 2)
-    y1 = min(H_img, int(np.ceil(dst[:, 1].max())) + 2)
+    # a style's wide feather or halo reaches past the mask: room for it around the box
+    pad = 0 if look is None else int(np.ceil(3 * face_h * (max(look.feather or 0.0, 0.0)
+                                                          + (look.halo_width if look.halo else 0.0))))
+    x0 = max(0, int(np.floor(dst[:, 0].min())) - 1 - pad)
+    y0 = max(0, int(np.floor(dst[:, 1].min())) - 1 - pad)
+    x1 = min(W_img, int(np.ceil(dst[:, 0].max())) + 2 + pad)
+    y1 = min(H_img, int(np.ceil(dst[:, 1].max())) + 2 + pad)
     if x1 <= x0 or y1 <= y0:
         return out, alpha_full
     # supersample small masks (anti-aliasing); big ones (photos) are already fine enough
@@ -215,8 +338,33 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: MaskTemplate,
     f = float(2 ** level)
     src_l = (prep.src + 0.5) / f - 0.5
 
-    # per-triangle affine maps (x, y, 1) on a coarse grid (every MAP_STEP canvas pixels) -> template level
-    # (x, y); the piece-wise affine map is continuous, so it is bilinearly upsampled to the canvas
+    if rigid is not None:   # a style's rigid warp: the inverse matrix per canvas pixel
+        scale = float(np.sqrt(abs(np.linalg.det(rigid[:2, :2]) / rigid[2, 2] ** 2))) * S
+        level = int(np.clip(np.floor(np.log2(1.0 / max(scale, 1e-6))), 0, len(prep.pyramid) - 1))
+        layers, f = prep.pyramid[level], float(2 ** level)
+        map_x, map_y = _rigid_maps(rigid, x0, y0, S, bw, bh, f)
+    else:
+        map_x, map_y = _landmark_maps(prep, dst_ss, tri, src_l, bw, bh)
+    canvas = cv2.remap(layers, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if canvas.ndim == 2:
+        canvas = canvas[..., None]
+    small = cv2.resize(canvas, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    sigma_edge = FEATHER_SIGMA if look is None or look.feather is None else look.feather * face_h
+    if sigma_edge > 0:   # feather after the area average (cheaper; blur and box filter commute)
+        small = cv2.GaussianBlur(small, (0, 0), sigma_edge)
+    if small.ndim == 2:
+        small = small[..., None]
+    a = np.clip(small[..., -1], 0.0, 1.0)
+    return _finish(image, params, prep, small, a, (x0, y0, x1, y1), face_h, out, alpha_full)
+
+
+def _landmark_maps(prep: PreparedTemplate, dst_ss: np.ndarray, tri: np.ndarray, src_l: np.ndarray, bw: int,
+                   bh: int) -> tuple[np.ndarray, np.ndarray]:
+    """Canvas (bh, bw) -> template pyramid level coordinates of the piece-wise affine (landmark) warp.
+
+    Per-triangle affine maps (x, y, 1) on a coarse grid (every MAP_STEP canvas pixels) -> template level
+    (x, y); the piece-wise affine map is continuous, so it is bilinearly upsampled to the canvas.
+    """
     r = MAP_STEP
     mw, mh = -(-bw // r), -(-bh // r)
     dst_m = (dst_ss + 0.5) / r - 0.5
@@ -236,24 +384,30 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: MaskTemplate,
     maps = np.dstack([c[..., 0] * xs + c[..., 2] * ys + c[..., 4], c[..., 1] * xs + c[..., 3] * ys + c[..., 5]])
     if r > 1:
         maps = cv2.resize(maps, (mw * r, mh * r), interpolation=cv2.INTER_LINEAR)[:bh, :bw]
-    map_x, map_y = np.ascontiguousarray(maps[..., 0]), np.ascontiguousarray(maps[..., 1])
-    canvas = cv2.remap(layers, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    if canvas.ndim == 2:
-        canvas = canvas[..., None]
-    small = cv2.resize(canvas, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
-    if FEATHER_SIGMA > 0:   # feather after the area average (cheaper; blur and box filter commute)
-        small = cv2.GaussianBlur(small, (0, 0), FEATHER_SIGMA)
-    if small.ndim == 2:
-        small = small[..., None]
-    a = np.clip(small[..., -1], 0.0, 1.0)
+    return np.ascontiguousarray(maps[..., 0]), np.ascontiguousarray(maps[..., 1])
 
+
+def _finish(image: np.ndarray, params: MaskParams, prep: PreparedTemplate, small: np.ndarray,
+            a: np.ndarray, box: tuple[int, int, int, int], face_h: float, out: np.ndarray,
+            alpha_full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tint, light and blend the warped layers ``small`` (h, w, C) with coverage ``a`` into ``box`` of ``out``."""
+    x0, y0, x1, y1 = box
+    H_img, W_img = image.shape[:2]
+    look = params.look
     # colour (premultiplied) of the mask, before lighting
     gray_out = image.ndim == 2
     if prep.tintable:
+        tones = (params.tone, params.tone2)
+        colors = (params.color, params.color2)
+        if look is not None:
+            tones = (params.tone if look.tone is None else look.tone,
+                     params.tone2 if look.tone2 is None else look.tone2)
+            colors = (params.color if look.color is None else look.color,
+                      params.color2 if look.color2 is None else look.color2)
         if gray_out or not params.use_color:
-            cols = np.array([[params.tone] * 3, [params.tone2] * 3], np.float32)
+            cols = np.array([[tones[0]] * 3, [tones[1]] * 3], np.float32)
         else:
-            cols = np.array([params.color, params.color2], np.float32)
+            cols = np.array(colors, np.float32)
         premult = small[..., 0:1] * cols[0] + small[..., 1:2] * cols[1]
     else:
         premult = small[..., :3]
@@ -262,7 +416,6 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: MaskTemplate,
             premult = np.repeat(luma[..., None], 3, axis=2)
 
     # light from the face: exposure (mean luminance under the mask) and shading (blurred luminance)
-    face_h = float(np.hypot(*(pts[NOSE_TOP] - pts[CHIN])))
     sigma = max(0.8, SHADE_SIGMA * face_h)
     pad = int(np.ceil(3 * sigma))
     px0, py0 = max(0, x0 - pad), max(0, y0 - pad)
@@ -277,9 +430,18 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: MaskTemplate,
     exposure = float(np.clip(mean_lum / SKIN_ALBEDO, *EXPOSURE_RANGE)) ** EXPOSURE_GAMMA
     shade = np.clip(blur / max(mean_lum, 1e-3), *SHADE_RANGE) ** params.shading
     noise = np.random.default_rng(params.noise_seed).standard_normal(a.shape).astype(np.float32)
-    light = (exposure * shade * (1.0 + params.noise * noise))[..., None]
     safe_a = np.maximum(a, 1e-6)[..., None]
-    value = _soft_knee(premult / safe_a * light) * a[..., None]            # premultiplied, in [0, a]
+    if look is None:
+        light = (exposure * shade * (1.0 + params.noise * noise))[..., None]
+        value = _soft_knee(premult / safe_a * light) * a[..., None]            # premultiplied, in [0, a]
+    else:
+        colour = _style_colour(premult / safe_a, small, a, prep.tintable, look, face_h)
+        lit = 1.0 + look.lighting * (exposure * shade - 1.0)                     # 0: flat tint, 1: classic
+        light = (lit * (1.0 + params.noise * look.grain * noise))[..., None]
+        v = colour * light
+        v = _soft_knee(v) if look.lighting > 0 else np.clip(v, 0.0, 1.0)
+        a = _hard_edge(a, look.hardness)
+        value = v * a[..., None]
 
     region = out[y0:y1, x0:x1].astype(np.float32) / 255.0
     if gray_out:
@@ -287,9 +449,15 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: MaskTemplate,
         blended = region * (1.0 - a) + value
     else:
         blended = region * (1.0 - a[..., None]) + value
+    if look is not None and look.halo:
+        ring = _halo(a, look, face_h)
+        target = (HALO_LIGHT * min(exposure, 1.0)) if look.halo > 0 else HALO_DARK
+        w = ring if gray_out else ring[..., None]
+        blended = blended * (1.0 - w) + target * w
+        a = a + ring * (1.0 - a)
     out[y0:y1, x0:x1] = np.clip(np.round(blended * 255.0), 0, 255).astype(np.uint8)
     alpha_full[y0:y1, x0:x1] = a
     return out, alpha_full
 
 
-__all__ = ["SUPERSAMPLE", "PreparedTemplate", "prepare_template", "render_mask"]
+__all__ = ["SUPERSAMPLE", "PreparedTemplate", "prepare_template", "render_mask", "rigid_matrix"]

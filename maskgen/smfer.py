@@ -127,6 +127,8 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
             "mask_specs": list(config.mask_specs), "on_implausible": config.on_implausible,
             "landmarks": config.landmarks,
             "landmarks_sha256": file_sha256(config.landmarks) if config.landmarks else None,
+            # the style set, only when one was asked for: default builds keep their recipe (and build id)
+            **({"styles": list(config.styles)} if config.styles else {}),
         }
         # the landmarks file's bytes count, not its path; custom masks (spec files, the Python API) are
         # not in the options, so such a build has no recipe id

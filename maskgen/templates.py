@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import cv2
 import numpy as np
 
 from maskgen.io import read_rgba
@@ -20,8 +21,12 @@ from maskgen.points import LANDMARK_GROUPS, N_POINTS, POINT_ALIASES, POINT_NAMES
 
 __all__ = ["MAX_TEMPLATE_PIXELS", "MIN_ANCHORS", "PATTERNS", "MaskSpecError", "MaskTemplate", "build_template", "resolve_landmark"]
 
-#: procedural patterns a tintable template can carry (2nd colour painted where the pattern is 1)
-PATTERNS = ("plain", "stripes", "dots", "checks")
+#: procedural patterns a tintable template can carry (2nd colour painted where the pattern is 1); the
+#: built-ins' specs name the first four, ``chevrons`` and ``camo`` are printed by mask styles (maskgen.styles)
+PATTERNS = ("plain", "stripes", "dots", "checks", "chevrons", "camo")
+#: the camo print's blobs: fixed seed (the pattern is part of the artwork, not a per-row draw), blob size
+_CAMO_SEED = 29
+_CAMO_CELLS = 6
 #: pattern period in template pixels for the built-in 480 px wide artwork (scaled to the template width)
 _PATTERN_PERIOD_FRACTION = 0.1
 MIN_ANCHORS = 4
@@ -158,6 +163,14 @@ def _make_pattern(pattern: str, w: int, h: int) -> np.ndarray:
     if pattern == "checks":
         a, b = band(xs, 0.5), band(ys, 0.5)
         return np.clip(a + b - 2 * a * b, 0, 1).astype(np.float32)
+    if pattern == "chevrons":   # zig-zag bands
+        zig = np.abs(((xs / period) % 1.0) - 0.5) * period
+        return band(ys + zig, 0.4).astype(np.float32)
+    if pattern == "camo":       # smooth blobs, thresholded with an anti-aliased edge
+        cells = np.random.default_rng(_CAMO_SEED).standard_normal((_CAMO_CELLS * h // w + 2, _CAMO_CELLS + 2))
+        field = cv2.resize(cells.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        grad = max(float(np.abs(np.diff(field, axis=1)).mean()), 1e-6)   # field change per pixel
+        return np.clip(field / (edge * grad) + 0.5, 0, 1).astype(np.float32)
     # dots on a staggered grid
     row = np.floor(ys / period)
     dx = ((xs / period + 0.5 * (row % 2)) % 1.0 - 0.5) * period

@@ -336,6 +336,79 @@ def draw_gaiter() -> Canvas:
     return c
 
 
+def draw_bandana() -> Canvas:
+    """Bandana tied behind the head: a folded triangle of cloth over the nose, hanging to a point below the chin."""
+    c = Canvas()
+    top = np.array([[-1.30, 0.30], [-0.7, 0.27], [-0.25, 0.17], [0.0, 0.15], [0.25, 0.17], [0.7, 0.27],
+                    [1.30, 0.30]])
+    # the sides fall past the jaw, then the cloth narrows to a rounded point under the chin
+    lower = np.array([[1.28, 0.45], [1.18, 1.05], [0.85, 1.65], [0.35, 2.12], [0.0, 2.28], [-0.35, 2.12],
+                      [-0.85, 1.65], [-1.18, 1.05], [-1.28, 0.45]])
+    outline = np.vstack([smooth_curve(top, 24), smooth_curve(lower, 24)])
+    body = c.fill(outline)
+    # folds: diagonal creases from the sides towards the point, a rolled top hem
+    for s in (-1, 1):
+        for x0, y0, bend in ((1.15, 0.55, 0.10), (1.05, 0.95, 0.08), (0.85, 1.35, 0.05)):
+            crease = smooth_curve(np.array([[s * x0, y0], [s * 0.55, y0 + 0.35 + bend], [s * 0.12, y0 + 0.95]]), 16)
+            c.line(crease, 0.03, 0.7, within=body)
+            c.line(crease + [0, 0.05], 0.05, 1.05, within=body)
+    c.line(smooth_curve(top, 24), 0.07, 0.84, within=body)
+    c.line(smooth_curve(lower, 24), 0.03, 0.88, within=body)
+    c.shade(side_falloff(c, 1.35, 0.3))
+    c.grain(0.03, 0.025)
+    return c
+
+
+def draw_duckbill() -> Canvas:
+    """Flat-fold duckbill respirator: wide upper panel, a horizontal fold, a lower panel tapering to the chin."""
+    c = Canvas()
+    top = np.array([[-1.12, 0.45], [-0.6, 0.28], [-0.2, 0.12], [0.0, 0.09], [0.2, 0.12], [0.6, 0.28],
+                    [1.12, 0.45]])
+    lower = np.array([[1.14, 0.62], [1.08, 1.12], [0.75, 1.55], [0.3, 1.9], [0.0, 1.98], [-0.3, 1.9],
+                      [-0.75, 1.55], [-1.08, 1.12], [-1.14, 0.62]])
+    outline = np.vstack([smooth_curve(top, 24), smooth_curve(lower, 24)])
+    body = c.fill(outline)
+    fold = smooth_curve(np.array([[-1.1, 1.12], [-0.5, 1.06], [0.0, 1.04], [0.5, 1.06], [1.1, 1.12]]), 24)
+    upper_panel = (c.fy < np.interp(c.fx, fold[:, 0], fold[:, 1])).astype(np.float32)
+    c.shade(np.where(upper_panel > 0, 1.04, 0.84).astype(np.float32), where=body)     # panels lit differently
+    c.line(fold, 0.04, 0.62, within=body)
+    c.line(fold - [0, 0.05], 0.03, 1.1, within=body)
+    c.line(outline, 0.07, 0.8, within=body)                                             # welded edge
+    c.line(top[(np.abs(top[:, 0]) < 0.5)], 0.05, 0.74, within=body)                    # nose foam
+    for s in (-1, 1):
+        for y0, y1 in ((0.55, 0.4), (1.15, 1.3)):
+            c.line(np.array([[1.05 * s, y0], [1.3 * s, (y0 + y1) / 2], [1.58 * s, y1]]), 0.035, 0.92, alpha=True)
+    c.shade(side_falloff(c, 1.2, 0.18))
+    c.grain(0.01, 0.05)
+    return c
+
+
+def draw_valve() -> Canvas:
+    """Cup respirator with a round exhalation valve on the subject's left cheek (image right)."""
+    c = Canvas()
+    t = np.linspace(0, 2 * np.pi, 240, endpoint=False)
+    cx, cy, rx, ry = 0.0, 1.08, 1.0, 0.92
+    outline = np.stack([cx + rx * np.sin(t), cy - ry * np.cos(t) + 0.06 * np.cos(t) ** 2 * (np.cos(t) > 0)], 1)
+    body = c.fill(outline)
+    r = np.sqrt(((c.fx - cx) / rx) ** 2 + ((c.fy - cy) / ry) ** 2)
+    c.shade(np.clip(1.05 - 0.3 * r ** 3, 0.6, 1.1))
+    c.line(outline, 0.05, 0.84, within=body)
+    vx, vy, vr = 0.42, 1.22, 0.2                                 # the valve: housing, cap, slits
+    valve = ((c.fx - vx) ** 2 + (c.fy - vy) ** 2 < vr ** 2).astype(np.float32)
+    c.detail = c.detail * (1 - valve) + 0.55 * valve
+    ring = np.stack([vx + vr * np.cos(t), vy + vr * np.sin(t)], 1)
+    c.line(ring, 0.03, 0.35, within=body)
+    for k in range(-2, 3):
+        c.line(np.array([[vx - 0.12, vy + 0.06 * k], [vx + 0.12, vy + 0.06 * k]]), 0.018, 0.3, within=valve)
+    clip = np.array([[-0.3, 0.24], [-0.1, 0.19], [0.1, 0.19], [0.3, 0.24]])
+    c.line(smooth_curve(clip, 16), 0.06, 0.72, within=body)
+    for s in (-1, 1):
+        for y0, y1 in ((0.6, 0.5), (1.4, 1.5)):
+            c.line(np.array([[0.92 * s, y0], [1.2 * s, (y0 + y1) / 2], [1.55 * s, y1]]), 0.05, 0.9, alpha=True)
+    c.grain(0.012, 0.04)
+    return c
+
+
 #: name -> (drawing function, spec fields). Colours are (name, "#rrggbb", weight).
 BUILTINS: dict[str, tuple] = {
     "surgical": (draw_surgical, {
@@ -365,6 +438,23 @@ BUILTINS: dict[str, tuple] = {
         "colors": [["black", "#202022", 3], ["charcoal", "#3f4044", 2], ["gray", "#8c8c8e", 1], ["navy", "#26304a", 1],
                    ["camo green", "#57603f", 1], ["red", "#97302c", 1]],
         "patterns": ["plain", "plain", "stripes"],
+    }),
+    # extra artwork (maskgen.masks.EXTRA_MASKS): drawn only when --masks or a style names it
+    "bandana": (draw_bandana, {
+        "description": "bandana tied behind the head, hanging to a point below the chin",
+        "colors": [["red", "#a52a2a", 3], ["navy", "#22305a", 2], ["black", "#1f1f21", 2], ["khaki", "#b5a47a", 1],
+                   ["white", "#e9e9e2", 1]],
+        "patterns": ["plain", "dots", "camo", "chevrons"],
+    }),
+    "duckbill": (draw_duckbill, {
+        "description": "flat-fold duckbill respirator with head straps",
+        "colors": [["white", "#f1f0ea", 4], ["light blue", "#a6cbe6", 2], ["gray", "#a3a3a5", 1]],
+        "patterns": ["plain"],
+    }),
+    "valve": (draw_valve, {
+        "description": "cup respirator with an exhalation valve",
+        "colors": [["white", "#eeede7", 3], ["gray", "#9d9d9f", 2], ["black", "#262628", 1], ["sand", "#cbbd9b", 1]],
+        "patterns": ["plain"],
     }),
 }
 

@@ -104,9 +104,9 @@ def test_render_is_a_pure_leaf() -> None:
 
 
 def test_the_stages_run_one_way() -> None:
-    """points -> landmark sources -> templates -> masks -> fits -> render -> qa -> pipeline."""
+    """points -> landmark sources -> templates -> masks -> fits -> styles -> render -> qa -> pipeline."""
     order = [("maskgen.points",), ("maskgen.landmarks",), ("maskgen.templates",), ("maskgen.masks",), ("maskgen.fits",),
-             ("maskgen.render",), ("maskgen.qa",), ("maskgen.pipeline",)]
+             ("maskgen.styles",), ("maskgen.render",), ("maskgen.qa",), ("maskgen.pipeline",)]
     assert later_stage_imports(import_graph("maskgen"), order) == []
 
 
