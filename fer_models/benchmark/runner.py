@@ -463,9 +463,9 @@ def _run_parallel(ctx: GridContext, todo: Sequence[Run], parallel: int,
                 pass
         echo(f"interrupted: {len(running)} run(s) in progress stopped; each continues from its last finished "
              "epoch on the next call")
-        executor.shutdown(wait=True, cancel_futures=True)
         raise
-    executor.shutdown(wait=True)
+    finally:  # nothing is queued ahead: waits for the runs in progress to finish (or stop, after Ctrl-C)
+        executor.shutdown(wait=True, cancel_futures=True)
     if error is not None:
         raise error
 
