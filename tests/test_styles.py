@@ -292,3 +292,10 @@ def test_list_masks_lists_extra_artwork_and_styles():
     words = result.output.split()
     assert set(list_masks()) | set(EXTRA_MASKS) | set(STYLES) <= set(words)
     assert result.output.splitlines()[:len(list_masks())] == list_masks()
+
+
+def test_every_style_is_documented():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "masks.md").read_text()
+    for name in [*STYLES, *EXTRA_MASKS]:
+        assert f"| `{name}` |" in text, f"docs/masks.md: add {name} to its table"
+    assert "scripts/style_sheet.py" in text and (Path(__file__).resolve().parents[1] / "docs" / "mask_styles.png").is_file()
