@@ -19,8 +19,10 @@ to ``OUT/<same relative path>`` (same format; JPEG is re-encoded), plus ``OUT/sm
 **Resume.** The build keeps ``OUT/.maskgen-build.json`` (what is being built) and appends each
 finished chunk's sidecar rows to ``OUT/.smfer.meta.partial.csv``. After an interruption the same
 command with ``resume=True`` (``--resume``) skips every image whose output and sidecar row exist,
-after checking that the configuration is the same; the finished folder is identical to an
-uninterrupted build's.
+after checking that the configuration is the same and that every input picture has the bytes it
+had when the build started (sha256 per picture in the state file, one digest ``contents_sha256`` in
+both files; a build recorded without it, by an older maskgen, is refused); the finished folder is
+identical to an uninterrupted build's.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import io
 import json
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -190,6 +193,49 @@ def _csv_text(records: list[dict[str, Any]], header: bool) -> str:
     return buf.getvalue()
 
 
+#: state-file key holding each input picture's sha256 (only the state file: the manifest keeps the one digest)
+PICTURE_SUMS_KEY = "picture_sha256"
+
+
+def _picture_sums(src: Path, items: list[FolderItem]) -> dict[str, str]:
+    """sha256 of each input picture's bytes, by path, in order (each file read once; threads, as
+    hashlib releases the GIL). An unreadable picture gets ``""``: it stays a per-picture status row."""
+    def one(item: FolderItem) -> str:
+        try:
+            return file_sha256(src / item.path)
+        except OSError:
+            return ""
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(zip([i.path for i in items], pool.map(one, items)))
+
+
+def _contents_digest(sums: dict[str, str]) -> str:
+    """One digest over (relative path, sha256 of its bytes) of every input picture: ``contents_sha256``."""
+    return hashlib.sha256("".join(f"{p}\t{h}\n" for p, h in sums.items()).encode()).hexdigest()
+
+
+def _check_contents(saved: dict[str, Any], state: dict[str, Any], sums: dict[str, str], src: Path, out: Path) -> None:
+    """``--resume`` (#28): refuse when an input picture's bytes changed since the build started (a picture
+    replaced under the same name would be mixed in silently), naming the first one; refuse a build
+    recorded by an older maskgen, which kept no checksums to check. Another picture list is left to
+    the configuration check, which names it."""
+    if "contents_sha256" not in saved:
+        raise ValueError(f"--resume: {out} holds a build made by an older maskgen, which did not record its pictures' "
+                         f"checksums (contents_sha256), so pictures changed since cannot be detected; "
+                         f"start a new build in another folder")
+    if saved["contents_sha256"] == state["contents_sha256"]:
+        return
+    old = saved.get(PICTURE_SUMS_KEY) or {}
+    changed = next((p for p, h in sums.items() if p in old and old[p] != h), None)
+    if changed is not None:
+        raise ValueError(f"--resume: {src / changed} is not the picture the build in {out} started from (same name, "
+                         f"other contents); start a new build in another folder")
+    if saved.get("items_sha256") == state["items_sha256"]:  # a finished build: its manifest keeps the digest only
+        raise ValueError(f"--resume: a picture of {src} has other contents than when {out} was built (same names, "
+                         f"contents_sha256 differs); start a new build in another folder")
+
+
 def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = BuildConfig(), mode: str = "crop",
                  list_file: str | Path | None = None, jobs: int | None = None,
                  chunk_size: int = DEFAULT_FOLDER_CHUNK, backend: str = "loky", scheduler: str | None = None, resume: bool = False,
@@ -225,6 +271,8 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
 
         check_keys(read_landmarks_file(config.landmarks), "path", {i.path for i in items}, f"it is not a picture of {src}")
     state = _state(config, mode, items, str(list_file) if list_file else None)
+    sums = _picture_sums(src, items)  # contents, not only names (#28): checked on --resume
+    state["contents_sha256"] = _contents_digest(sums)
     state_path, partial_path = out / STATE_NAME, out / PARTIAL_NAME
     meta_path, manifest_path = out / META_NAME, out / MANIFEST_NAME
     done: dict[str, dict[str, str]] = {}
@@ -232,6 +280,7 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
         saved = json.loads(state_path.read_text())
         if not resume:
             raise ValueError(f"{out} holds an unfinished build: pass --resume to continue it, or choose another folder")
+        _check_contents(saved, state, sums, src, out)
         diff = sorted(k for k in {*state, "styles"} if saved.get(k) != state.get(k))   # styles: only when given
         if diff:
             raise ValueError(f"--resume with a different configuration or image list ({', '.join(diff)})")
@@ -240,6 +289,7 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
         if not resume:
             raise ValueError(f"{out} already holds a finished build ({manifest_path}); choose another folder")
         finished = json.loads(manifest_path.read_text())
+        _check_contents(finished, state, sums, src, out)
         diff = sorted(k for k in {*state, "styles"} if finished.get(k) != state.get(k))
         if diff:
             raise ValueError(f"--resume: {out} holds a finished build of another configuration or image list "
@@ -247,7 +297,7 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
         done = _read_partial(meta_path, out)  # the same build: nothing left to do
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(state_path) as tmp:
-        write_json(tmp, state)
+        write_json(tmp, {**state, PICTURE_SUMS_KEY: sums})  # per picture, to name a changed one on --resume
     todo = [i for i in items if i.path not in done]
     with atomic_write(partial_path) as tmp:  # the complete rows so far (drops a torn last line)
         tmp.write_text(_csv_text(list(done.values()), header=True), encoding="utf-8")

@@ -193,3 +193,62 @@ def test_bad_pictures_are_status_rows_in_both_modes(tmp_path: Path, mode: str) -
     assert rows["b_bomb.png"]["status"] == "too_large" and "too large" in rows["b_bomb.png"]["error"]
     assert rows["a_tiny.png"]["status"] == "error"
     assert report.images == 3 and checksums(src) == before
+
+
+def test_resume_refuses_a_picture_replaced_under_its_name(image_folder: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """#28: --resume compared names, splits and labels only: a picture replaced by other bytes under
+    its name was mixed silently into the resumed build. Now refused (exit 2, one line naming it),
+    with the output folder and the inputs byte-identical; a build recorded without checksums (an
+    older maskgen) is refused too, and so is a finished build whose pictures changed."""
+    import shutil
+
+    from conftest import checksums
+
+    src = tmp_path / "in"
+    shutil.copytree(image_folder, src)
+    real = folders.map_chunks
+
+    def interrupted(*args, **kw):  # two chunks finish, then Ctrl-C (as the resume test above)
+        for k, result in enumerate(real(*args, **kw)):
+            if k == 2:
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(folders, "map_chunks", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        build_folder(src, out, jobs=1, chunk_size=3, progress=False)
+    monkeypatch.setattr(folders, "map_chunks", real)
+    state = json.loads((out / folders.STATE_NAME).read_text())
+    assert len(state["contents_sha256"]) == 64 and len(state[folders.PICTURE_SUMS_KEY]) == N
+
+    victim = src / scan_folder(src)[0].path  # masked before the interruption: same name, other bytes
+    cv2.imwrite(str(victim), 255 - cv2.imread(str(victim), cv2.IMREAD_UNCHANGED))
+    resume = ["build-smfer", str(src), "-o", str(out), "--resume", "--quiet", "-j", "1"]
+    before_in, before_out = checksums(src), checksums(out)
+    result = CliRunner().invoke(main, resume)
+    assert result.exit_code == 2 and "Traceback" not in result.output, (result.output, result.exception)
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("maskgen: error: --resume: ")
+    assert str(victim) in result.stderr and "start a new build" in result.stderr
+    assert checksums(src) == before_in and checksums(out) == before_out
+
+    # a state file from an older maskgen (no checksums): refused, nothing touched
+    del state["contents_sha256"], state[folders.PICTURE_SUMS_KEY]
+    (out / folders.STATE_NAME).write_text(json.dumps(state))
+    before_out = checksums(out)
+    with pytest.raises(ValueError, match="older maskgen.*start a new build"):
+        build_folder(src, out, jobs=1, chunk_size=3, progress=False, resume=True)
+    assert checksums(src) == before_in and checksums(out) == before_out
+
+    # a finished build: its manifest keeps the one digest
+    done = tmp_path / "done"
+    build_folder(src, done, jobs=1, chunk_size=3, progress=False)
+    kept = json.loads((done / "smfer.manifest.json").read_text())
+    assert len(kept["contents_sha256"]) == 64 and folders.PICTURE_SUMS_KEY not in kept
+    build_folder(src, done, jobs=1, chunk_size=3, progress=False, resume=True)  # unchanged: nothing to do
+    cv2.imwrite(str(victim), cv2.imread(str(image_folder / victim.relative_to(src)), cv2.IMREAD_UNCHANGED))
+    before_in, before_out = checksums(src), checksums(done)
+    with pytest.raises(ValueError, match="other contents.*start a new build"):
+        build_folder(src, done, jobs=1, chunk_size=3, progress=False, resume=True)
+    assert checksums(src) == before_in and checksums(done) == before_out
