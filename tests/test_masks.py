@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from maskgen.fits import MaskParams, sample_params
-from maskgen.masks import (BUILTIN_MASKS, MaskSpecError, get_mask, list_masks, load_mask_spec, register_mask,
-                           unregister_mask)
+from maskgen.masks import (BUILTIN_MASKS, EXTRA_MASKS, MaskSpecError, get_mask, list_masks, load_mask_spec,
+                           register_mask, unregister_mask)
 from maskgen.pipeline import apply_mask
 from maskgen.qa import qa_check
 from maskgen.templates import PATTERNS, resolve_landmark
@@ -306,3 +306,33 @@ def test_mask_pictures_over_the_template_limit_are_refused(tmp_path, monkeypatch
     with pytest.raises(MaskSpecError, match="200x160 is larger than"):
         register_mask("too_big", oval_rgba(), OVAL_ANCHORS)
     assert templates.MAX_TEMPLATE_PIXELS < 20000 * 16000
+
+
+# ------------------------------------------------------------------------------------------ #29: extra artwork
+@pytest.mark.parametrize("name", EXTRA_MASKS)
+def test_extra_artwork_is_registered_outside_the_default_pool_and_covers_the_face(face, name):
+    gray, pts = face
+    assert name in list_masks(extra=True) and name not in list_masks() and get_mask(name).tintable
+    assert tuple(list_masks(extra=True)[:len(BUILTIN_MASKS) + len(EXTRA_MASKS)]) == BUILTIN_MASKS + EXTRA_MASKS
+    t = get_mask(name)
+    assert t.image.shape == get_mask("surgical").image.shape and t.anchors == get_mask("surgical").anchors
+    p = sample_params(np.random.default_rng(3), pts, masks=[name])
+    out, alpha = apply_mask(gray, pts, p)
+    assert qa_check(pts, alpha, "correct").passed and np.abs(out.astype(int) - gray).max() > 30
+    with pytest.raises(ValueError, match="built-in"):
+        register_mask(name, oval_rgba(), OVAL_ANCHORS)
+    with pytest.raises(ValueError, match="built-in"):
+        unregister_mask(name)
+    assert f"unknown mask 'nope'; valid masks: {', '.join(BUILTIN_MASKS)}" in _error(lambda: get_mask("nope"))
+    assert name in _error(lambda: get_mask("nope")), "the error lists the extra artwork too"
+
+
+def _error(call) -> str:
+    with pytest.raises(ValueError) as info:
+        call()
+    return str(info.value)
+
+
+def test_default_pool_is_unchanged_by_the_extra_artwork(face):
+    _, pts = face
+    assert {sample_params(np.random.default_rng(i), pts).mask for i in range(200)} == set(BUILTIN_MASKS)

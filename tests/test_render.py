@@ -17,11 +17,11 @@ import pytest
 
 pytest.importorskip("skimage")  # the faces come from scikit-image's data (extra "test")
 
-from maskgen.fits import FITS, MaskParams, fit_points, sample_params
+from maskgen.fits import FITS, MaskParams, StyleParams, fit_points, sample_params
 from maskgen.masks import get_mask, list_masks
 from maskgen.pipeline import apply_mask
 from maskgen.qa import qa_check
-from maskgen.render import render_mask
+from maskgen.render import render_mask, rigid_matrix
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 LFW_FACES = 12          # how many LFW faces to try (the first 100 of lfw_subset are faces)
@@ -275,6 +275,13 @@ GOLDEN_CASES = {
     "cloth_stripes_nose_exposed_lfw4": dict(face=4, params=dict(mask="cloth", pattern="stripes", fit="nose_exposed",
                                                                 tone=0.2, tone2=0.85)),
     "n95_colour_astronaut": dict(face="astronaut", params=dict(mask="n95", use_color=True, color=(0.95, 0.95, 0.92))),
+    # #29 styles: a rigid homography with a flat tint and hard edges; a printed, haloed, rigidly moved colour mask
+    "surgical_flat_homography_lfw0": dict(face=0, params=dict(mask="surgical", style="rigid_homography", look=StyleParams(
+        warp="homography", lighting=0.0, grain=0.0, detail=0.0, tone=0.45, tone2=0.45, feather=0.0, hardness=1.0))),
+    "cloth_camo_halo_astronaut": dict(face="astronaut", params=dict(mask="cloth", use_color=True, style="mixed",
+                                                                    look=StyleParams(
+        warp="similarity", rotate=4.0, shift_x=0.02, pattern="camo", color=(0.35, 0.42, 0.22), color2=(0.8, 0.75, 0.6),
+        gradient=0.3, gradient_angle=30.0, feather=0.04, halo=0.7, halo_width=0.05))),
 }
 #: tolerance: mean absolute difference (gray levels) and share of pixels off by more than 8 levels
 GOLDEN_MEAN_TOL = 0.75
@@ -335,3 +342,79 @@ def test_big_photo_renders_with_bounded_canvas(astronaut):
     _, a_small = apply_mask(img, pts, _params("surgical"))
     a_down = cv2.resize(a_big, img.shape[1::-1], interpolation=cv2.INTER_AREA)
     assert np.abs(a_down - a_small).mean() < 0.02
+
+
+# ------------------------------------------------------------------------------------------ #29: style looks
+def test_flat_hard_look_is_one_flat_tone_with_hard_edges(faces):
+    gray, pts = faces[0]
+    look = StyleParams(lighting=0.0, grain=0.0, detail=0.0, tone=0.4, tone2=0.4, feather=0.0, hardness=1.0)
+    out, alpha = apply_mask(gray, pts, _params("surgical", look=look, style="flat_hard"))
+    inside = alpha > 0.999
+    assert inside.sum() > 200 and np.ptp(out[inside]) <= 1 and abs(int(out[inside][0]) - round(0.4 * 255)) <= 1
+    _, soft = apply_mask(gray, pts, _params("surgical"))
+    edge = lambda a: ((a > 0.02) & (a < 0.98)).sum()  # noqa: E731
+    assert edge(alpha) < edge(soft), "harder edges than the classic 0.4 px feather"
+
+
+def test_halo_look_draws_a_fringe_outside_the_mask_and_alpha_includes_it(faces):
+    gray, pts = faces[1]
+    _, plain = apply_mask(gray, pts, _params("surgical", tone=0.3, look=StyleParams(), style="x"))
+    out, alpha = apply_mask(gray, pts, _params("surgical", tone=0.3, look=StyleParams(halo=1.0, halo_width=0.06),
+                                               style="x"))
+    ring = (plain < 0.05) & (alpha > 0.2)
+    assert ring.sum() > 20 and (out[ring].astype(int) - gray[ring]).mean() > 20, "a light fringe around the mask"
+    dark, _ = apply_mask(gray, pts, _params("surgical", tone=0.3, look=StyleParams(halo=-1.0), style="x"))
+    assert (dark[ring].astype(int) - gray[ring]).mean() < -10, "a dark one"
+
+
+def test_rigid_warps_move_the_picture_rigidly(faces):
+    """A similarity keeps the mask's shape: its alpha is the classic template outline moved, not bent to the jaw;
+    the top edge of a rigid mask on a tilted face stays a straight (rotated) copy of the template's."""
+    gray, pts = faces[2]
+    for warp in ("similarity", "homography"):
+        look = StyleParams(warp=warp)
+        a1 = apply_mask(gray, pts, _params("n95", look=look, style="x"))[1]
+        a2 = apply_mask(gray, pts, _params("n95", look=look, style="x"))[1]
+        np.testing.assert_array_equal(a1, a2)
+        assert qa_check(pts, a1, "correct").passed, warp
+    # the same face rotated by 20 degrees: the similarity mask rotates with it (area kept within 5 %)
+    h, w = gray.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), 20, 1.0)
+    rot = cv2.warpAffine(gray, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    pts_rot = np.hstack([pts, np.ones((68, 1))]) @ m.T
+    look = StyleParams(warp="similarity")
+    a_up = apply_mask(gray, pts, _params("n95", look=look, style="x"))[1]
+    a_rot = apply_mask(rot, pts_rot, _params("n95", look=look, style="x"))[1]
+    assert abs(a_rot.sum() / a_up.sum() - 1) < 0.05
+    back = cv2.warpAffine(a_rot, cv2.invertAffineTransform(m), (w, h), flags=cv2.INTER_LINEAR)
+    assert np.abs(back - a_up)[2:-2, 2:-2].mean() < 0.03
+
+
+def test_placement_jitter_moves_the_mask(faces):
+    gray, pts = faces[0]
+    base = apply_mask(gray, pts, _params("surgical", look=StyleParams(), style="x"))[1]
+    down = apply_mask(gray, pts, _params("surgical", look=StyleParams(shift_y=0.05), style="x"))[1]
+    ys = np.arange(gray.shape[0])[:, None]
+    shift = ((down * ys).sum() / down.sum() - (base * ys).sum() / base.sum())
+    face_h = float(np.hypot(*(pts[27] - pts[8])))
+    assert shift == pytest.approx(0.05 * face_h, rel=0.35)
+    bigger = apply_mask(gray, pts, _params("surgical", look=StyleParams(scale=1.1), style="x"))[1]
+    assert bigger.sum() / base.sum() == pytest.approx(1.21, rel=0.1)
+
+
+def test_rigid_matrix_recovers_similarity_and_homography():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 400, (12, 2))
+    t = np.deg2rad(12)
+    sim = np.array([[0.1 * np.cos(t), -0.1 * np.sin(t), 5], [0.1 * np.sin(t), 0.1 * np.cos(t), 7], [0, 0, 1]])
+    hom = sim @ np.array([[1, 0.05, 0], [0.02, 1, 0], [2e-4, 1e-4, 1]])
+
+    def project(m, xy):
+        h = np.hstack([xy, np.ones((len(xy), 1))]) @ m.T
+        return h[:, :2] / h[:, 2:]
+
+    np.testing.assert_allclose(rigid_matrix(src, project(sim, src), "similarity"), sim, atol=1e-9)
+    got = rigid_matrix(src, project(hom, src), "homography")
+    np.testing.assert_allclose(project(got, src), project(hom, src), atol=1e-6)
+    flipped = project(np.array([[1, 0, 0], [0, 1, 0], [-0.004, 0, 1]]), src)   # some points behind the camera
+    assert rigid_matrix(src, flipped, "homography")[2, :2].tolist() == [0.0, 0.0], "degenerate: the similarity"

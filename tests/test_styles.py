@@ -17,10 +17,8 @@ from click.testing import CliRunner
 
 from maskgen.cli import main
 from maskgen.fits import MaskParams, StyleParams, sample_params
-from maskgen.masks import EXTRA_MASKS, get_mask, list_masks
-from maskgen.pipeline import BuildConfig, apply_mask, mask_with_landmarks, resolve_masks, row_rng
-from maskgen.qa import qa_check
-from maskgen.render import rigid_matrix
+from maskgen.masks import EXTRA_MASKS, list_masks
+from maskgen.pipeline import BuildConfig, mask_with_landmarks, resolve_masks, row_rng
 from maskgen.styles import (DEFAULT_STYLES, STYLES, check_styles, get_style, list_styles, pick_style, style_pool,
                             style_rng)
 
@@ -76,28 +74,29 @@ def test_registry_and_validation():
         get_style("Classic")
 
 
+def test_style_params_validate_and_round_trip():
+    look = StyleParams(warp="homography", tone=0.3, color=(0.1, 0.2, 0.3), pattern="camo", halo=-0.5)
+    p = MaskParams(mask="cloth", style="mixed", look=look)
+    d = p.to_dict()
+    assert d["style"] == "mixed" and d["look"]["warp"] == "homography" and MaskParams.from_dict(d) == p
+    assert "style" not in MaskParams(mask="cloth").to_dict() and "look" not in MaskParams(mask="cloth").to_dict()
+    assert MaskParams.from_dict(MaskParams(mask="cloth", style="classic").to_dict()).style == "classic"
+    for bad in (dict(warp="bent"), dict(pattern="paisley"), dict(lighting=2.0), dict(hardness=-1.0), dict(scale=0.0),
+                dict(halo=1.5), dict(feather=-0.1)):
+        with pytest.raises(ValueError):
+            StyleParams(**bad)
+    for style in STYLES.values():   # every sampler gives valid params for any draws, including the extremes
+        if style.sample is not None:
+            for u in (np.zeros(32), np.full(32, 0.999999), np.random.default_rng(0).random(32)):
+                assert isinstance(style.sample(u), StyleParams)
+
+
 def test_style_pools_add_the_extra_artwork_only_where_a_style_says_so():
     assert style_pool(get_style("classic"), None) == list_masks()
     assert not set(EXTRA_MASKS) & set(list_masks()), "the default pool is today's"
     assert style_pool(get_style("patterned"), None) == list_masks() + list(EXTRA_MASKS)
     assert style_pool(get_style("flat_hard"), ["n95"]) == ["n95"]
     assert set(style_pool(get_style("mixed"), ["n95"])) == {"n95", *EXTRA_MASKS}
-
-
-@pytest.mark.parametrize("name", EXTRA_MASKS)
-def test_extra_artwork_is_registered_protected_and_covers_the_face(faces, name):
-    gray, pts = faces["lfw0"]
-    assert name in list_masks(extra=True) and get_mask(name).tintable
-    p = sample_params(np.random.default_rng(3), pts, masks=[name])
-    out, alpha = apply_mask(gray, pts, p)
-    assert qa_check(pts, alpha, "correct").passed and np.abs(out.astype(int) - gray).max() > 30
-    with pytest.raises(ValueError, match="built-in"):
-        from maskgen.masks import register_mask, unregister_mask
-
-        register_mask(name, get_mask("surgical").image, {"jaw_2": (10, 50), "jaw_14": (400, 50), "chin": (240, 350),
-                                                       "nose_bridge_1": (240, 20)})
-    with pytest.raises(ValueError, match="built-in"):
-        unregister_mask(name)
 
 
 # ------------------------------------------------------------------------------------------ rendering
@@ -147,45 +146,6 @@ def test_styles_look_different_from_classic(faces):
             styled, *_ = mask_with_landmarks(gray, pts, np.random.default_rng([seed, 1]), styles=[style])
             diffs.append(np.abs(classic.astype(int) - styled).mean())
         assert np.mean(diffs) > 1.0, (style, diffs)
-
-
-def test_flat_hard_is_one_flat_tone_with_hard_edges(faces):
-    gray, pts = faces["lfw0"]
-    look = StyleParams(lighting=0.0, grain=0.0, detail=0.0, tone=0.4, tone2=0.4, feather=0.0, hardness=1.0)
-    out, alpha = apply_mask(gray, pts, MaskParams(mask="surgical", tone=0.9, look=look, style="flat_hard"))
-    inside = alpha > 0.999
-    assert inside.sum() > 200 and np.ptp(out[inside]) <= 1 and abs(int(out[inside][0]) - round(0.4 * 255)) <= 1
-    edge = (alpha > 0.02) & (alpha < 0.98)
-    _, soft = apply_mask(gray, pts, MaskParams(mask="surgical"))
-    assert edge.sum() < ((soft > 0.02) & (soft < 0.98)).sum(), "harder edges than the classic 0.4 px feather"
-
-
-def test_halo_draws_a_fringe_outside_the_mask_and_alpha_includes_it(faces):
-    gray, pts = faces["synthetic"]
-    base = MaskParams(mask="surgical", tone=0.3)
-    _, plain = apply_mask(gray, pts, replace(base, look=StyleParams(), style="x"))
-    out, alpha = apply_mask(gray, pts, replace(base, look=StyleParams(halo=1.0, halo_width=0.06), style="x"))
-    ring = (plain < 0.05) & (alpha > 0.2)
-    assert ring.sum() > 20 and (out[ring].astype(int) - gray[ring]).mean() > 20, "a light fringe around the mask"
-
-
-def test_rigid_matrix_recovers_similarity_and_homography():
-    rng = np.random.default_rng(0)
-    src = rng.uniform(0, 400, (12, 2))
-    t = np.deg2rad(12)
-    sim = np.array([[0.1 * np.cos(t), -0.1 * np.sin(t), 5], [0.1 * np.sin(t), 0.1 * np.cos(t), 7], [0, 0, 1]])
-    hom = sim @ np.array([[1, 0.05, 0], [0.02, 1, 0], [2e-4, 1e-4, 1]])
-
-    def project(m, xy):
-        h = np.hstack([xy, np.ones((len(xy), 1))]) @ m.T
-        return h[:, :2] / h[:, 2:]
-
-    got = rigid_matrix(src, project(sim, src), "similarity")
-    np.testing.assert_allclose(got, sim, atol=1e-9)
-    got = rigid_matrix(src, project(hom, src), "homography")
-    np.testing.assert_allclose(project(got, src), project(hom, src), atol=1e-6)
-    flipped = project(np.array([[1, 0, 0], [0, 1, 0], [-0.004, 0, 1]]), src)   # points behind the camera
-    assert rigid_matrix(src, flipped, "homography")[2, :2].tolist() == [0.0, 0.0], "degenerate: the similarity"
 
 
 # ------------------------------------------------------------------------------------------ default bytes
