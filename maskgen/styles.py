@@ -140,8 +140,8 @@ STYLES: dict[str, Style] = {s.name: s for s in (
     Style("classic", "today's look: landmark-following warp, face-lit shading, pleats, soft 0.4 px edge", None),
     Style("flat_hard", "landmark warp, one flat tint from black to white, no pleats or face light, hard edges",
           _flat_hard),
-    Style("rigid_homography", "the picture warped rigidly by the homography that best fits the anchors, flat gray "
-          "tint, hard edges (another generator's look); adds the extra artwork", _rigid("homography"), artwork=True),
+    Style("rigid_homography", "the picture warped rigidly by the homography that best fits the anchors, one flat "
+          "tint (gray on gray faces), hard edges (another generator's look); adds the extra artwork", _rigid("homography"), artwork=True),
     Style("rigid_similarity", "the picture moved rigidly by the best-fit similarity, face-lit, small placement "
           "jitter", _rigid("similarity")),
     Style("patterned", "printed patterns (stripes, dots, checks, chevrons, camo) in contrasting colours, tint "

@@ -259,3 +259,24 @@ def test_every_style_is_documented():
     for name in [*STYLES, *EXTRA_MASKS]:
         assert f"| `{name}` |" in text, f"docs/masks.md: add {name} to its table"
     assert "scripts/style_sheet.py" in text and (Path(__file__).resolve().parents[1] / "docs" / "mask_styles.png").is_file()
+
+
+def test_folder_builds_record_styles_and_resume_only_the_same_set(tmp_path):
+    from maskgen.folders import META_NAME, build_folder
+
+    image, pts = synthetic_face()
+    src = tmp_path / "faces"
+    src.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(src / f"f{i}.png"), np.roll(image, i, axis=1))
+    marks = tmp_path / "landmarks.csv"
+    text = ";".join(f"{v:.3f}" for v in pts.ravel())
+    marks.write_text("path,facial_landmarks\n" + "".join(f"f{i}.png,{text}\n" for i in range(4)))
+    config = BuildConfig(landmarks=str(marks), styles=("flat_hard", "feathered_halo"))
+    build_folder(src, tmp_path / "out", config=config, jobs=1, backend="sequential", progress=False)
+    with open(tmp_path / "out" / META_NAME, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {json.loads(r["params"])["style"] for r in rows} <= {"flat_hard", "feathered_halo"}
+    with pytest.raises(ValueError, match="styles"):
+        build_folder(src, tmp_path / "out", config=replace(config, styles=("mixed",)), jobs=1, backend="sequential",
+                     progress=False, resume=True)
