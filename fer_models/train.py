@@ -28,9 +28,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,7 +41,7 @@ from fer_models.checkpoint import (
 )
 from fer_models.config import RESUME_MUTABLE, TTA_CHOICES, TrainConfig
 from fer_models.data import FerTensors, class_weights, load_dataset, split_indices
-from fer_models.device import keep_freed_memory, resolve
+from fer_models.device import Placement, keep_freed_memory, resolve
 from fer_models.engine import Engine, epoch_generator, recompute_bn
 from fer_models.inference import evaluate, ferplus_data
 from fer_models.labels import FERPLUS_CLASSES
@@ -125,8 +127,6 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
         stop_after: stop after this epoch without testing (as an interruption would);
             returns ``{"stopped_after": epoch}``.
     """
-    from fer_models.metrics import classification_report, format_report, write_report
-
     config.validate()
     placement = resolve(config.device, config.amp)
     kept = keep_freed_memory()
@@ -141,27 +141,12 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
     if saved is not None:
         _check_resume(saved, config, data_sha256)
     init = load_init(config) if config.init is not None else None
-    data = data if data is not None else load_dataset(config.data)
-    subsets = split_indices(data, config.split, config.seed)
-    class_names: tuple[str, ...] = EMOTIONS
-    soft = None
-    if config.labels is not None:
-        data, subsets, soft = ferplus_data(config, data, subsets)
-        class_names = FERPLUS_CLASSES
+    run = RunData.load(config, data, placement.device)
     dev = placement.device
-    train_x, train_y = (t.to(dev) for t in data.subset(subsets["train"]))
-    if soft is not None:
-        train_y = soft[torch.as_tensor(subsets["train"])].to(dev)
-    val_x, val_y = data.subset(subsets["val"])
-    test_x, test_y = data.subset(subsets["test"])
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        val_x, test_x = val_x.to(dev), test_x.to(dev)
+    train_x, train_y, class_names = run.train_x, run.train_y, run.class_names
     hard_y = train_y if train_y.ndim == 1 else train_y.argmax(1)
-    present = int((torch.bincount(hard_y.cpu(), minlength=config.num_classes) > 0).sum())
-    if present < 2:
-        raise ValueError(f"{config.data}: every training row has the same class; a classifier cannot learn "
-                         "from one class")
 
     torch.manual_seed(config.seed)
     model = build_model(config)
@@ -214,21 +199,7 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
             bar.set_postfix(epoch=epoch + 1, refresh=False)
         train = engine.run_epoch(epoch, (lambda: bar.update(1)) if bar is not None else None)
         t0 = time.perf_counter()
-        val = evaluate(model, val_x, val_y, val_criterion, config.eval_batch_size, config.channels_last,
-                       placement=placement)
-        selected, used = "raw", model
-        extra_record: dict[str, Any] = {}
-        if engine.ema is not None:
-            # the EMA is scored beside the raw weights every epoch, and the better one on
-            # the validation subset is kept (selection on val only, like the best epoch)
-            ema_model = engine.ema.module
-            recompute_bn(ema_model, train_x, config, placement, epoch_generator(config.seed, epoch, dev, stream=1))
-            val_ema = evaluate(ema_model, val_x, val_y, val_criterion, config.eval_batch_size,
-                               config.channels_last, placement=placement)
-            extra_record = {"val_acc_raw": val["acc"], "val_acc_ema": val_ema["acc"]}
-            if val_ema["acc"] >= val["acc"]:
-                selected, used, val = "ema", ema_model, val_ema
-            extra_record["selected"] = selected
+        val, selected, used, extra_record = _validate(engine, run, val_criterion, epoch)
         is_best = val["acc"] > best_acc
         if is_best:
             best_acc, best_epoch = val["acc"], epoch + 1
@@ -268,14 +239,90 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
     if bar is not None:
         bar.close()
 
+    return _final_test(config, run, placement, best_epoch, best_acc)
+
+
+@dataclass
+class RunData:
+    """A run's rows on their devices: training images and targets on the training device (uint8 /
+    int64, or (N, C) float FER+ vote distributions), validation and test rows (on CUDA there too)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    test_rows: np.ndarray
+    class_names: tuple[str, ...]
+
+    @classmethod
+    def load(cls, config: TrainConfig, data: FerTensors | None, dev: torch.device) -> RunData:
+        """Read ``config.data`` (unless given), split it, relabel for FER+.
+
+        Raises:
+            ValueError: every training row has one class.
+        """
+        data = data if data is not None else load_dataset(config.data)
+        subsets = split_indices(data, config.split, config.seed)
+        class_names: tuple[str, ...] = EMOTIONS
+        soft = None
+        if config.labels is not None:
+            data, subsets, soft = ferplus_data(config, data, subsets)
+            class_names = FERPLUS_CLASSES
+        train_x, train_y = (t.to(dev) for t in data.subset(subsets["train"]))
+        if soft is not None:
+            train_y = soft[torch.as_tensor(subsets["train"])].to(dev)
+        hard_y = train_y if train_y.ndim == 1 else train_y.argmax(1)
+        if int((torch.bincount(hard_y.cpu(), minlength=config.num_classes) > 0).sum()) < 2:
+            raise ValueError(f"{config.data}: every training row has the same class; a classifier cannot learn "
+                             "from one class")
+        val_x, val_y = data.subset(subsets["val"])
+        test_x, test_y = data.subset(subsets["test"])
+        if dev.type == "cuda":
+            val_x, test_x = val_x.to(dev), test_x.to(dev)
+        return cls(train_x, train_y, val_x, val_y, test_x, test_y, subsets["test"], class_names)
+
+
+def _validate(engine: Engine, run: RunData, criterion: nn.Module, epoch: int
+              ) -> tuple[dict[str, Any], str, nn.Module, dict[str, Any]]:
+    """Score the raw weights (and the EMA, its BatchNorm statistics recomputed) on the validation rows.
+
+    Returns the better one's scores, its name (``raw`` / ``ema``), the model and the log fields. The
+    selection uses validation rows only, like the choice of the best epoch.
+    """
+    config, placement = engine.config, engine.placement
+    val = evaluate(engine.model, run.val_x, run.val_y, criterion, config.eval_batch_size, config.channels_last,
+                   placement=placement)
+    if engine.ema is None:
+        return val, "raw", engine.model, {}
+    ema_model = engine.ema.module
+    recompute_bn(ema_model, run.train_x, config, placement,
+                 epoch_generator(config.seed, epoch, placement.device, stream=1))
+    val_ema = evaluate(ema_model, run.val_x, run.val_y, criterion, config.eval_batch_size, config.channels_last,
+                       placement=placement)
+    record = {"val_acc_raw": val["acc"], "val_acc_ema": val_ema["acc"]}
+    if val_ema["acc"] >= val["acc"]:
+        return val_ema, "ema", ema_model, {**record, "selected": "ema"}
+    return val, "raw", engine.model, {**record, "selected": "raw"}
+
+
+def _final_test(config: TrainConfig, run: RunData, placement: Placement, best_epoch: int, best_acc: float
+                ) -> dict[str, Any]:
+    """Score ``best.pt`` once on the test rows with the recipe's TTA (every TTA mode recorded beside it);
+    write ``test/`` and return the report with the rows scored and their predictions."""
+    from fer_models.metrics import classification_report, format_report, write_report
+
+    out = Path(config.out)
     best_model, _ = load_model(out / BEST_NAME, placement)
     # every TTA mode on both val and test, recorded; the reported one is config.tta, fixed before the run
     runs = {(mode, name): evaluate(best_model, xs, ys, None, config.eval_batch_size, config.channels_last,
                                    placement=placement, tta=mode)
-            for mode in TTA_CHOICES for name, xs, ys in (("val_acc", val_x, val_y), ("test_acc", test_x, test_y))}
+            for mode in TTA_CHOICES
+            for name, xs, ys in (("val_acc", run.val_x, run.val_y), ("test_acc", run.test_x, run.test_y))}
     tta_table = {mode: {name: runs[mode, name]["acc"] for name in ("val_acc", "test_acc")} for mode in TTA_CHOICES}
     test = runs[config.tta, "test_acc"]
-    report = classification_report(test_y.cpu().numpy(), test["preds"], class_names)
+    report = classification_report(run.test_y.cpu().numpy(), test["preds"], run.class_names)
     tta_note = "" if config.tta == "none" else f", TTA {config.tta}"
     title = (f"{config.model} (best epoch {best_epoch}, val acc {best_acc:.4f}{tta_note}) on "
              f"{Path(config.data).name} [{config.split}/test]")
@@ -285,7 +332,8 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
     write_report(report, out / TEST_DIR, title, extra)
     print(format_report(report, title), flush=True)
     # the rows scored and their predictions (not written: callers such as the benchmark rescore subsets)
-    return {**extra, **report, "test_rows": subsets["test"], "test_preds": test["preds"], "train_rows": len(train_y)}
+    return {**extra, **report, "test_rows": run.test_rows, "test_preds": test["preds"],
+            "train_rows": len(run.train_y)}
 
 
 def parse_model_kw(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
