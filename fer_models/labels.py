@@ -18,7 +18,8 @@ Rules (those of the FER+ paper and its reference code):
 
 Classes are FER+'s 8, in this order (note: *not* FER2013's order, and ``contempt`` is new):
 :data:`FERPLUS_CLASSES`. FER2013 -> FER+ names: angry -> anger, disgust -> disgust, fear ->
-fear, happy -> happiness, sad -> sadness, surprise -> surprise, neutral -> neutral.
+fear, happy -> happiness, sad -> sadness, surprise -> surprise, neutral -> neutral
+(:data:`FERPLUS_TO_FER2013`; :func:`majority_as_fer2013` scores a FER2013 model on FER+ labels).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from maskgen.dataset import EMOTIONS
 
 FERPLUS_CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
 VOTE_COLUMNS = (*FERPLUS_CLASSES, "unknown", "NF")
@@ -124,5 +127,25 @@ def ferplus_targets(votes: np.ndarray) -> FerPlusLabels:
     return FerPlusLabels(votes, majority, soft, usable, not_face)
 
 
-__all__ = ["FERPLUS_CLASSES", "LABEL_MODES", "FerPlusLabels", "ferplus_targets", "parse_labels_option",
-           "read_ferplus_votes"]
+#: FER+ class name -> FER2013 class name (:data:`maskgen.dataset.EMOTIONS`); ``contempt`` has none
+FERPLUS_TO_FER2013 = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happiness": "happy",
+                      "sadness": "sad", "surprise": "surprise", "neutral": "neutral"}
+
+
+def majority_as_fer2013(majority: np.ndarray) -> np.ndarray:
+    """FER+ majority labels (``FERPLUS_CLASSES`` order, -1 for none; :attr:`FerPlusLabels.majority`)
+    as FER2013 labels (``EMOTIONS`` order), -1 where there is no majority or it is ``contempt``.
+
+    Raises:
+        ValueError: a label outside -1..7.
+    """
+    majority = np.asarray(majority, dtype=np.int64)
+    if majority.size and (majority.min() < -1 or majority.max() >= len(FERPLUS_CLASSES)):
+        raise ValueError(f"FER+ majority labels must be -1..{len(FERPLUS_CLASSES) - 1}")
+    table = np.array([EMOTIONS.index(FERPLUS_TO_FER2013[c]) if c in FERPLUS_TO_FER2013 else -1
+                      for c in FERPLUS_CLASSES] + [-1], dtype=np.int64)  # the last entry: index -1 (none)
+    return table[majority]
+
+
+__all__ = ["FERPLUS_CLASSES", "FERPLUS_TO_FER2013", "LABEL_MODES", "FerPlusLabels", "ferplus_targets",
+           "majority_as_fer2013", "parse_labels_option", "read_ferplus_votes"]

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_models.labels import FERPLUS_CLASSES, VOTE_COLUMNS, ferplus_targets, parse_labels_option, read_ferplus_votes
+from fer_models.labels import (FERPLUS_CLASSES, FERPLUS_TO_FER2013, VOTE_COLUMNS, ferplus_targets,
+                               majority_as_fer2013, parse_labels_option, read_ferplus_votes)
+from maskgen.dataset import EMOTIONS
 
 HEADER = "index,Usage,image_name," + ",".join(VOTE_COLUMNS)
 
@@ -107,3 +109,21 @@ def test_train_on_ferplus_labels(tmp_path: Path, mode: str) -> None:
     assert list(report["per_class"]) == list(FERPLUS_CLASSES)
     state = load_checkpoint(out / "best.pt")
     assert state.class_names == list(FERPLUS_CLASSES) and state.config["num_classes"] == 8
+
+
+def test_majority_as_fer2013_maps_names_and_leaves_out_contempt_and_no_majority() -> None:
+    """Each FER+ emotion lands on the FER2013 class of the same meaning; contempt and rows without a
+    majority (ties, not a face, no votes) come out -1."""
+    v = np.zeros((11, 10), dtype=int)
+    for i in range(8):  # row i: 8 votes for FER+ class i, 2 for unknown
+        v[i, i], v[i, 8] = 8, 2
+    v[8] = [4, 4, 0, 0, 0, 0, 0, 0, 2, 0]   # tie: no majority
+    v[9] = [0, 0, 0, 0, 0, 0, 0, 0, 3, 7]   # not a face
+    # row 10: no votes
+    fer = majority_as_fer2013(ferplus_targets(v).majority)
+    names = ["neutral", "happy", "surprise", "sad", "angry", "disgust", "fear"]
+    assert fer.tolist() == [EMOTIONS.index(n) for n in names] + [-1, -1, -1, -1]
+    assert sorted(FERPLUS_TO_FER2013.values()) == sorted(EMOTIONS) and "contempt" not in FERPLUS_TO_FER2013
+    assert majority_as_fer2013(np.zeros(0, dtype=int)).shape == (0,)
+    with pytest.raises(ValueError, match="-1..7"):
+        majority_as_fer2013(np.array([8]))
