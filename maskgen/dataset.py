@@ -235,6 +235,25 @@ def read_fer_csv(path: str | os.PathLike) -> FerTable:
     )
 
 
+def take_rows(table: FerTable, rows: Sequence[int] | np.ndarray) -> FerTable:
+    """The table of ``rows`` (int indices, in the order given) of ``table``, in the same format.
+
+    Written with :func:`write_fer_csv`, each row keeps its input line byte for byte (e.g. the
+    ``PrivateTest`` rows of FER2013 as a file of their own:
+    ``take_rows(t, np.flatnonzero(t.usage == "PrivateTest"))``).
+    """
+    idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= len(table)):
+        raise IndexError(f"rows must lie in 0..{len(table) - 1}")
+    return FerTable(
+        path=table.path, images=table.images[idx], emotion=table.emotion[idx],
+        usage=None if table.usage is None else table.usage[idx], columns=list(table.columns),
+        extra={name: [col[i] for i in idx] for name, col in table.extra.items()},
+        lines=[table.lines[i] for i in idx] if table.lines else [], newline=table.newline,
+        quoted_pixels=table.quoted_pixels, trailing_newline=table.trailing_newline,
+    )
+
+
 def format_pixels(image: np.ndarray) -> str:
     """(48, 48) uint8 image -> FER2013 pixel string (space-separated decimals)."""
     flat = np.asarray(image, np.uint8).reshape(-1)

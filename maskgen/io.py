@@ -134,14 +134,21 @@ def build_fields(tool: str, options: Mapping[str, Any] | None,
     (custom masks, whose content is not in the options); ``build`` and ``build_id`` are then None.
     maskgen's version must change with any change to what a build writes.
     """
+    build = build_recipe(tool, options, inputs)
+    return {"build": build, "build_id": build_id(build) if build is not None else None,
+            "output_sha256": file_sha256(output)}
+
+
+def build_recipe(tool: str, options: Mapping[str, Any] | None,
+                 inputs: Mapping[str, tuple[str | os.PathLike, str]]) -> dict[str, Any] | None:
+    """A build's recipe as :func:`build_fields` records it (``build``), without writing or reading any output:
+    so a caller can tell whether an existing output's manifest names the build it would make now."""
     from maskgen import __version__
 
-    build = None if options is None else {
+    return None if options is None else {
         "tool": tool, "version": __version__, "libraries": _pixel_libraries(), "options": dict(options),
         "inputs": {name: input_identity(p, sha) for name, (p, sha) in inputs.items()},
     }
-    return {"build": build, "build_id": build_id(build) if build is not None else None,
-            "output_sha256": file_sha256(output)}
 
 
 def _pixel_libraries() -> dict[str, str | None]:
@@ -371,5 +378,5 @@ def write_image(path: str | os.PathLike, image: np.ndarray, params: tuple[int, .
     return path
 
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "ImageConversionWarning", "ImageTooLargeError", "OutputRecord", "atomic_write", "check_image_size", "build_fields", "build_id", "csv_stem", "dataset_build", "encode_image", "file_sha256", "input_identity",
+__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "ImageConversionWarning", "ImageTooLargeError", "OutputRecord", "atomic_write", "check_image_size", "build_fields", "build_id", "build_recipe", "csv_stem", "dataset_build", "encode_image", "file_sha256", "input_identity",
            "machine_info", "manifest", "manifest_path", "read_image", "read_rgba", "write_image", "write_json"]

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from maskgen.dataset import FerTable, read_fer_csv, write_fer_csv
-from maskgen.io import atomic_write, build_fields, csv_stem, file_sha256, manifest, manifest_path, write_json
+from maskgen.io import (atomic_write, build_fields, build_id, build_recipe, csv_stem, file_sha256, manifest,
+                        manifest_path, write_json)
 from maskgen.parallel import DEFAULT_CHUNK_SIZE, chunk_ranges, default_jobs, gather_rows, map_chunks
 from maskgen.paths import Output, check_outputs
 from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk, resolve_masks
@@ -121,18 +122,7 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
             "write": round(t_write - t_mask, 3), "total": round(t_write - t0, 3),
         }
         input_sha = file_sha256(input_path)
-        options = {
-            "seed": config.seed, "masks": list(config.masks or ()),
-            "fit_probs": dict(config.fit_probs or {"correct": 1.0}),
-            "mask_specs": list(config.mask_specs), "on_implausible": config.on_implausible,
-            "landmarks": config.landmarks,
-            "landmarks_sha256": file_sha256(config.landmarks) if config.landmarks else None,
-            # the style set, only when one was asked for: default builds keep their recipe (and build id)
-            **({"styles": list(config.styles)} if config.styles else {}),
-        }
-        # the landmarks file's bytes count, not its path; custom masks (spec files, the Python API) are
-        # not in the options, so such a build has no recipe id
-        recipe = None if config.templates else {k: v for k, v in options.items() if k != "landmarks"}
+        options, recipe = _options(config)
         fields = {
             "seed": config.seed,
             "config": options,
@@ -145,6 +135,35 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
         }
         write_json(tmp_manifest, manifest("maskgen build-smfer", fields))
     return report
+
+
+def _options(config: BuildConfig) -> tuple[dict, dict | None]:
+    """(the manifest's ``config`` options, the recipe's options or None) of a resolved config."""
+    options = {
+        "seed": config.seed, "masks": list(config.masks or ()),
+        "fit_probs": dict(config.fit_probs or {"correct": 1.0}),
+        "mask_specs": list(config.mask_specs), "on_implausible": config.on_implausible,
+        "landmarks": config.landmarks,
+        "landmarks_sha256": file_sha256(config.landmarks) if config.landmarks else None,
+        # the style set, only when one was asked for: default builds keep their recipe (and build id)
+        **({"styles": list(config.styles)} if config.styles else {}),
+    }
+    # the landmarks file's bytes count, not its path; custom masks (spec files, the Python API) are
+    # not in the options, so such a build has no recipe id
+    recipe = None if config.templates else {k: v for k, v in options.items() if k != "landmarks"}
+    return options, recipe
+
+
+def expected_build_id(input_path: str | Path, config: BuildConfig = BuildConfig(),
+                      input_sha256: str | None = None) -> str | None:
+    """The build id :func:`build_smfer` would record for ``input_path`` and ``config`` now (None: a build
+    with custom masks, which has no recipe id), without masking anything. An existing output whose
+    :func:`maskgen.io.dataset_build` equals it is that build (skip rebuilding it)."""
+    input_path = Path(input_path)
+    _, recipe = _options(resolve_masks(config))
+    build = build_recipe("maskgen build-smfer", recipe,
+                         {"input": (input_path, input_sha256 or file_sha256(input_path))})
+    return None if build is None else build_id(build)
 
 
 def _report(table: FerTable, records: list[dict], input_path: Path, out: Path, meta_path: Path,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import fer_csv_text, random_faces, write_gz
-from maskgen.dataset import FerFormatError, FerTable, format_pixels, read_fer_csv, write_fer_csv
+from maskgen.dataset import FerFormatError, FerTable, format_pixels, read_fer_csv, take_rows, write_fer_csv
 from maskgen.io import atomic_write
 
 
@@ -62,6 +62,30 @@ def test_in_memory_table_writes_standard_format(tmp_path: Path) -> None:
     out = tmp_path / "mem.csv"
     write_fer_csv(out, table)
     assert out.read_text() == fer_csv_text(images, [1, 2], ["Training", "PrivateTest"])
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_take_rows_writes_the_chosen_rows_byte_identical(tmp_path: Path, quoted: bool) -> None:
+    images = random_faces(6, seed=4)
+    usages = ["Training", "PrivateTest", "PublicTest", "PrivateTest", "Training", "PrivateTest"]
+    extra = {"source": [str(10 + i) for i in range(6)]}
+    src = tmp_path / "in.csv"
+    src.write_bytes(fer_csv_text(images, [0, 1, 2, 3, 4, 5], usages, newline="\r\n", quoted=quoted,
+                                 extra=extra).encode())
+    table = read_fer_csv(src)
+    rows = np.flatnonzero(table.usage == "PrivateTest")
+    sub = take_rows(table, rows)
+    assert len(sub) == 3 and sub.usage.tolist() == ["PrivateTest"] * 3 and sub.emotion.tolist() == [1, 3, 5]
+    assert np.array_equal(sub.images, images[rows]) and sub.extra == {"source": ["11", "13", "15"]}
+    out = tmp_path / "private.csv"
+    write_fer_csv(out, sub)
+    src_lines = src.read_bytes().split(b"\r\n")
+    assert out.read_bytes().split(b"\r\n") == [src_lines[0]] + [src_lines[1 + r] for r in rows] + [b""]
+    # an in-memory table (no lines) too, and out-of-range rows are refused
+    mem = take_rows(FerTable(path=Path("mem"), images=images, emotion=np.arange(6), usage=None), [5, 0])
+    assert mem.emotion.tolist() == [5, 0] and mem.usage is None and mem.lines == []
+    with pytest.raises(IndexError):
+        take_rows(table, [6])
 
 
 def test_format_pixels_roundtrip() -> None:

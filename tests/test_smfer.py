@@ -15,7 +15,7 @@ from maskgen.dataset import read_fer_csv, write_fer_csv
 from maskgen.demo import demo_table
 from maskgen.parallel import chunk_ranges, gather_rows, map_chunks
 from maskgen.pipeline import SIDECAR_COLUMNS, BuildConfig
-from maskgen.smfer import build_smfer, default_output, sidecar_paths
+from maskgen.smfer import build_smfer, default_output, expected_build_id, sidecar_paths
 
 N_ROWS = 12
 
@@ -105,6 +105,16 @@ def test_manifest_names_the_build_and_its_bytes(built: dict[str, Path], tmp_path
     write_fer_csv(copy, table, images)
     assert dataset_build(copy) is None
     assert dataset_build(tmp_path / "no_manifest.csv") is None
+
+
+def test_expected_build_id_names_the_build_before_it_is_made(lfw_csv: Path, built: dict[str, Path]) -> None:
+    """What a build will record is known without building: an existing output with that id can be kept."""
+    from maskgen.io import dataset_build
+
+    assert expected_build_id(lfw_csv, BuildConfig(seed=0)) == dataset_build(built["j1"])
+    assert expected_build_id(lfw_csv, BuildConfig(seed=1)) == dataset_build(built["seed1"])
+    assert expected_build_id(lfw_csv, BuildConfig(seed=0, styles=("classic",))) == dataset_build(built["j1"])
+    assert expected_build_id(lfw_csv, BuildConfig(seed=0, styles=("flat_hard",))) != dataset_build(built["j1"])
 
 
 def test_default_output_names(tmp_path: Path) -> None:
