@@ -164,7 +164,7 @@ def ours_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp: s
     return step
 
 
-def _default_recipe(name: str, n: int, bs: int, amp: str, device: str) -> tuple[TrainConfig, Any]:
+def _default_recipe(name: str, bs: int, amp: str, device: str) -> tuple[TrainConfig, Any]:
     config = TrainConfig(data="", out="", model=name, batch_size=bs, amp=amp, device=device, epochs=100)
     return config, resolve(device, amp)
 
@@ -178,7 +178,7 @@ def before_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp:
     from fer_models.engine import lr_factor
 
     n = len(labels)
-    config, placement = _default_recipe(name, n, bs, amp, device)
+    config, placement = _default_recipe(name, bs, amp, device)
     dev = placement.device
     torch.manual_seed(0)
     model = create_model(name).to(dev).to(memory_format=torch.channels_last).train()
@@ -230,8 +230,7 @@ def engine_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp:
     """One step of :class:`fer_models.engine.Engine` (default recipe), eager or replayed from a CUDA graph."""
     from fer_models.engine import Engine
 
-    n = len(labels)
-    config, placement = _default_recipe(name, n, bs, amp, device)
+    config, placement = _default_recipe(name, bs, amp, device)
     dev = placement.device
     torch.manual_seed(0)
     model = create_model(name).to(dev).to(memory_format=torch.channels_last)

@@ -318,8 +318,8 @@ class Engine:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs besides the model's weights (all tensors on the CPU)."""
-        return {"optimizer": _to_cpu(self.optimizer.state_dict()),
-                "ema_model": None if self.ema is None else _to_cpu(self.ema.module.state_dict()),
+        return {"optimizer": cpu_copy(self.optimizer.state_dict()),
+                "ema_model": None if self.ema is None else cpu_copy(self.ema.module.state_dict()),
                 "step": int(self.step_count), "scaler": None if self.scaler is None else self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -477,12 +477,12 @@ class Engine:
         return EpochStats(loss=loss, acc=correct / images, images=images, seconds=seconds)
 
 
-def _to_cpu(obj: Any) -> Any:
+def cpu_copy(obj: Any) -> Any:
     """``obj`` with every tensor copied to the CPU (nested dicts / lists; never sharing the live state)."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
+        return {k: cpu_copy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
+        return type(obj)(cpu_copy(v) for v in obj)
     return obj

@@ -126,13 +126,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
     """
     from fer_models.metrics import classification_report, write_report
 
-    model, ckpt = load_model(checkpoint)
+    placement = resolve(device, amp)
+    model, ckpt = load_model(checkpoint, placement)
     config = ckpt.train_config()
     split = split or config.split
     tta = tta or config.tta
     if tta not in TTA_CHOICES:
         raise ValueError(f"tta must be one of {TTA_CHOICES}, got {tta!r}")
-    placement = resolve(device, amp)
     keep_freed_memory()
     tensors = load_dataset(data)
     if subset == "all":
@@ -149,7 +149,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
                                          {"train": rows, "val": rows, "test": rows})
         rows = kept["test"]
     x, y = tensors.subset(rows)
-    model = model.to(placement.device)
     result = evaluate(model, x, y, None, batch_size, config.channels_last, placement=placement, tta=tta)
     report = classification_report(y.numpy(), result["preds"], ckpt.class_names)
     name = Path(data).name.split(".")[0]

@@ -42,7 +42,7 @@ from fer_models.checkpoint import (
 from fer_models.config import RESUME_MUTABLE, TTA_CHOICES, TrainConfig
 from fer_models.data import FerTensors, class_weights, load_dataset, split_indices
 from fer_models.device import Placement, keep_freed_memory, resolve
-from fer_models.engine import Engine, epoch_generator, recompute_bn
+from fer_models.engine import Engine, cpu_copy, epoch_generator, recompute_bn
 from fer_models.inference import evaluate, ferplus_data
 from fer_models.labels import FERPLUS_CLASSES
 from maskgen.dataset import EMOTIONS
@@ -105,11 +105,6 @@ def _check_resume(saved: Checkpoint, config: TrainConfig, data_sha256: str) -> N
         raise ValueError(f"--resume: {config.data} has changed since the run started (sha256 "
                          f"{saved.data_sha256[:12]}... then, {data_sha256[:12]}... now); a run must not mix two "
                          "datasets: train again in a new --out")
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A model's state dict with every tensor on the CPU (checkpoints load anywhere)."""
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def _rng_state(dev: torch.device) -> dict[str, Any]:
@@ -214,10 +209,10 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
         with atomic_write(out / LOG_NAME) as tmp:
             tmp.write_text("\n".join(log_lines) + "\n")
         ckpt = Checkpoint(
-            model=_cpu_state(used), config=dataclasses.asdict(config), class_names=list(class_names),
+            model=cpu_copy(used.state_dict()), config=dataclasses.asdict(config), class_names=list(class_names),
             epoch=epoch + 1, best_val_acc=best_acc, best_epoch=best_epoch, selected=selected,
             resolved=placement.record(), data_sha256=data_sha256,
-            train={"version": TRAIN_STATE_VERSION, "model": _cpu_state(model), **engine.state_dict(),
+            train={"version": TRAIN_STATE_VERSION, "model": cpu_copy(model.state_dict()), **engine.state_dict(),
                    "rng": _rng_state(dev)},
         )
         if is_best:
