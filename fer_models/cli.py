@@ -213,6 +213,27 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
                    "ones: fine-tuning. Recorded in the run's config.")
 @click.option("--label-mode", type=click.Choice(LABEL_MODES), default="majority", show_default=True,
               help="FER+ targets: the majority label, or the vote distribution (scored on majority labels).")
+@click.option("--twin", default=None, type=click.Path(exists=True),
+              help="The unmasked FER2013 file --data (an SMFER2013) was built from: train on masked faces with "
+                   "their unmasked twins (the options below; see docs/training.md, 'Training with twins').")
+@click.option("--mask-prob", type=click.FloatRange(0, 1), default=None,
+              help="With --twin: probability that a training image is the masked copy, else its twin [0.5].")
+@click.option("--refill", type=click.FloatRange(0, 1), default=None,
+              help="With --twin: probability that a masked copy's mask region is refilled (flat tone and noise, "
+                   "or another face) so the mask's look carries no signal [0].")
+@click.option("--eyes-only", is_flag=True, default=None,
+              help="With --twin: blank every face below its mask top, in training and evaluation (the bound "
+                   "for a model that ignores the mask).")
+@click.option("--distill", default=None, metavar="NAME|CHECKPOINT",
+              help="With --twin: a teacher (shipped name or checkpoint) that sees the unmasked twin; the model "
+                   "learns its soft targets.")
+@click.option("--distill-weight", type=click.FloatRange(0, 1), default=None,
+              help="Share of the distillation term in the loss (the rest: cross-entropy) [0.5].")
+@click.option("--distill-temp", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Distillation temperature [4].")
+@click.option("--cam-penalty", type=click.FloatRange(min=0), default=None,
+              help="With --twin: weight of a loss term on the class-activation-map share inside the mask "
+                   "region of masked faces (Mini-Xception models) [0].")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default="auto", show_default=True,

@@ -49,6 +49,11 @@ class TrainConfig:
     ``lr_step`` is in epochs (``schedule="step"``). ``device`` / ``amp`` are resolved by
     :func:`fer_models.device.resolve` (``auto``: CUDA if present; bf16 only where the hardware
     computes it natively).
+
+    ``twin`` names the unmasked file whose rows are the twins of ``data``'s masked rows (an SMFER2013
+    and the FER2013 it was built from); it enables ``mask_prob``, ``refill``, ``eyes_only``,
+    ``distill`` (a teacher, shipped name or checkpoint, that sees the twin), ``distill_weight``,
+    ``distill_temp`` and ``cam_penalty`` (:mod:`fer_models.twins`).
     """
 
     data: str
@@ -84,6 +89,14 @@ class TrainConfig:
     labels: str | None = None
     init: str | None = None
     label_mode: str = "majority"
+    twin: str | None = None
+    mask_prob: float = 0.5
+    refill: float = 0.0
+    eyes_only: bool = False
+    distill: str | None = None
+    distill_weight: float = 0.5
+    distill_temp: float = 4.0
+    cam_penalty: float = 0.0
     channels_last: bool = True
     device: str = "auto"
     amp: str = "auto"
@@ -123,6 +136,7 @@ class TrainConfig:
             parse_labels_option(self.labels)
             if self.num_classes != len(FERPLUS_CLASSES):
                 raise ValueError(f"FER+ labels have {len(FERPLUS_CLASSES)} classes, num_classes is {self.num_classes}")
+        self._validate_twin_options()
         if self.threads is not None and self.threads < 1:
             raise ValueError("threads must be >= 1")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
@@ -131,6 +145,30 @@ class TrainConfig:
 
         if self.model not in list_models():
             raise ValueError(f"unknown model {self.model!r}; known models: {', '.join(list_models())}")
+
+    def _validate_twin_options(self) -> None:
+        if self.twin is None:
+            used = [name for name, on in (("refill", self.refill > 0), ("eyes_only", self.eyes_only),
+                                          ("distill", self.distill is not None), ("cam_penalty", self.cam_penalty > 0))
+                    if on]
+            if used:
+                raise ValueError(f"{', '.join(used)} need the unmasked twins: give twin=FER2013.csv too")
+            return
+        if self.mixup_alpha > 0:
+            raise ValueError("twin training does not mix images (mixup_alpha must be 0): the twin, the region and "
+                             "the teacher's view would not follow the mix")
+        if self.labels is not None:
+            raise ValueError("twin training uses the FER2013 labels of both files; it cannot be combined with labels=")
+        for name, lo, hi in (("mask_prob", 0, 1), ("refill", 0, 1), ("distill_weight", 0, 1)):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and lo <= value <= hi):
+                raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+        if not (math.isfinite(self.distill_temp) and self.distill_temp > 0):
+            raise ValueError(f"distill_temp must be > 0, got {self.distill_temp}")
+        if not (math.isfinite(self.cam_penalty) and self.cam_penalty >= 0):
+            raise ValueError(f"cam_penalty must be >= 0, got {self.cam_penalty}")
+        if self.cam_penalty > 0 and not self.model.startswith("mini_xception"):
+            raise ValueError(f"cam_penalty needs a Mini-Xception model (blocks + class conv head), not {self.model}")
 
     def augment_config(self) -> AugmentConfig:
         """The geometric augmentation of this config (the only place an AugmentConfig is made)."""

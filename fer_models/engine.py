@@ -35,6 +35,7 @@ from torch import nn
 from fer_models.config import CUDA_GRAPH_CHOICES, TrainConfig
 from fer_models.data import augment_batch, random_erase, to_float
 from fer_models.device import Placement
+from fer_models.twins import TwinBatchSource, cam_share, distill_loss, twin_batch
 
 #: Eager steps before a CUDA graph is captured (lets cuDNN pick kernels and the optimizer make its state).
 GRAPH_WARMUP_STEPS = 3
@@ -278,11 +279,14 @@ class Engine:
         criterion: a loss on float32 logits (``CrossEntropyLoss``), on the device.
         run_model: what the step calls (``torch.compile(model)`` or ``model``).
         cuda_graph: ``auto`` (on when the device is CUDA), ``on`` or ``off``; default ``config.cuda_graph``.
+        twins: the unmasked twins, mask regions and teacher of ``images`` (``config.twin``; see
+            :mod:`fer_models.twins`): the step then composes each batch with :func:`twin_batch`.
     """
 
     def __init__(self, model: nn.Module, config: TrainConfig, placement: Placement, images: torch.Tensor,
                  labels: torch.Tensor, criterion: nn.Module, run_model: nn.Module | None = None,
-                 cuda_graph: str | None = None, echo: Callable[[str], None] = print) -> None:
+                 cuda_graph: str | None = None, echo: Callable[[str], None] = print,
+                 twins: TwinBatchSource | None = None) -> None:
         cuda_graph = config.cuda_graph if cuda_graph is None else cuda_graph
         if cuda_graph not in CUDA_GRAPH_CHOICES:
             raise ValueError(f"cuda_graph must be one of {CUDA_GRAPH_CHOICES}, got {cuda_graph!r}")
@@ -290,6 +294,9 @@ class Engine:
         self.model, self.config, self.placement, self.criterion = model, config, placement, criterion
         self.run_model = run_model if run_model is not None else model
         self.images, self.labels = images, labels
+        self.twins = twins
+        if (config.twin is None) != (twins is None):
+            raise ValueError("config.twin and the engine's twins go together")
         self.echo = echo
         n = int(labels.shape[0])
         self.batch_size = min(config.batch_size, n)
@@ -341,8 +348,17 @@ class Engine:
         row = self.order.index_select(0, self.epoch_step.view(1)).view(-1)
         x = to_float(self.images.index_select(0, row))
         y = self.labels.index_select(0, row)
+        twins, clean, region = self.twins, None, None
+        if twins is not None:
+            x, clean, region = twin_batch(x, to_float(twins.clean.index_select(0, row)),
+                                          twins.region.index_select(0, row).to(x.dtype),
+                                          twins.top.index_select(0, row), config.mask_prob, config.refill,
+                                          config.eyes_only, gen)
         if config.augment:
-            x = augment_batch(x, self.augment, gen)
+            if twins is not None:  # one geometry for the input, its twin and its region
+                x, clean, region = augment_batch(torch.cat([x, clean, region], 1), self.augment, gen).split(1, 1)
+            else:
+                x = augment_batch(x, self.augment, gen)
             if config.erase_prob > 0:
                 x = random_erase(x, config.erase_prob, gen)
         if config.mixup_alpha > 0:
@@ -350,12 +366,27 @@ class Engine:
             lam = g[0] / g.sum()
             perm = torch.rand(self.batch_size, generator=gen, device=gen.device).argsort()
             x = lam * x + (1 - lam) * x.index_select(0, perm)
+        features = None
         with self.placement.autocast(cache_enabled=False):
-            logits = self.run_model(prepare(x, config.channels_last))
+            if config.cam_penalty > 0:  # the last block's output is needed too (Mini-Xception: head + pooling)
+                features = self.model.forward_features(prepare(x, config.channels_last))
+                logits = self.model.pool(self.model.head(features)).flatten(1)
+            else:
+                logits = self.run_model(prepare(x, config.channels_last))
+            teacher = None
+            if twins is not None and twins.teacher is not None:
+                with torch.no_grad():
+                    teacher = twins.teacher(prepare(clean, config.channels_last)).float()
         logits = logits.float()
         loss = self.criterion(logits, y)
         if config.mixup_alpha > 0:
             loss = lam * loss + (1 - lam) * self.criterion(logits, y.index_select(0, perm))
+        if teacher is not None:
+            w = config.distill_weight
+            loss = (1 - w) * loss + w * distill_loss(logits, teacher, config.distill_temp)
+        if features is not None:
+            hard = y if y.ndim == 1 else y.argmax(1)
+            loss = loss + config.cam_penalty * cam_share(features, self.model.head, hard, region)
         self.optimizer.zero_grad(set_to_none=False)
         self.lr.copy_(self.lr_table.index_select(0, self.step_count.view(1)).view(()))
         if self.scaler is not None:

@@ -42,9 +42,10 @@ from fer_models.checkpoint import (
 from fer_models.config import RESUME_MUTABLE, TTA_CHOICES, TrainConfig
 from fer_models.data import FerTensors, class_weights, load_dataset, split_indices
 from fer_models.device import Placement, keep_freed_memory, resolve
-from fer_models.engine import Engine, cpu_copy, epoch_generator, recompute_bn
+from fer_models.engine import BN_RECOMPUTE_IMAGES, Engine, cpu_copy, epoch_generator, recompute_bn
 from fer_models.inference import evaluate, ferplus_data
 from fer_models.labels import FERPLUS_CLASSES
+from fer_models.twins import TwinBatchSource, load_twins
 from maskgen.dataset import EMOTIONS
 from maskgen.io import atomic_write, file_sha256
 
@@ -79,6 +80,36 @@ def load_init(config: TrainConfig) -> Checkpoint:
     return ckpt
 
 
+def load_teacher(config: TrainConfig, placement: Placement) -> nn.Module | None:
+    """The frozen distillation teacher ``config.distill`` names (shipped name or checkpoint) on the device.
+
+    Raises:
+        ValueError: no such weights, or a teacher with other classes.
+    """
+    if config.distill is None:
+        return None
+    try:
+        teacher, ckpt = load_model(config.distill, placement)
+    except FileNotFoundError:
+        raise ValueError(f"distill {config.distill!r}: no such shipped weights or checkpoint file") from None
+    if ckpt.train_config().num_classes != config.num_classes:
+        raise ValueError(f"distill {config.distill!r} has {ckpt.train_config().num_classes} classes; this run "
+                         f"trains {config.num_classes}")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval()
+
+
+def run_checksum(config: TrainConfig) -> str:
+    """sha256 of the run's data: of ``config.data``, or of both files' sha256 with a twin."""
+    import hashlib
+
+    data = data_checksum(config.data)
+    if config.twin is None:
+        return data
+    return hashlib.sha256(f"{data}\0{data_checksum(config.twin)}".encode()).hexdigest()
+
+
 def _read_log(path: Path, completed: int) -> list[str]:
     """Log lines of epochs 1..completed (a resumed run drops lines of epochs it will redo)."""
     if not path.is_file():
@@ -102,7 +133,8 @@ def _check_resume(saved: Checkpoint, config: TrainConfig, data_sha256: str) -> N
         raise ValueError(f"--resume with a different configuration ({detail}); only {sorted(mutable)} may "
                          f"change{extra}")
     if saved.data_sha256 is not None and saved.data_sha256 != data_sha256:
-        raise ValueError(f"--resume: {config.data} has changed since the run started (sha256 "
+        what = config.data if config.twin is None else f"{config.data} or its twin {config.twin}"
+        raise ValueError(f"--resume: {what} has changed since the run started (sha256 "
                          f"{saved.data_sha256[:12]}... then, {data_sha256[:12]}... now); a run must not mix two "
                          "datasets: train again in a new --out")
 
@@ -132,7 +164,7 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
     if not resume and ckpt_path.exists():
         raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue, or choose another --out")
     saved = Checkpoint.load(ckpt_path) if resume else None
-    data_sha256 = data_checksum(config.data)
+    data_sha256 = run_checksum(config)
     if saved is not None:
         _check_resume(saved, config, data_sha256)
     init = load_init(config) if config.init is not None else None
@@ -159,7 +191,8 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
                                     label_smoothing=config.label_smoothing)
     val_criterion = nn.CrossEntropyLoss(weight=weights)  # validation scores come back on the CPU
     run_model = torch.compile(model) if config.compile else model
-    engine = Engine(model, config, placement, train_x, train_y, criterion, run_model=run_model)
+    engine = Engine(model, config, placement, train_x, train_y, criterion, run_model=run_model,
+                    twins=run.twin_source(load_teacher(config, placement)))
     start_epoch, best_acc, best_epoch = 0, -1.0, -1
     log_lines: list[str] = []
     if saved is not None:
@@ -250,6 +283,15 @@ class RunData:
     test_y: torch.Tensor
     test_rows: np.ndarray
     class_names: tuple[str, ...]
+    bn_x: torch.Tensor | None = None
+    twin_test_x: torch.Tensor | None = None
+    twins: TwinBatchSource | None = None
+
+    def twin_source(self, teacher: nn.Module | None) -> TwinBatchSource | None:
+        """The engine's twin tensors with ``teacher`` (None without a twin)."""
+        if self.twins is None:
+            return None
+        return dataclasses.replace(self.twins, teacher=teacher)
 
     @classmethod
     def load(cls, config: TrainConfig, data: FerTensors | None, dev: torch.device) -> RunData:
@@ -274,9 +316,44 @@ class RunData:
                              "from one class")
         val_x, val_y = data.subset(subsets["val"])
         test_x, test_y = data.subset(subsets["test"])
+        if config.twin is not None:
+            return cls._with_twins(config, data, subsets, train_x, train_y, class_names, dev)
         if dev.type == "cuda":
             val_x, test_x = val_x.to(dev), test_x.to(dev)
         return cls(train_x, train_y, val_x, val_y, test_x, test_y, subsets["test"], class_names)
+
+    @classmethod
+    def _with_twins(cls, config: TrainConfig, data: FerTensors, subsets: dict[str, np.ndarray],
+                    train_x: torch.Tensor, train_y: torch.Tensor, class_names: tuple[str, ...], dev: torch.device
+                    ) -> RunData:
+        """Twin training (:mod:`fer_models.twins`): validation on the masked and the unmasked rows together,
+        the test on the masked rows (``test_x``) and on their twins (``twin_test_x``); with ``eyes_only``
+        every evaluated face is blanked below its mask top."""
+        twins = load_twins(config.data, str(config.twin), masked=data)
+
+        def take(images: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+            idx = torch.as_tensor(rows)
+            x = images[idx]
+            if config.eyes_only:  # blank in uint8: 128 is the 0 of the [-1, 1] scale, to half a grey level
+                rows_ = torch.arange(x.shape[-2])[None, None, :, None]
+                x = x.masked_fill(rows_ >= twins.top[idx][:, None, None, None], 128)
+            return x
+
+        val, test, train = subsets["val"], subsets["test"], subsets["train"]
+        val_x = torch.cat([take(data.images, val), take(twins.clean, val)])
+        val_y = torch.cat([data.labels[torch.as_tensor(val)]] * 2)
+        test_x, test_y = take(data.images, test), data.labels[torch.as_tensor(test)]
+        twin_test_x = take(twins.clean, test)
+        first = train[:BN_RECOMPUTE_IMAGES]
+        bn_x = torch.where((torch.arange(len(first)) % 2 == 0)[:, None, None, None],
+                           take(data.images, first), take(twins.clean, first))
+        idx = torch.as_tensor(train)
+        source = TwinBatchSource(clean=twins.clean[idx].to(dev), region=twins.region[idx].to(dev),
+                                 top=twins.top[idx].to(dev))
+        if dev.type == "cuda":
+            val_x, test_x, twin_test_x = val_x.to(dev), test_x.to(dev), twin_test_x.to(dev)
+        return cls(train_x, train_y, val_x, val_y, test_x, test_y, test, class_names, bn_x=bn_x.to(dev),
+                   twin_test_x=twin_test_x, twins=source)
 
 
 def _validate(engine: Engine, run: RunData, criterion: nn.Module, epoch: int
@@ -292,7 +369,7 @@ def _validate(engine: Engine, run: RunData, criterion: nn.Module, epoch: int
     if engine.ema is None:
         return val, "raw", engine.model, {}
     ema_model = engine.ema.module
-    recompute_bn(ema_model, run.train_x, config, placement,
+    recompute_bn(ema_model, run.train_x if run.bn_x is None else run.bn_x, config, placement,
                  epoch_generator(config.seed, epoch, placement.device, stream=1))
     val_ema = evaluate(ema_model, run.val_x, run.val_y, criterion, config.eval_batch_size, config.channels_last,
                        placement=placement)
@@ -316,6 +393,12 @@ def _final_test(config: TrainConfig, run: RunData, placement: Placement, best_ep
             for mode in TTA_CHOICES
             for name, xs, ys in (("val_acc", run.val_x, run.val_y), ("test_acc", run.test_x, run.test_y))}
     tta_table = {mode: {name: runs[mode, name]["acc"] for name in ("val_acc", "test_acc")} for mode in TTA_CHOICES}
+    if run.twin_test_x is not None:  # the same faces unmasked
+        for mode in TTA_CHOICES:
+            runs[mode, "twin_test_acc"] = evaluate(best_model, run.twin_test_x, run.test_y, None,
+                                                   config.eval_batch_size, config.channels_last,
+                                                   placement=placement, tta=mode)
+            tta_table[mode]["twin_test_acc"] = runs[mode, "twin_test_acc"]["acc"]
     test = runs[config.tta, "test_acc"]
     report = classification_report(run.test_y.cpu().numpy(), test["preds"], run.class_names)
     tta_note = "" if config.tta == "none" else f", TTA {config.tta}"
@@ -324,8 +407,13 @@ def _final_test(config: TrainConfig, run: RunData, placement: Placement, best_ep
     extra = {"checkpoint": str(out / BEST_NAME), "data": str(config.data), "split": config.split,
              "subset": "test", "best_epoch": best_epoch, "best_val_acc": best_acc, "recipe": config.recipe,
              "tta": config.tta, "tta_table": tta_table, "labels": config.labels, **placement.record()}
+    if run.twin_test_x is not None:
+        extra.update(twin=str(config.twin), twin_test_acc=runs[config.tta, "twin_test_acc"]["acc"])
     write_report(report, out / TEST_DIR, title, extra)
     print(format_report(report, title), flush=True)
+    if run.twin_test_x is not None:
+        print(f"the same {len(run.test_y)} faces unmasked ({Path(str(config.twin)).name}): accuracy "
+              f"{extra['twin_test_acc']:.4f}", flush=True)
     # the rows scored and their predictions (not written: callers such as the benchmark rescore subsets)
     return {**extra, **report, "test_rows": run.test_rows, "test_preds": test["preds"],
             "train_rows": len(run.train_y)}

@@ -124,7 +124,7 @@ def test_cli_folder_and_photo_mode(image_folder: Path, tmp_path: Path) -> None:
 
 def test_fer_models_trains_on_the_folder_maskgen_writes(image_folder: Path, tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from fer_models.cli import train as train_command
+    from fer_models.cli import main as fer_models_cli
     from fer_models.data import load_image_folder
 
     out = tmp_path / "masked"
@@ -136,7 +136,7 @@ def test_fer_models_trains_on_the_folder_maskgen_writes(image_folder: Path, tmp_
     assert np.array_equal(data.images[0, 0].numpy(), cv2.imread(str(out / items[0].path), cv2.IMREAD_UNCHANGED))
     assert set(data.usage) == {"Training", "PrivateTest"}
     # no PublicTest folder here: the usage split needs one, the grouped / paper splits do not
-    result = CliRunner().invoke(train_command, ["--data", str(out), "--out", str(tmp_path / "run"), "--split", "paper",
+    result = CliRunner().invoke(fer_models_cli, ["train", "--data", str(out), "--out", str(tmp_path / "run"), "--split", "paper",
                                                 "--model", "mini_xception", "--epochs", "1", "--batch-size", "4",
                                                 "--max-steps-per-epoch", "2", "--no-progress", "--threads", "1"])
     assert result.exit_code == 0, result.output

@@ -12,8 +12,7 @@ torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
-from fer_models.cli import evaluate as evaluate_command  # noqa: E402
-from fer_models.cli import train as train_command  # noqa: E402
+from fer_models.cli import main as fer_models_cli  # noqa: E402
 from fer_models.checkpoint import load_checkpoint, load_model  # noqa: E402
 from fer_models.inference import evaluate_checkpoint, predict  # noqa: E402
 from fer_models.train import TrainConfig, main, parse_model_kw  # noqa: E402
@@ -122,11 +121,11 @@ def test_cli_train_then_evaluate(csv_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     args = ["--data", str(csv_path), "--out", str(out), "--model", MODEL, "--epochs", "1", "--batch-size", "8",
             "--max-steps-per-epoch", "1", "--no-progress", "--threads", "1", "--amp", "none"]
-    result = runner.invoke(train_command, args)
+    result = runner.invoke(fer_models_cli, ["train", *args])
     assert result.exit_code == 0, result.output
-    again = runner.invoke(train_command, args)
+    again = runner.invoke(fer_models_cli, ["train", *args])
     assert again.exit_code != 0 and "--resume" in again.output
-    ev = runner.invoke(evaluate_command, ["--checkpoint", str(out / "best.pt"), "--data", str(csv_path),
+    ev = runner.invoke(fer_models_cli, ["evaluate", "--checkpoint", str(out / "best.pt"), "--data", str(csv_path),
                                           "--subset", "val", "--out", str(tmp_path / "ev")])
     assert ev.exit_code == 0, ev.output
     assert "macro avg" in ev.output and (tmp_path / "ev" / "confusion.png").is_file()
@@ -320,7 +319,7 @@ def test_init_starts_from_trained_weights_and_checks_the_model(csv_path: Path, t
     assert info["init_from"]["file"].endswith("best.pt") and len(info["init_from"]["sha256"]) == 64
     with pytest.raises(ValueError, match="holds mini_xception"):
         main(config(csv_path, tmp_path / "other", model="mini_xception_cbam", init=str(first / "best.pt")))
-    result = CliRunner().invoke(train_command, ["--data", str(csv_path), "--out", str(tmp_path / "x"),
+    result = CliRunner().invoke(fer_models_cli, ["train", "--data", str(csv_path), "--out", str(tmp_path / "x"),
                                                 "--init", "no-such-weights", "--epochs", "1"])
     assert result.exit_code != 0 and "neither shipped weights" in result.output
 
