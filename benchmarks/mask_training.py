@@ -1,0 +1,220 @@
+"""Twin training, element by element (issue #29): each option alone and together, at one budget, on the same faces.
+
+    python benchmarks/mask_training.py --fer ../shared/data/fer2013.csv.gz --smfer /work/runs/data/smfer2013.csv \\
+        --styles-dir /work/runs/cross_style --work /work/runs/mask_training --threads 1
+
+Every run fine-tunes the same start (``--init``, default the shipped ``fer2013`` weights) for
+``--epochs`` on the SMFER2013 training rows with their FER2013 twins (``fer-models train --twin``,
+:mod:`fer_models.twins`), the default recipe at ``--lr``, selecting on PublicTest (masked and
+unmasked together). The runs (``--runs`` picks some, in this order):
+
+====================  ===========================================================================
+``twins``             the baseline: each training face masked or unmasked at random (``--mask-prob 0.5``)
+``distill``           + a teacher (``--distill``, default the ``--init`` weights) sees the unmasked twin
+``refill``            + the mask region refilled at random (``--refill 0.5``)
+``cam``               + the CAM-share penalty (``--cam-penalty 1``)
+``all``               distill + refill + cam
+``eyes_only``         the baseline with every face blanked below its mask top (train and test)
+====================  ===========================================================================
+
+Each finished run is scored on the PrivateTest faces
+
+- masked by SMFER2013 (``--smfer``, seen style ``classic``) and unmasked (its twins): the run's own test;
+- under every mask style built by ``benchmarks/cross_style.py`` in ``--styles-dir``
+  (``smfer_privatetest_<style>.csv``, twins of ``fer2013_privatetest.csv``), with the recipe's TTA;
+  the gap is "unseen style minus the mean of the seen styles" (``--seen``: the styles ``--smfer`` was
+  built with, default ``classic``);
+- Grad-CAM share inside the mask region (exact alpha, as ``benchmarks/attention_share.py``) and
+  the eye region, on the first ``--cam-rows`` masked PrivateTest faces of ``--cam-smfer``.
+
+Runs live in ``WORK/<name>``; an interrupted run resumes, a finished one is kept (its scores are
+cached in ``WORK/<name>/scores.json`` with the sha256 of every input). Prints the machine and a
+markdown table; writes ``WORK/mask_training.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+RUNS = {
+    "twins": {},
+    "distill": {"distill": True},
+    "refill": {"refill": 0.5},
+    "cam": {"cam_penalty": 1.0},
+    "all": {"distill": True, "refill": 0.5, "cam_penalty": 1.0},
+    "eyes_only": {"eyes_only": True},
+}
+STYLES = ("classic", "flat_hard", "rigid_homography", "rigid_similarity", "patterned", "feathered_halo", "jittered")
+
+
+def run_config(args: argparse.Namespace, name: str):  # noqa: ANN201 - TrainConfig
+    from fer_models.config import TrainConfig
+
+    options = dict(RUNS[name])
+    if options.pop("distill", False):
+        options["distill"] = args.distill or args.init
+    return TrainConfig.from_recipe(
+        "default", data=args.smfer, twin=args.fer, out=str(Path(args.work) / name), model=args.model,
+        init=args.init, epochs=args.epochs, lr=args.lr, warmup_epochs=1, seed=args.seed, threads=args.threads,
+        progress=False, **options)
+
+
+def train(args: argparse.Namespace, name: str) -> None:
+    from fer_models.train import main as train_main
+
+    config = run_config(args, name)
+    out = Path(config.out)
+    if (out / "test" / "metrics.json").is_file():
+        return
+    t0 = time.perf_counter()
+    train_main(config, resume=(out / "checkpoint.pt").is_file())
+    print(f"{name}: trained in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+
+
+def blank(images: np.ndarray, top: np.ndarray) -> np.ndarray:
+    rows = np.arange(images.shape[-2])[None, :, None]
+    return np.where(rows >= top[:, None, None], 128, images).astype(np.uint8)
+
+
+def score(args: argparse.Namespace, name: str, inputs: dict[str, str]) -> dict:
+    import torch
+
+    from fer_models.checkpoint import load_model
+    from fer_models.device import resolve
+    from fer_models.explain import attention_shares, read_sidecar_params
+    from fer_models.inference import evaluate
+    from fer_models.twins import load_twins
+    from maskgen.dataset import read_fer_csv
+
+    config = run_config(args, name)
+    out = Path(config.out)
+    cache = out / "scores.json"
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("inputs") == inputs:
+            return saved
+    metrics = json.loads((out / "test" / "metrics.json").read_text())
+    placement = resolve("cpu", "auto")
+    model, _ = load_model(out / "best.pt", placement)
+    styles_dir = Path(args.styles_dir)
+    clean_path = styles_dir / "fer2013_privatetest.csv"
+    result = {"inputs": inputs, "smfer_test": metrics["accuracy"], "fer_test": metrics["twin_test_acc"],
+              "best_epoch": metrics["best_epoch"], "styles": {}}
+    for style in STYLES:
+        path = styles_dir / f"smfer_privatetest_{style}.csv"
+        twins = load_twins(path, clean_path)
+        x = twins.masked.images
+        if config.eyes_only:
+            x = torch.from_numpy(blank(x[:, 0].numpy(), twins.top.numpy()))[:, None]
+        result["styles"][style] = evaluate(model, x, twins.masked.labels, None, 256, config.channels_last,
+                                           placement=placement, tta=config.tta)["acc"]
+    cam_smfer = args.cam_smfer or args.smfer
+    fer, smfer = read_fer_csv(args.fer), read_fer_csv(cam_smfer)
+    params = read_sidecar_params(cam_smfer, len(fer))
+    rows = [int(r) for r in np.flatnonzero(fer.usage == "PrivateTest") if params[r] is not None][:args.cam_rows]
+    fer_images, smfer_images = fer.images, smfer.images
+    if config.eyes_only:
+        top = load_twins(cam_smfer, args.fer).top.numpy()
+        fer_images, smfer_images = blank(fer.images, top), blank(smfer.images, top)
+    cam_model, _ = load_model(out / "best.pt")  # Grad-CAM in float32 on the CPU, as attention_share.py
+    result["gradcam"] = attention_shares(cam_model, fer_images, smfer_images, params, rows)
+    cache.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def table(results: dict[str, dict], seen: tuple[str, ...]) -> str:
+    unseen = [s for s in STYLES if s not in seen]
+    head = ("| run | FER2013 PrivateTest | masked PrivateTest (--smfer) | seen styles | unseen mean | unseen worst | "
+            "gap mean | gap worst | Grad-CAM in mask (masked) | in eyes (masked) | in mask (unmasked) | best epoch |")
+    lines = [head, "|---|" + "--:|" * 11]
+    for name, r in results.items():
+        s = r["styles"]
+        seen_acc = float(np.mean([s[x] for x in seen]))
+        mean = float(np.mean([s[u] for u in unseen]))
+        worst = min(unseen, key=lambda u: s[u])
+        g = r["gradcam"]
+        lines.append(f"| `{name}` | {pct(r['fer_test'])} | {pct(r['smfer_test'])} | {pct(seen_acc)} | "
+                     f"{pct(mean)} | {pct(s[worst])} (`{worst}`) | {100 * (mean - seen_acc):+.2f} | "
+                     f"{100 * (s[worst] - seen_acc):+.2f} | {pct(g['masked']['mask_share'])} | "
+                     f"{pct(g['masked']['eye_share'])} | {pct(g['unmasked']['mask_share'])} | {r['best_epoch']} |")
+    lines += ["", "Per style (accuracy %, the same 3,589 PrivateTest faces):", "",
+              "| run | " + " | ".join(f"`{x}`" + (" (seen)" if x in seen else "") for x in STYLES) + " |",
+              "|---|" + "--:|" * len(STYLES)]
+    for name, r in results.items():
+        lines.append(f"| `{name}` | " + " | ".join(pct(r["styles"][x]) for x in STYLES) + " |")
+    area = next(iter(results.values()))["gradcam"]["masked"]
+    lines.append("")
+    lines.append(f"Mask region {pct(area['mask_area'])} % and eye region {pct(area['eye_area'])} % of the image "
+                 f"(mean over {area['faces']} faces).")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fer", required=True, help="FER2013 CSV (the twins)")
+    ap.add_argument("--smfer", required=True, help="SMFER2013 built from --fer (its .meta.csv beside it)")
+    ap.add_argument("--styles-dir", required=True, help="benchmarks/cross_style.py's --work (the style builds)")
+    ap.add_argument("--work", required=True, help="run folder (outside the repository)")
+    ap.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
+    ap.add_argument("--model", default="mini_xception_cbam")
+    ap.add_argument("--init", default="fer2013", help="start weights (shipped name or checkpoint)")
+    ap.add_argument("--distill", default=None, help="teacher for the distill runs [--init]")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--cam-rows", type=int, default=1000)
+    ap.add_argument("--cam-smfer", default=None, help="SMFER2013 whose masks the Grad-CAM shares are measured on "
+                    "[--smfer]; give the classic build to compare runs trained on other builds")
+    ap.add_argument("--seen", default="classic", help="comma-separated styles --smfer was built with [classic]")
+    ap.add_argument("--train-only", action="store_true", help="train, do not score")
+    args = ap.parse_args()
+    names = [n.strip() for n in args.runs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RUNS]
+    if unknown:
+        sys.exit(f"--runs: unknown {', '.join(unknown)}; expected {', '.join(RUNS)}")
+    seen = tuple(x.strip() for x in args.seen.split(",") if x.strip())
+    if not seen or set(seen) - set(STYLES):
+        sys.exit(f"--seen: expected styles of {', '.join(STYLES)}")
+
+    import torch
+
+    from fer_models.device import cpu_capability
+    from maskgen.io import file_sha256
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    for name in names:
+        train(args, name)
+    if args.train_only:
+        return
+    styles_dir = Path(args.styles_dir)
+    inputs = {"fer": file_sha256(args.fer), "smfer": file_sha256(args.smfer),
+              "cam_smfer": file_sha256(args.cam_smfer or args.smfer),
+              **{s: file_sha256(styles_dir / f"smfer_privatetest_{s}.csv") for s in STYLES}}
+    results = {name: score(args, name, inputs) for name in names}
+    machine = f"{platform.processor() or platform.machine()}, {cpu_capability()}, torch {torch.__version__}, " \
+              f"{torch.get_num_threads()} threads"
+    print(f"machine: {machine}")
+    print(f"init {args.init}, {args.epochs} epochs at lr {args.lr}, model {args.model}, seed {args.seed}")
+    print(f"masked training faces: {Path(args.smfer).name}, styles seen: {', '.join(seen)}")
+    print(table(results, seen))
+    (Path(args.work) / "mask_training.json").write_text(
+        json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
