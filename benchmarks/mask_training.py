@@ -19,7 +19,8 @@ unmasked together). The runs (``--runs`` picks some, in this order):
 
 Each finished run is scored on the PrivateTest faces
 
-- masked by SMFER2013 (``--smfer``, seen style ``classic``) and unmasked (its twins): the run's own test;
+- unmasked (the run's own test of the twins, FER2013 PrivateTest) and masked by the classic
+  SMFER2013 (``--cam-smfer``, default ``--smfer``: the seed-0 build), with the recipe's TTA;
 - under every mask style built by ``benchmarks/cross_style.py`` in ``--styles-dir``
   (``smfer_privatetest_<style>.csv``, twins of ``fer2013_privatetest.csv``), with the recipe's TTA;
   the gap is "unseen style minus the mean of the seen styles" (``--seen``: the styles ``--smfer`` was
@@ -52,6 +53,8 @@ RUNS = {
     "all": {"distill": True, "refill": 0.5, "cam_penalty": 1.0},
     "eyes_only": {"eyes_only": True},
 }
+#: bumped when score() measures something else (cached scores of another version are recomputed)
+SCORES_VERSION = 2
 STYLES = ("classic", "flat_hard", "rigid_homography", "rigid_similarity", "patterned", "feathered_halo", "jittered")
 
 
@@ -84,7 +87,8 @@ def blank(images: np.ndarray, top: np.ndarray) -> np.ndarray:
     return np.where(rows >= top[:, None, None], 128, images).astype(np.uint8)
 
 
-def score(args: argparse.Namespace, name: str, inputs: dict[str, str]) -> dict:
+def score(args: argparse.Namespace, out: Path, inputs: dict[str, str]) -> dict:
+    """Scores of the finished run in ``out`` (cached in ``out/scores.json`` while the inputs are the same)."""
     import torch
 
     from fer_models.checkpoint import load_model
@@ -92,10 +96,7 @@ def score(args: argparse.Namespace, name: str, inputs: dict[str, str]) -> dict:
     from fer_models.explain import attention_shares, read_sidecar_params
     from fer_models.inference import evaluate
     from fer_models.twins import load_twins
-    from maskgen.dataset import read_fer_csv
 
-    config = run_config(args, name)
-    out = Path(config.out)
     cache = out / "scores.json"
     if cache.is_file():
         saved = json.loads(cache.read_text())
@@ -103,27 +104,34 @@ def score(args: argparse.Namespace, name: str, inputs: dict[str, str]) -> dict:
             return saved
     metrics = json.loads((out / "test" / "metrics.json").read_text())
     placement = resolve("cpu", "auto")
-    model, _ = load_model(out / "best.pt", placement)
+    model, ckpt = load_model(out / "best.pt", placement)
+    config = ckpt.train_config()
+
+    def accuracy(twins, rows=None) -> float:
+        x, y, top = twins.masked.images, twins.masked.labels, twins.top
+        if rows is not None:
+            x, y, top = x[rows], y[rows], top[rows]
+        if config.eyes_only:
+            x = torch.from_numpy(blank(x[:, 0].numpy(), top.numpy()))[:, None]
+        return evaluate(model, x, y, None, 256, config.channels_last, placement=placement, tta=config.tta)["acc"]
+
     styles_dir = Path(args.styles_dir)
     clean_path = styles_dir / "fer2013_privatetest.csv"
-    result = {"inputs": inputs, "smfer_test": metrics["accuracy"], "fer_test": metrics["twin_test_acc"],
-              "best_epoch": metrics["best_epoch"], "styles": {}}
+    result = {"inputs": inputs, "own_test": metrics["accuracy"], "fer_test": metrics["twin_test_acc"],
+              "best_epoch": metrics["best_epoch"], "tta": config.tta, "data": Path(config.data).name,
+              "model": config.model, "styles": {}}
     for style in STYLES:
-        path = styles_dir / f"smfer_privatetest_{style}.csv"
-        twins = load_twins(path, clean_path)
-        x = twins.masked.images
-        if config.eyes_only:
-            x = torch.from_numpy(blank(x[:, 0].numpy(), twins.top.numpy()))[:, None]
-        result["styles"][style] = evaluate(model, x, twins.masked.labels, None, 256, config.channels_last,
-                                           placement=placement, tta=config.tta)["acc"]
+        result["styles"][style] = accuracy(load_twins(styles_dir / f"smfer_privatetest_{style}.csv", clean_path))
     cam_smfer = args.cam_smfer or args.smfer
-    fer, smfer = read_fer_csv(args.fer), read_fer_csv(cam_smfer)
-    params = read_sidecar_params(cam_smfer, len(fer))
-    rows = [int(r) for r in np.flatnonzero(fer.usage == "PrivateTest") if params[r] is not None][:args.cam_rows]
-    fer_images, smfer_images = fer.images, smfer.images
+    twins = load_twins(cam_smfer, args.fer)
+    test_rows = torch.as_tensor(np.flatnonzero(twins.masked.usage == "PrivateTest"))
+    result["smfer_test"] = accuracy(twins, test_rows)  # the seed-0 (classic) SMFER2013 PrivateTest
+    params = read_sidecar_params(cam_smfer, len(twins.clean))
+    rows = [int(r) for r in test_rows.tolist() if params[r] is not None][:args.cam_rows]
+    fer_images, smfer_images = twins.clean[:, 0].numpy(), twins.masked.images[:, 0].numpy()
     if config.eyes_only:
-        top = load_twins(cam_smfer, args.fer).top.numpy()
-        fer_images, smfer_images = blank(fer.images, top), blank(smfer.images, top)
+        top = twins.top.numpy()
+        fer_images, smfer_images = blank(fer_images, top), blank(smfer_images, top)
     cam_model, _ = load_model(out / "best.pt")  # Grad-CAM in float32 on the CPU, as attention_share.py
     result["gradcam"] = attention_shares(cam_model, fer_images, smfer_images, params, rows)
     cache.write_text(json.dumps(result, indent=1) + "\n")
@@ -136,7 +144,7 @@ def pct(x: float) -> str:
 
 def table(results: dict[str, dict], seen: tuple[str, ...]) -> str:
     unseen = [s for s in STYLES if s not in seen]
-    head = ("| run | FER2013 PrivateTest | masked PrivateTest (--smfer) | seen styles | unseen mean | unseen worst | "
+    head = ("| run | FER2013 PrivateTest | SMFER2013 PrivateTest | seen styles | unseen mean | unseen worst | "
             "gap mean | gap worst | Grad-CAM in mask (masked) | in eyes (masked) | in mask (unmasked) | best epoch |")
     lines = [head, "|---|" + "--:|" * 11]
     for name, r in results.items():
@@ -178,6 +186,8 @@ def main() -> None:
     ap.add_argument("--cam-rows", type=int, default=1000)
     ap.add_argument("--cam-smfer", default=None, help="SMFER2013 whose masks the Grad-CAM shares are measured on "
                     "[--smfer]; give the classic build to compare runs trained on other builds")
+    ap.add_argument("--also", action="append", metavar="RUN_DIR",
+                    help="score this finished run folder too (any twin run, e.g. another model; repeatable)")
     ap.add_argument("--seen", default="classic", help="comma-separated styles --smfer was built with [classic]")
     ap.add_argument("--train-only", action="store_true", help="train, do not score")
     args = ap.parse_args()
@@ -202,10 +212,12 @@ def main() -> None:
     if args.train_only:
         return
     styles_dir = Path(args.styles_dir)
-    inputs = {"fer": file_sha256(args.fer), "smfer": file_sha256(args.smfer),
+    inputs = {"scores": SCORES_VERSION, "fer": file_sha256(args.fer), "smfer": file_sha256(args.smfer),
               "cam_smfer": file_sha256(args.cam_smfer or args.smfer),
               **{s: file_sha256(styles_dir / f"smfer_privatetest_{s}.csv") for s in STYLES}}
-    results = {name: score(args, name, inputs) for name in names}
+    results = {name: score(args, Path(args.work) / name, inputs) for name in names}
+    for extra in args.also or []:
+        results[Path(extra).name] = score(args, Path(extra), inputs)
     machine = f"{platform.processor() or platform.machine()}, {cpu_capability()}, torch {torch.__version__}, " \
               f"{torch.get_num_threads()} threads"
     print(f"machine: {machine}")
