@@ -12,7 +12,10 @@ kernels with static shapes (airbench / hlb-CIFAR10 style):
   :class:`DeviceAdam`: torch.optim's update rules written with foreach ops and a tensor lr);
 - the EMA of the weights is one foreach ``lerp_``;
 - loss and accuracy are summed on the device and read once per epoch (a non-finite loss is
-  caught then, naming the epoch).
+  caught then, naming the epoch);
+- with twins (``config.twin``, :mod:`fer_models.twins`) the batch is composed from the masked
+  copies, their unmasked twins and mask regions, augmented with one geometry, and the loss gains
+  the distillation and CAM-share terms, all inside the same step.
 
 On the CPU the step runs eagerly. On CUDA it is captured once in one CUDA graph after a few
 eager warm-up steps and replayed (:class:`Engine`, ``cuda_graph``); if capture fails, the
