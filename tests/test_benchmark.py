@@ -370,3 +370,17 @@ def test_a_run_continues_only_on_the_same_bytes() -> None:
         runner._check_identity(Path("r.json"), {**rebuilt, "data_build": "other"}, expected)
     with pytest.raises(ValueError, match="other settings"):  # no build id now: bytes only
         runner._check_identity(Path("r.json"), rebuilt, {**expected, "data_build": None})
+
+
+def test_records_from_before_a_new_training_setting_still_match(tmp_path: Path) -> None:
+    """A result recorded before a TrainConfig field existed had that field's default (the rule for new fields)."""
+    from fer_models.config import recipe_value
+
+    expected = {"run": {"id": "x"}, "budget": "smoke", "epochs": 1, "recipe": "default", "data_sha256": "a",
+                "data_build": None, "config": {"model": "mini_xception", "twin": None, "mask_prob": 0.5}}
+    assert recipe_value("default", "mask_prob") == 0.5
+    old = {**expected, "config": {"model": "mini_xception"}}  # written before twin / mask_prob existed
+    runner._check_identity(tmp_path / "result.json", old, expected)
+    changed = {**expected, "config": {"model": "mini_xception", "twin": None, "mask_prob": 0.7}}
+    with pytest.raises(ValueError, match="other settings"):
+        runner._check_identity(tmp_path / "result.json", old, changed)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from fer_models.config import TrainConfig
+from fer_models.config import TrainConfig, recipe_value
 from fer_models.benchmark.spec import TABLES, Budget, Run, grid, run_config
 
 def duplicate_test_rows(images: np.ndarray, groups: np.ndarray | None, train: np.ndarray, test: np.ndarray
@@ -152,8 +152,11 @@ def _check_identity(path: Path, recorded: dict[str, Any], expected: dict[str, An
     """ValueError unless ``recorded`` was made with the ``expected`` settings and data (:func:`same_data`;
     ``same_bytes``: the very same file, as a run continued from its checkpoint needs)."""
     recorded = dict(recorded)
-    if isinstance(recorded.get("config"), dict):  # compare the settings that matter, whatever else was stored
-        recorded["config"] = {k: recorded["config"].get(k) for k in expected["config"]}
+    if isinstance(recorded.get("config"), dict):  # compare the settings that matter, whatever else was stored;
+        # a setting added to TrainConfig after the run was recorded had its default then (that is the rule
+        # for new fields: the default keeps the old behaviour)
+        recorded["config"] = {k: recorded["config"][k] if k in recorded["config"] else recipe_value("default", k)
+                              for k in expected["config"]}
     diff = [k for k, v in expected.items()
             if k in recorded and recorded[k] != v and k not in ("data_sha256", "data_build")]
     diff += [k for k in ("run", "budget", "epochs", "recipe", "data_sha256") if k not in recorded]
