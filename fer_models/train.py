@@ -45,7 +45,7 @@ from fer_models.device import Placement, keep_freed_memory, resolve
 from fer_models.engine import BN_RECOMPUTE_IMAGES, Engine, cpu_copy, epoch_generator, recompute_bn
 from fer_models.inference import evaluate, ferplus_data
 from fer_models.labels import FERPLUS_CLASSES
-from fer_models.twins import TwinBatchSource, load_twins
+from fer_models.twins import TwinBatchSource, blank_below, load_twins
 from maskgen.dataset import EMOTIONS
 from maskgen.io import atomic_write, file_sha256
 
@@ -334,10 +334,8 @@ class RunData:
         def take(images: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
             idx = torch.as_tensor(rows)
             x = images[idx]
-            if config.eyes_only:  # blank in uint8: 128 is the 0 of the [-1, 1] scale, to half a grey level
-                rows_ = torch.arange(x.shape[-2])[None, None, :, None]
-                x = x.masked_fill(rows_ >= twins.top[idx][:, None, None, None], 128)
-            return x
+            # blank in uint8: 128 is the 0 of the [-1, 1] scale, to half a grey level
+            return blank_below(x, twins.top[idx], 128) if config.eyes_only else x
 
         val, test, train = subsets["val"], subsets["test"], subsets["train"]
         val_x = torch.cat([take(data.images, val), take(twins.clean, val)])

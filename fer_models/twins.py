@@ -136,7 +136,8 @@ def load_twins(masked_path: str | os.PathLike, clean_path: str | os.PathLike,
 
 
 def blank_below(x: torch.Tensor, top: torch.Tensor, value: float = 0.0) -> torch.Tensor:
-    """``x`` (N, C, H, W) with every row at or below ``top`` (N,) set to ``value`` (0 = mid grey in [-1, 1])."""
+    """``x`` (N, C, H, W), float or uint8, with every row at or below ``top`` (N,) set to ``value`` (0 = mid
+    grey in [-1, 1]; 128 for uint8 faces)."""
     rows = torch.arange(x.shape[-2], device=x.device)[None, None, :, None]
     return x.masked_fill(rows >= top.to(x.device)[:, None, None, None], value)
 
