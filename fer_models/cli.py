@@ -585,8 +585,13 @@ def explain_command(checkpoint: str | None, weights: str | None, data: str, mask
     plot_explanations(explained, output, title)
     for kind in ("unmasked", "masked"):
         es = explained[kind]
-        click.echo(f"{kind}: Grad-CAM in the mask region {100 * np.mean([e.mask_share for e in es]):.1f} %, "
-                   f"in the eye region {100 * np.mean([e.eye_share for e in es]):.1f} % (mean of {len(es)} faces)")
+        lit = [e for e in es if e.mask_share == e.mask_share]  # an all-zero Grad-CAM has no share (NaN)
+        if not lit:
+            click.echo(f"{kind}: every Grad-CAM is empty (no positive evidence for the predicted class anywhere)")
+            continue
+        click.echo(f"{kind}: Grad-CAM in the mask region {100 * np.mean([e.mask_share for e in lit]):.1f} %, "
+                   f"in the eye region {100 * np.mean([e.eye_share for e in lit]):.1f} % (mean of {len(lit)} faces"
+                   + (f"; {len(es) - len(lit)} with an empty map left out)" if len(lit) < len(es) else ")"))
     click.echo(f"wrote {output}")
 
 

@@ -167,8 +167,10 @@ def attention_shares(model: Any, fer_images: np.ndarray, masked_images: np.ndarr
             _, _, cam = attention_and_gradcam(model, np.stack([images[r] for r in chunk]))
             shares += [(_share(c, regs[start + k][0]), _share(c, regs[start + k][1])) for k, c in enumerate(cam)]
         arr = np.array(shares, dtype=np.float64)
+        # an all-zero map (no positive evidence for the predicted class anywhere) has no share: left out, counted
         result[kind] = {"mask_share": float(np.nanmean(arr[:, 0])), "eye_share": float(np.nanmean(arr[:, 1])),
-                        "mask_area": mask_area, "eye_area": eye_area, "faces": len(rows)}
+                        "mask_area": mask_area, "eye_area": eye_area, "faces": len(rows),
+                        "empty_maps": int(np.isnan(arr[:, 0]).sum())}
     return result
 
 
@@ -223,7 +225,8 @@ def format_shares(table: dict[str, dict[str, dict[str, float]]]) -> str:
              "| eye region's area |", "|---|---|--:|--:|--:|--:|--:|"]
     for model, kinds in table.items():
         for kind, s in kinds.items():
-            lines.append(f"| {model} | {kind} | {s['faces']} | {100 * s['mask_share']:.1f} % | {100 * s['mask_area']:.1f} % "
+            faces = f"{s['faces']}" + (f" ({s['empty_maps']} empty)" if s.get("empty_maps") else "")
+            lines.append(f"| {model} | {kind} | {faces} | {100 * s['mask_share']:.1f} % | {100 * s['mask_area']:.1f} % "
                          f"| {100 * s['eye_share']:.1f} % | {100 * s['eye_area']:.1f} % |")
     return "\n".join(lines)
 
