@@ -45,6 +45,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from maskgen.io import atomic_write  # noqa: E402
+
 RUNS = {
     "twins": {},
     "distill": {"distill": True},
@@ -138,7 +140,8 @@ def score(args: argparse.Namespace, out: Path, inputs: dict[str, str]) -> dict:
         fer_images, smfer_images = blank(fer_images, top), blank(smfer_images, top)
     cam_model, _ = load_model(out / "best.pt")  # Grad-CAM in float32 on the CPU, as attention_share.py
     result["gradcam"] = attention_shares(cam_model, fer_images, smfer_images, params, rows)
-    cache.write_text(json.dumps(result, indent=1) + "\n")
+    with atomic_write(cache) as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -228,8 +231,8 @@ def main() -> None:
     print(f"init {args.init}, {args.epochs} epochs at lr {args.lr}, model {args.model}, seed {args.seed}")
     print(f"masked training faces: {Path(args.smfer).name}, styles seen: {', '.join(seen)}")
     print(table(results, seen))
-    (Path(args.work) / "mask_training.json").write_text(
-        json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=1) + "\n")
+    with atomic_write(Path(args.work) / "mask_training.json") as tmp:
+        tmp.write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
