@@ -346,6 +346,10 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
               help="JSON of finished runs, updated after each run (default: the --write file with .json). Runs "
                    "found there with the same settings are not trained again: commit it beside the tables and "
                    "the grid survives the loss of OUT.")
+@click.option("--beside", "beside_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="RECORDS",
+              help="A records file of the same grid at another budget (e.g. docs/paper_tables.json, the cpu budget): "
+                   "its accuracy, leak and gain columns are shown beside these, on the same runs; read only.")
 @click.option("--only", multiple=True, metavar="PATTERN",
               help="Train only the runs whose id matches this shell pattern (repeatable), e.g. 'mfer2013-vit-*'; "
                    "ids: DATASET-MODEL-SPLIT-sSEED. The tables still show every finished run.")
@@ -359,15 +363,15 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
                    "bits depend on its thread count: the same --threads gives the same tables whatever --parallel.")
 def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool, build_seed: int,
               jobs: int | None, out: str, budget: str, recipe: str, tables: str, write_path: str | None,
-              records_path: str | None, only: tuple[str, ...], limit: int | None, parallel: int,
-              threads: int | None) -> None:
+              records_path: str | None, beside_path: str | None, only: tuple[str, ...], limit: int | None,
+              parallel: int, threads: int | None) -> None:
     """The paper's Tables 1-3 under the usage, de-duplicated and paper protocols; resumable (docs/paper_tables.md)."""
     import sys
 
     from fer_models.benchmark import benchmark as run_benchmark, build_datasets
 
     chosen = [t.strip() for t in tables.split(",") if t.strip()]
-    _check_outputs([("--fer", fer), ("--smfer", smfer), ("--mfer", mfer)],
+    _check_outputs([("--fer", fer), ("--smfer", smfer), ("--mfer", mfer), ("--beside", beside_path)],
                    [("--out", out, True), ("--write", write_path, False), ("--records", records_path, False)])
     if not build:  # before any work, in this command's own option names
         from fer_models.benchmark import TABLES, datasets_needed
@@ -391,7 +395,7 @@ def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool,
     command = " ".join(shlex.quote(a) for a in ["fer-models", *sys.argv[1:]])
     done = run_benchmark(paths, out, budget=budget, recipe=recipe, tables=chosen, write=write_path,
                          command=command, echo=click.echo, limit=limit, records=records_path, only=only,
-                         parallel=parallel, threads=threads)
+                         parallel=parallel, threads=threads, beside=beside_path)
     click.echo(f"{done['finished']} of {done['total']} runs finished")
 
 

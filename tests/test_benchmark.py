@@ -384,3 +384,75 @@ def test_records_from_before_a_new_training_setting_still_match(tmp_path: Path) 
     changed = {**expected, "config": {"model": "mini_xception", "twin": None, "mask_prob": 0.7}}
     with pytest.raises(ValueError, match="other settings"):
         runner._check_identity(tmp_path / "result.json", old, changed)
+
+
+def _result(run: spec.Run, budget: str, accuracy: float, train_acc: float) -> dict:
+    """A finished run's result as the runner records it (only what the tables read)."""
+    scores = {run.split: {"accuracy": accuracy, "macro_f1": accuracy - 0.05, "macro_precision": accuracy,
+                          "macro_recall": accuracy - 0.1, "n": 3589}}
+    if run.split == "usage":
+        scores["dedup"] = {**scores["usage"], "accuracy": accuracy - 0.01, "n": 3290, "removed": 299}
+    return {"id": run.id, "budget": budget, "epochs": spec.BUDGETS[budget].epochs_for(run.model), "best_epoch": 5,
+            "final_train_acc": train_acc, "train_seconds": 60.0, "images_per_s": 1000.0, "scores": scores,
+            "resolved": {"device": "cpu", "amp": "bf16", "cpu_capability": "AVX2"}, "data_sha256": "a" * 64}
+
+
+def test_tables_show_another_budget_beside() -> None:
+    """--beside: the other budget's accuracy and CBAM gain on the same seeds, and a reading of both budgets."""
+    from fer_models.benchmark.report import beside_budget, render_tables
+
+    def run(model: str, seed: int = 0) -> spec.Run:
+        return spec.Run(model, "fer2013", "usage", seed)
+
+    full = {r["id"]: r for r in (_result(run("mini_xception"), "full", 0.663, 0.657),
+                              _result(run("mini_xception_cbam"), "full", 0.669, 0.661))}
+    cpu = {r["id"]: r for r in (_result(run("mini_xception", s), "cpu", a, 0.54) for s, a in ((0, 0.583), (1, 0.59)))}
+    cpu |= {r["id"]: r for r in (_result(run("mini_xception_cbam", s), "cpu", a, 0.52) for s, a in ((0, 0.558), (1, 0.6)))}
+    meta = {"command": "c", "budget": "full", "recipe": "default", "sha256": {"fer2013": "a" * 64}, "machine": "m",
+            "plot": None, "beside": "`cpu.json`"}
+    text = render_tables(full, {}, meta, ["3"], beside=cpu)
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| mini_xc")}
+    # seed 0 only (the seeds finished at `full`): 55.8, gain 55.8 - 58.3
+    assert rows["mini_xception_cbam"][-2:] == ["55.8", "-2.5 |"], rows["mini_xception_cbam"]
+    assert rows["mini_xception"][-2:] == ["58.3", "- |"]
+    assert rows["mini_xception_channel"][-2:] == ["-", "- |"]  # not finished here: nothing to compare
+    assert "usage acc, `cpu` (same seeds) | gain, `cpu` |" in text
+    assert "+8.0 (fer2013-mini_xception-usage-s0), +11.1 (fer2013-mini_xception_cbam-usage-s0)" in text
+    assert "mini_xception_cbam's gain over mini_xception** on seed(s) 0: +0.6 points at `full`, -2.5 at `cpu`" in text
+    assert "CBAM's gain** is +0.6 points on one seed" in text
+    # without beside: the same tables, no extra columns
+    plain = render_tables(full, {}, meta, ["3"])
+    assert "`cpu`" not in plain and "| mini_xception_cbam | 90.4 | +4.1 | 66.9 | +0.6 |" in plain
+    with pytest.raises(ValueError, match="the budget of these tables"):
+        beside_budget(full, "full")
+    with pytest.raises(ValueError, match="several budgets|budgets cpu, full"):
+        beside_budget({**full, "x": {**cpu[run("mini_xception").id], "id": "x"}}, "smoke")
+    with pytest.raises(ValueError, match="no finished run"):
+        beside_budget({}, "full")
+
+
+def test_beside_is_never_written(tmp_path: Path) -> None:
+    """--beside is an input: naming the grid's own records (given or default) is refused before any work."""
+    from click.testing import CliRunner
+
+    from fer_models.benchmark.runner import save_records
+    from fer_models.cli import main as cli
+
+    paths = _write_sets(tmp_path)
+    records = tmp_path / "b" / "paper_tables.json"
+    records.parent.mkdir()
+    save_records(records, {"x": _result(spec.Run("mini_xception", "fer2013", "usage"), "cpu", 0.5, 0.5)})
+    before = records.read_bytes()
+    runner = CliRunner()
+    for extra in ([], ["--records", str(records)]):
+        result = runner.invoke(cli, ["benchmark", "--fer", paths["fer2013"], "--out", str(tmp_path / "b"), "--tables",
+                                     "3", "--budget", "smoke", "--limit", "0", "--beside", str(records), *extra])
+        assert result.exit_code == 2, result.output
+        assert "--beside" in result.output and "Traceback" not in result.output
+    assert records.read_bytes() == before and not (tmp_path / "b" / "paper_tables.md").exists()
+    other = tmp_path / "cpu.json"
+    other.write_bytes(before)
+    result = runner.invoke(cli, ["benchmark", "--fer", paths["fer2013"], "--out", str(tmp_path / "b"), "--tables", "3",
+                                 "--budget", "smoke", "--limit", "0", "--beside", str(other)])
+    assert result.exit_code == 0, result.output
+    assert other.read_bytes() == before and "usage acc, `cpu`" in (tmp_path / "b" / "paper_tables.md").read_text()

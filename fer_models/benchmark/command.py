@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from fer_models.benchmark.plot import plot_tables
-from fer_models.benchmark.report import render_tables
-from fer_models.benchmark.runner import GridContext, model_costs, param_count, run_grid
+from fer_models.benchmark.report import beside_budget, render_tables
+from fer_models.benchmark.runner import GridContext, load_records, model_costs, param_count, run_grid
 from fer_models.benchmark.spec import BUDGETS, TABLE1_MODELS, TABLES, datasets_needed, grid
 from fer_models.config import RECIPES
 
@@ -25,7 +25,7 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
               tables: Iterable[str] = TABLES, write: str | Path | None = None, command: str = "",
               echo: Callable[[str], None] = print, limit: int | None = None,
               records: str | Path | None = None, only: Sequence[str] = (), parallel: int = 1,
-              threads: int | None = None) -> dict[str, Any]:
+              threads: int | None = None, beside: str | Path | None = None) -> dict[str, Any]:
     """Run the grid (resuming), measure model cost, write the tables; returns what was written.
 
     Args:
@@ -38,10 +38,12 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
         threads: torch threads of each run (default: this process's, divided by ``parallel``).
             On a CPU the last bits of a run depend on its thread count: the same ``threads``
             gives the same tables whatever ``parallel`` is.
+        beside: a records file of the same grid at another budget: its cells are shown beside these
+            (:func:`~fer_models.benchmark.report.render_tables`); read only.
 
     Raises:
-        ValueError: unknown budget, recipe or table, a missing dataset, ``parallel`` < 1, or a finished
-            run made with other settings.
+        ValueError: unknown budget, recipe or table, a missing dataset, ``parallel`` < 1, a finished
+            run made with other settings, or ``beside`` records of no other single budget.
     """
     from fer_models.summary import machine_description
     from maskgen.io import atomic_write
@@ -62,6 +64,17 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
         raise ValueError(f"--threads must be at least 1, got {threads}")
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+    write_path = Path(write) if write is not None else Path(out) / "paper_tables.md"
+    records_path = Path(records) if records is not None else write_path.with_suffix(".json")
+    beside_runs = None
+    if beside is not None:
+        if not Path(beside).is_file():
+            raise ValueError(f"--beside {beside}: not a file (give a benchmark records file)")
+        if Path(beside).resolve() in (write_path.resolve(), records_path.resolve()):
+            raise ValueError(f"--beside {beside} is this grid's own records or tables file, which the benchmark "
+                             "writes; give the other budget's records file")
+        beside_runs = load_records(Path(beside))
+        beside_budget(beside_runs, budget)
     missing = [d for d in datasets_needed(tables) if not paths.get(d)]
     if missing:
         raise ValueError(f"tables {','.join(tables)} need {', '.join(missing)}: give --{' --'.join(missing)} "
@@ -75,8 +88,6 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
                       threads=threads)
     for d in datasets_needed(tables):
         ctx.checksum(d)
-    write_path = Path(write) if write is not None else out / "paper_tables.md"
-    records_path = Path(records) if records is not None else write_path.with_suffix(".json")
     results = run_grid(ctx, tables, echo=echo, limit=limit, records=records_path, only=only,
                        parallel=parallel)
     models = sorted({r.model for r in grid(tables)}, key=lambda m: (m not in TABLE1_MODELS, m))
@@ -89,8 +100,9 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
             tmp.write_text(json.dumps(costs, indent=2) + "\n")
     plot = plot_tables(results, write_path.with_suffix(".png"))
     meta = {"command": command, "budget": budget, "recipe": recipe, "sha256": ctx.sha256,
-            "machine": machine_description(), "plot": plot.name if plot is not None else None}
-    text = render_tables(results, costs, meta, tables)
+            "machine": machine_description(), "plot": plot.name if plot is not None else None,
+            "beside": f"`{beside}`"}
+    text = render_tables(results, costs, meta, tables, beside=beside_runs)
     with atomic_write(write_path) as tmp:
         tmp.write_text(text)
     echo(f"wrote {write_path}" + (f" and {plot}" if plot is not None else ""))

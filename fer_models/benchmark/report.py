@@ -55,10 +55,17 @@ def _inflation(results: dict[str, dict[str, Any]], usage: Run, paper: Run) -> st
 
 
 def render_tables(results: dict[str, dict[str, Any]], costs: dict[str, dict[str, Any]], meta: dict[str, Any],
-                  tables: Iterable[str] = TABLES) -> str:
-    """docs/paper_tables.md: each paper table with the paper's value beside ours in every cell."""
+                  tables: Iterable[str] = TABLES, beside: dict[str, dict[str, Any]] | None = None) -> str:
+    """docs/paper_tables.md: each paper table with the paper's value beside ours in every cell.
+
+    ``beside``: finished results of the same grid at another budget (a records file's runs); each
+    table then gains that budget's usage accuracy and leak / gain columns, on the same runs, and the
+    reading compares the two budgets.
+    """
     tables = list(tables)
     budget: Budget = BUDGETS[meta["budget"]]
+    other = beside_budget(beside, budget.name) if beside else None
+    beside = beside or {}
     lines = [
         "# The paper's tables, reproduced",
         "",
@@ -77,6 +84,9 @@ def render_tables(results: dict[str, dict[str, Any]], costs: dict[str, dict[str,
         f"- Machine: {meta['machine']}.",
         f"- Runs finished: {sum(r.id in results for r in grid(tables))} of {len(grid(tables))}; a `-` is a run "
         "not finished yet.",
+        *([f"- Beside: the same runs at budget `{other.name}` ({other.note}; {meta.get('beside', 'records')}), in "
+           f"the columns marked `{other.name}`: {sum(r.id in beside for r in grid(tables))} of its runs finished."]
+          if other else []),
         "",
         "Protocols: **usage** trains on `Training`, selects the checkpoint on `PublicTest` and scores once on "
         "`PrivateTest`; **dedup** is the same model scored on `PrivateTest` without the rows that have an exact "
@@ -92,30 +102,33 @@ def render_tables(results: dict[str, dict[str, Any]], costs: dict[str, dict[str,
     if "1" in tables:
         lines += ["## Table 1: five models on MFER2013", "",
                   "| model | paper acc | usage acc | dedup acc | paper-split acc | leak | P / R / F1 (usage) "
-                  "| params | multiply-adds | latency ms |",
-                  "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+                  "| params | multiply-adds | latency ms |" + _leak_head(other),
+                  "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * (2 if other else 0)]
         for m in TABLE1_MODELS:
             u, p = Run(m, "mfer2013", "usage"), Run(m, "mfer2013", "paper")
             lines.append(f"| {m} | {PAPER_ACCURACY['1'][m]:.1f} | {_pct(score(results, u, 'usage'))} "
                          f"| {_pct(score(results, u, 'dedup'))} | {_pct(score(results, p, 'paper'))} "
-                         f"| {_inflation(results, u, p)} | {_prf(results, u)} | {_cost_cells(m, costs)} |")
+                         f"| {_inflation(results, u, p)} | {_prf(results, u)} | {_cost_cells(m, costs)} |"
+                         + _leak_cells(other, beside, u, p))
         lines.append("")
     if "2" in tables:
         lines += ["## Table 2: Mini-Xception + CBAM on three datasets", "",
-                  "| dataset | paper acc | usage acc | dedup acc | paper-split acc | leak | P / R / F1 (usage) |",
-                  "|---|--:|--:|--:|--:|--:|--:|"]
+                  "| dataset | paper acc | usage acc | dedup acc | paper-split acc | leak | P / R / F1 (usage) |"
+                  + _leak_head(other),
+                  "|---|--:|--:|--:|--:|--:|--:|" + "--:|" * (2 if other else 0)]
         for d in DATASETS:
             u, p = Run("mini_xception_cbam", d, "usage"), Run("mini_xception_cbam", d, "paper")
             lines.append(f"| {d} | {PAPER_ACCURACY['2'][d]:.1f} | {_pct(score(results, u, 'usage'))} "
                          f"| {_pct(score(results, u, 'dedup'))} | {_pct(score(results, p, 'paper'))} "
-                         f"| {_inflation(results, u, p)} | {_prf(results, u)} |")
+                         f"| {_inflation(results, u, p)} | {_prf(results, u)} |" + _leak_cells(other, beside, u, p))
         lines.append("")
     if "3" in tables:
         lines += ["## Table 3: attention ablation on FER2013 (usage protocol, mean ± std over seeds "
                   + ", ".join(map(str, TABLE3_SEEDS)) + ")", "",
                   "| model | paper acc | paper gain | usage acc | gain over mini_xception | dedup acc "
-                  "| macro F1 | params | multiply-adds | latency ms |",
-                  "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+                  "| macro F1 | params | multiply-adds | latency ms |"
+                  + (f" usage acc, `{other.name}` (same seeds) | gain, `{other.name}` |" if other else ""),
+                  "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * (2 if other else 0)]
         base = [score(results, Run("mini_xception", "fer2013", "usage", s), "usage") for s in TABLE3_SEEDS]
         for m in TABLE3_MODELS:
             runs = [Run(m, "fer2013", "usage", s) for s in TABLE3_SEEDS]
@@ -129,9 +142,12 @@ def render_tables(results: dict[str, dict[str, Any]], costs: dict[str, dict[str,
                 f"{100 * statistics.mean(gains):+.1f}" + (f" ± {100 * statistics.stdev(gains):.1f}"
                                                           if len(gains) > 1 else ""))
             lines.append(f"| {m} | {PAPER_ACCURACY['3'][m]:.1f} | {paper_gain:+.1f} | {_mean_std(acc)} | {gain} "
-                         f"| {_mean_std(dedup)} | {_mean_std(f1)} | {_cost_cells(m, costs)} |")
+                         f"| {_mean_std(dedup)} | {_mean_std(f1)} | {_cost_cells(m, costs)} |"
+                         + (_gain_cells(m, results, beside) if other else ""))
         lines.append("")
     lines += _reading(results, tables)
+    if other:
+        lines[-1:-1] = _reading_beside(results, beside, budget, other, tables)
     lines += ["## Every run", "",
               "| run | epochs | best epoch | final train acc | test rows | removed as duplicates | train min "
               "| img/s | device / precision (CPU) | data |", "|---|--:|--:|--:|--:|--:|--:|--:|---|---|"]
@@ -160,6 +176,79 @@ def render_tables(results: dict[str, dict[str, Any]], costs: dict[str, dict[str,
     if meta.get("plot"):
         lines += [f"![accuracy per model and protocol]({meta['plot']})", ""]
     return "\n".join(lines)
+
+
+def beside_budget(beside: dict[str, dict[str, Any]], budget: str) -> Budget:
+    """The budget of the runs in ``beside`` (a records file's runs): one budget, not ``budget``.
+
+    Raises:
+        ValueError: no runs, runs of several budgets, or of ``budget`` itself.
+    """
+    names = {str(r.get("budget")) for r in beside.values()}
+    if not names:
+        raise ValueError("--beside: the records hold no finished run")
+    if len(names) > 1 or next(iter(names)) not in BUDGETS:
+        raise ValueError(f"--beside: the records hold runs of budgets {', '.join(sorted(names))}; give records of one "
+                         f"budget ({', '.join(BUDGETS)})")
+    name = next(iter(names))
+    if name == budget:
+        raise ValueError(f"--beside: the records hold budget {name!r}, the budget of these tables; give another "
+                         "budget's records")
+    return BUDGETS[name]
+
+
+def _leak_head(other: Budget | None) -> str:
+    return f" usage acc, `{other.name}` | leak, `{other.name}` |" if other else ""
+
+
+def _leak_cells(other: Budget | None, beside: dict[str, dict[str, Any]], usage: Run, paper: Run) -> str:
+    if other is None:
+        return ""
+    return f" {_pct(score(beside, usage, 'usage'))} | {_inflation(beside, usage, paper)} |"
+
+
+def _gain_cells(model: str, results: dict[str, dict[str, Any]], beside: dict[str, dict[str, Any]]) -> str:
+    """Table 3's ``beside`` columns: accuracy and gain over mini_xception at the other budget, on the
+    seeds finished here (``-`` until one is)."""
+    seeds = [s for s in TABLE3_SEEDS if Run(model, "fer2013", "usage", s).id in results]
+    acc = [a for s in seeds if (a := score(beside, Run(model, "fer2013", "usage", s), "usage")) is not None]
+    gains = [a - b for s in seeds
+             if (a := score(beside, Run(model, "fer2013", "usage", s), "usage")) is not None
+             and (b := score(beside, Run("mini_xception", "fer2013", "usage", s), "usage")) is not None]
+    gain = "-" if model == "mini_xception" or not gains else (
+        f"{100 * statistics.mean(gains):+.1f}" + (f" ± {100 * statistics.stdev(gains):.1f}" if len(gains) > 1 else ""))
+    return f" {_mean_std(acc)} | {gain} |"
+
+
+def _reading_beside(results: dict[str, dict[str, Any]], beside: dict[str, dict[str, Any]], budget: Budget,
+                    other: Budget, tables: Sequence[str]) -> list[str]:
+    """What changes between the two budgets, on the runs finished at both (computed, no number typed in)."""
+    both = [r for r in grid(tables) if r.id in results and r.id in beside]
+    if not both:
+        return [f"- **Beside `{other.name}`:** no run is finished at both budgets yet."]
+    moved = [(r.id, 100 * (score(results, r, r.split) - score(beside, r, r.split))) for r in both]
+    out = [f"- **`{budget.name}` against `{other.name}`** (the same runs, each scored under its own split, here minus there): "
+           + ", ".join(f"{v:+.1f} ({i})" for i, v in moved) + " points."]
+    fitted = [(r.id, results[r.id].get("final_train_acc"), beside[r.id].get("final_train_acc")) for r in both]
+    fitted = [(i, a, b) for i, a, b in fitted if a is not None and b is not None]
+    if fitted:
+        out.append("- **Final training accuracy** (augmented batches), here / there: "
+                   + ", ".join(f"{100 * a:.1f} / {100 * b:.1f} ({i})" for i, a, b in fitted) + ".")
+    if "3" in tables:
+        for m in TABLE3_MODELS[1:]:
+            seeds = [s for s in TABLE3_SEEDS if all(Run(x, "fer2013", "usage", s).id in d for x in ("mini_xception", m)
+                                                     for d in (results, beside))]
+            if not seeds:
+                continue
+            def gain(d: dict[str, dict[str, Any]]) -> float:
+                return 100 * statistics.mean(score(d, Run(m, "fer2013", "usage", s), "usage")
+                                             - score(d, Run("mini_xception", "fer2013", "usage", s), "usage")
+                                             for s in seeds)
+            paper = PAPER_ACCURACY["3"][m] - PAPER_ACCURACY["3"]["mini_xception"]
+            out.append(f"- **{m}'s gain over mini_xception** on seed(s) {', '.join(map(str, seeds))}: "
+                       f"{gain(results):+.1f} points at `{budget.name}`, {gain(beside):+.1f} at `{other.name}` "
+                       f"(the paper: {paper:+.1f}).")
+    return out
 
 
 def _data_cell(result: dict[str, Any], current: str | None) -> str:
@@ -233,9 +322,12 @@ def _reading(results: dict[str, dict[str, Any]], tables: Sequence[str]) -> list[
             out.append(f"- **CBAM's gain** is {100 * statistics.mean(gains):+.1f} points over "
                        f"{len(gains)} seed(s) against the paper's +4.1; the seed-to-seed spread of Mini-Xception "
                        f"alone is ± {100 * statistics.stdev(spread):.1f}.")
+        elif gains:
+            out.append(f"- **CBAM's gain** is {100 * gains[0]:+.1f} points on one seed against the paper's +4.1; "
+                       "one seed measures no seed-to-seed spread.")
     if len(out) == 2:
         out.append("- Nothing to read until runs finish.")
     return out + [""]
 
 
-__all__ = ["render_tables"]
+__all__ = ["beside_budget", "render_tables"]
