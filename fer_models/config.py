@@ -152,7 +152,8 @@ class TrainConfig:
                                           ("distill", self.distill is not None), ("cam_penalty", self.cam_penalty > 0))
                     if on]
             if used:
-                raise ValueError(f"{', '.join(used)} need the unmasked twins: give twin=FER2013.csv too")
+                raise ValueError(f"{', '.join(used)} {'needs' if len(used) == 1 else 'need'} the unmasked twins: "
+                                 "give twin=FER2013.csv too")
             return
         if self.mixup_alpha > 0:
             raise ValueError("twin training does not mix images (mixup_alpha must be 0): the twin, the region and "

@@ -8,10 +8,15 @@ and ``dask``: a dask.distributed cluster (optional extra ``maskgen[dask]``), eit
 one (``scheduler="tcp://host:8786"``) or a ``LocalCluster`` of ``jobs`` single-threaded worker
 processes started for the call. Models load once per worker process (the landmark source is a
 per-process singleton), so a long-lived cluster pays for them once.
+
+Warnings a worker process raises travel back with its chunk's result and are raised again here,
+in chunk order, so a command shows them in its own format (``maskgen.cli_errors``), not as a
+worker's stderr line.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -65,7 +70,27 @@ def map_chunks(func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], *, job
 
     parallel = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator", pre_dispatch="3 * n_jobs",
                         max_nbytes=None)
-    yield from parallel(delayed(func)(*args) for args in chunks)
+    if backend == "threading":  # same process: warnings show as they are raised
+        yield from parallel(delayed(func)(*args) for args in chunks)
+        return
+    for result in parallel(delayed(_recording)(func, *args) for args in chunks):
+        yield _rewarned(result)
+
+
+def _recording(func: Callable[..., T], *args: Any) -> tuple[T, list[tuple[type[Warning], str]]]:
+    """In a worker process: ``func(*args)`` and the warnings it raised (category, message)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        result = func(*args)
+    return result, [(w.category, str(w.message)) for w in caught]
+
+
+def _rewarned(recorded: tuple[T, list[tuple[type[Warning], str]]]) -> T:
+    """Back in this process: raise a chunk's recorded warnings again, then hand its result on."""
+    result, caught = recorded
+    for category, message in caught:
+        warnings.warn(message, category, stacklevel=2)
+    return result
 
 
 def _map_dask(func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], n_jobs: int,
@@ -86,9 +111,9 @@ def _map_dask(func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], n_jobs:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise ValueError(f"--scheduler {scheduler}: cannot connect to a dask scheduler ({reason[:200]})") from None
     try:
-        futures = [client.submit(func, *args, pure=False) for args in chunks]
+        futures = [client.submit(_recording, func, *args, pure=False) for args in chunks]
         for future in futures:
-            yield future.result()
+            yield _rewarned(future.result())
     finally:
         client.close()
         if cluster is not None:

@@ -27,6 +27,27 @@ def test_map_chunks_keeps_order_on_every_backend() -> None:
         list(map_chunks(_square, chunks, backend="loky", scheduler="tcp://x:1"))
 
 
+def _square_warning_on_odd(x: int) -> int:
+    if x % 2:
+        import warnings
+
+        warnings.warn(f"row {x} is odd", UserWarning)
+    return x * x
+
+
+def test_worker_warnings_reach_this_process_in_chunk_order() -> None:
+    """A warning raised in a worker process is raised again here (the CLI formats it as PROG: warning:),
+    not printed on the worker's stderr."""
+    import warnings
+
+    chunks = [(i,) for i in range(7)]
+    for backend in ("sequential", "threading", "loky"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert list(map_chunks(_square_warning_on_odd, chunks, jobs=2, backend=backend)) == [i * i for i in range(7)]
+        assert [str(w.message) for w in caught] == ["row 1 is odd", "row 3 is odd", "row 5 is odd"], backend
+
+
 @pytest.fixture(scope="module")
 def lfw_csv(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("lfw") / "faces.csv"

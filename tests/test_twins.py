@@ -160,8 +160,10 @@ def test_twin_step_makes_no_host_synchronisation(twin_files: tuple[Path, Path], 
 
 def test_twin_options_need_a_twin_and_are_checked(twin_files: tuple[Path, Path], tmp_path: Path) -> None:
     masked, clean = twin_files
-    with pytest.raises(ValueError, match="need the unmasked twins"):
+    with pytest.raises(ValueError, match="^refill needs the unmasked twins"):
         train_config(masked, tmp_path / "r", refill=0.5).validate()
+    with pytest.raises(ValueError, match="^refill, distill need the unmasked twins"):
+        train_config(masked, tmp_path / "r", refill=0.5, distill="fer2013").validate()
     with pytest.raises(ValueError, match="mask_prob must be in"):
         train_config(masked, tmp_path / "r", twin=str(clean), mask_prob=1.5).validate()
     with pytest.raises(ValueError, match="mixup_alpha must be 0"):
