@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from datetime import datetime, timezone
@@ -39,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fer_models.metrics import style_gap  # noqa: E402
 
 SUBSET = "PrivateTest"
 REFERENCE = "classic"
@@ -211,12 +212,10 @@ def main() -> None:
         ref_styles = [s for s in meta[model]["seen"] if s in acc] or ([REFERENCE] if REFERENCE in acc else [])
         if not ref_styles:
             continue
-        ref = statistics.mean(acc[s] for s in ref_styles)
-        unseen = [s for s in styles if s not in ref_styles]
-        gap = {s: acc[s] - ref for s in unseen}
+        measured = style_gap({s: acc[s] for s in styles if s in acc}, ref_styles)
+        ref, gap = measured["reference"], measured["gaps"]
         gaps[model] = {"against": ref_styles, "reference_accuracy": ref, "gaps": gap,
-                       "mean_unseen": statistics.mean(gap.values()) if gap else None,
-                       "worst_unseen": min(gap.values()) if gap else None}
+                       "mean_unseen": measured["mean_unseen"], "worst_unseen": measured["worst_unseen"]}
         label = ("seen " if meta[model]["seen"] else "") + "+".join(f"`{s}`" for s in ref_styles)
         cells = [(("(seen)" if meta[model]["seen"] else "(reference)") if s in ref_styles else signed(gap[s]))
                  for s in styles]

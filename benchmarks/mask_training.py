@@ -150,19 +150,20 @@ def pct(x: float) -> str:
 
 
 def table(results: dict[str, dict], seen: tuple[str, ...]) -> str:
+    from fer_models.metrics import style_gap
+
     unseen = [s for s in STYLES if s not in seen]
     head = ("| run | FER2013 PrivateTest | SMFER2013 PrivateTest | seen styles | unseen mean | unseen worst | "
             "gap mean | gap worst | Grad-CAM in mask (masked) | in eyes (masked) | in mask (unmasked) | best epoch |")
     lines = [head, "|---|" + "--:|" * 11]
     for name, r in results.items():
         s = r["styles"]
-        seen_acc = float(np.mean([s[x] for x in seen]))
-        mean = float(np.mean([s[u] for u in unseen]))
-        worst = min(unseen, key=lambda u: s[u])
+        gap = style_gap(s, seen)
+        worst = gap["worst_style"]
         g = r["gradcam"]
-        lines.append(f"| `{name}` | {pct(r['fer_test'])} | {pct(r['smfer_test'])} | {pct(seen_acc)} | "
-                     f"{pct(mean)} | {pct(s[worst])} (`{worst}`) | {100 * (mean - seen_acc):+.2f} | "
-                     f"{100 * (s[worst] - seen_acc):+.2f} | {pct(g['masked']['mask_share'])} | "
+        lines.append(f"| `{name}` | {pct(r['fer_test'])} | {pct(r['smfer_test'])} | {pct(gap['reference'])} | "
+                     f"{pct(float(np.mean([s[u] for u in unseen])))} | {pct(s[worst])} (`{worst}`) | "
+                     f"{100 * gap['mean_unseen']:+.2f} | {100 * gap['worst_unseen']:+.2f} | {pct(g['masked']['mask_share'])} | "
                      f"{pct(g['masked']['eye_share'])} | {pct(g['unmasked']['mask_share'])} | {r['best_epoch']} |")
     lines += ["", "Per style (accuracy %, the same 3,589 PrivateTest faces):", "",
               "| run | " + " | ".join(f"`{x}`" + (" (seen)" if x in seen else "") for x in STYLES) + " |",

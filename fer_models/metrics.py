@@ -155,3 +155,27 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike, title: str 
         tmp.write_text(format_report(report, title) + "\n")
     plot_confusion(np.asarray(report["confusion"]), report["class_names"], paths["png"], title)
     return paths
+
+
+def style_gap(accuracy: dict[str, float], seen: Sequence[str]) -> dict[str, Any]:
+    """The cross-style protocol's gap on the same faces: each unseen style's accuracy minus the seen styles'.
+
+    ``accuracy``: mask style -> accuracy on the same faces; ``seen``: the styles the model trained on
+    (the reference is their mean). Returns ``reference`` (that mean), ``gaps`` (unseen style -> gap),
+    ``mean_unseen`` / ``worst_unseen`` (the mean and the lowest gap; None without an unseen style)
+    and ``worst_style``.
+
+    Raises:
+        ValueError: no seen style, or a seen style without an accuracy.
+    """
+    seen = list(dict.fromkeys(seen))
+    if not seen:
+        raise ValueError("style_gap needs at least one seen style")
+    missing = [s for s in seen if s not in accuracy]
+    if missing:
+        raise ValueError(f"no accuracy for the seen style(s) {', '.join(missing)}")
+    reference = float(np.mean([accuracy[s] for s in seen]))
+    gaps = {s: float(a) - reference for s, a in accuracy.items() if s not in seen}
+    worst = min(gaps, key=gaps.__getitem__) if gaps else None
+    return {"reference": reference, "gaps": gaps, "mean_unseen": float(np.mean(list(gaps.values()))) if gaps else None,
+            "worst_unseen": gaps[worst] if worst is not None else None, "worst_style": worst}

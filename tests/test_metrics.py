@@ -72,3 +72,20 @@ def test_format_and_write_report(tmp_path: Path) -> None:
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert paths["txt"].read_text().startswith("t\n")
     assert not list((tmp_path / "rep").glob("*.part"))
+
+
+def test_style_gap_is_each_unseen_style_against_the_mean_of_the_seen() -> None:
+    from fer_models.metrics import style_gap
+
+    acc = {"classic": 0.60, "flat_hard": 0.56, "patterned": 0.58, "rigid_homography": 0.53, "jittered": 0.57}
+    gap = style_gap(acc, ["classic", "flat_hard", "patterned", "classic"])  # a repeated name counts once
+    assert gap["reference"] == pytest.approx(0.58)
+    assert gap["gaps"] == pytest.approx({"rigid_homography": -0.05, "jittered": -0.01})
+    assert gap["mean_unseen"] == pytest.approx(-0.03) and gap["worst_unseen"] == pytest.approx(-0.05)
+    assert gap["worst_style"] == "rigid_homography"
+    every = style_gap(acc, list(acc))  # nothing unseen: no gap to report
+    assert every["gaps"] == {} and every["mean_unseen"] is None and every["worst_style"] is None
+    with pytest.raises(ValueError, match="no accuracy for the seen style"):
+        style_gap(acc, ["classic", "feathered_halo"])
+    with pytest.raises(ValueError, match="at least one seen style"):
+        style_gap(acc, [])
