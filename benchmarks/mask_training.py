@@ -13,6 +13,7 @@ unmasked together). The runs (``--runs`` picks some, in this order):
 ``distill``           + a teacher (``--distill``, default the ``--init`` weights) sees the unmasked twin
 ``refill``            + the mask region refilled at random (``--refill 0.5``)
 ``cam``               + the CAM-share penalty (``--cam-penalty 1``)
+``evidence``          + the mask-evidence term instead (``--mask-evidence 1``)
 ``all``               distill + refill + cam
 ``eyes_only``         the baseline with every face blanked below its mask top (train and test)
 ====================  ===========================================================================
@@ -52,6 +53,7 @@ RUNS = {
     "distill": {"distill": True},
     "refill": {"refill": 0.5},
     "cam": {"cam_penalty": 1.0},
+    "evidence": {"mask_evidence": 1.0},
     "all": {"distill": True, "refill": 0.5, "cam_penalty": 1.0},
     "eyes_only": {"eyes_only": True},
 }

@@ -234,6 +234,9 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 @click.option("--cam-penalty", type=click.FloatRange(min=0), default=None,
               help="With --twin: weight of a loss term on the class-activation-map share inside the mask "
                    "region of masked faces (Mini-Xception models) [0].")
+@click.option("--mask-evidence", type=click.FloatRange(min=0), default=None,
+              help="With --twin: weight of a loss term on how much the mask region's evidence moves the "
+                   "prediction (KL to the prediction without it; Mini-Xception models) [0].")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default="auto", show_default=True,

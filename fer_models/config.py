@@ -53,7 +53,7 @@ class TrainConfig:
     ``twin`` names the unmasked file whose rows are the twins of ``data``'s masked rows (an SMFER2013
     and the FER2013 it was built from); it enables ``mask_prob``, ``refill``, ``eyes_only``,
     ``distill`` (a teacher, shipped name or checkpoint, that sees the twin), ``distill_weight``,
-    ``distill_temp`` and ``cam_penalty`` (:mod:`fer_models.twins`).
+    ``distill_temp``, ``cam_penalty`` and ``mask_evidence`` (:mod:`fer_models.twins`).
     """
 
     data: str
@@ -97,6 +97,7 @@ class TrainConfig:
     distill_weight: float = 0.5
     distill_temp: float = 4.0
     cam_penalty: float = 0.0
+    mask_evidence: float = 0.0
     channels_last: bool = True
     device: str = "auto"
     amp: str = "auto"
@@ -149,7 +150,8 @@ class TrainConfig:
     def _validate_twin_options(self) -> None:
         if self.twin is None:
             used = [name for name, on in (("refill", self.refill > 0), ("eyes_only", self.eyes_only),
-                                          ("distill", self.distill is not None), ("cam_penalty", self.cam_penalty > 0))
+                                          ("distill", self.distill is not None), ("cam_penalty", self.cam_penalty > 0),
+                                          ("mask_evidence", self.mask_evidence > 0))
                     if on]
             if used:
                 raise ValueError(f"{', '.join(used)} {'needs' if len(used) == 1 else 'need'} the unmasked twins: "
@@ -168,8 +170,11 @@ class TrainConfig:
             raise ValueError(f"distill_temp must be > 0, got {self.distill_temp}")
         if not (math.isfinite(self.cam_penalty) and self.cam_penalty >= 0):
             raise ValueError(f"cam_penalty must be >= 0, got {self.cam_penalty}")
-        if self.cam_penalty > 0 and not self.model.startswith("mini_xception"):
-            raise ValueError(f"cam_penalty needs a Mini-Xception model (blocks + class conv head), not {self.model}")
+        if not (math.isfinite(self.mask_evidence) and self.mask_evidence >= 0):
+            raise ValueError(f"mask_evidence must be >= 0, got {self.mask_evidence}")
+        for name in ("cam_penalty", "mask_evidence"):
+            if getattr(self, name) > 0 and not self.model.startswith("mini_xception"):
+                raise ValueError(f"{name} needs a Mini-Xception model (blocks + class conv head), not {self.model}")
 
     def augment_config(self) -> AugmentConfig:
         """The geometric augmentation of this config (the only place an AugmentConfig is made)."""

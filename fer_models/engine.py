@@ -38,7 +38,7 @@ from torch import nn
 from fer_models.config import CUDA_GRAPH_CHOICES, TrainConfig
 from fer_models.data import augment_batch, random_erase, to_float
 from fer_models.device import Placement
-from fer_models.twins import TwinBatchSource, cam_share, distill_loss, twin_batch
+from fer_models.twins import TwinBatchSource, cam_share, distill_loss, mask_evidence, twin_batch
 
 #: Eager steps before a CUDA graph is captured (lets cuDNN pick kernels and the optimizer make its state).
 GRAPH_WARMUP_STEPS = 3
@@ -369,11 +369,12 @@ class Engine:
             lam = g[0] / g.sum()
             perm = torch.rand(self.batch_size, generator=gen, device=gen.device).argsort()
             x = lam * x + (1 - lam) * x.index_select(0, perm)
-        features = None
+        features = class_map = None
         with self.placement.autocast(cache_enabled=False):
-            if config.cam_penalty > 0:  # the last block's output is needed too (Mini-Xception: head + pooling)
+            if config.cam_penalty > 0 or config.mask_evidence > 0:  # Mini-Xception: blocks, class conv, pooling
                 features = self.model.forward_features(prepare(x, config.channels_last))
-                logits = self.model.pool(self.model.head(features)).flatten(1)
+                class_map = self.model.head(features)
+                logits = self.model.pool(class_map).flatten(1)
             else:
                 logits = self.run_model(prepare(x, config.channels_last))
             teacher = None
@@ -387,9 +388,11 @@ class Engine:
         if teacher is not None:
             w = config.distill_weight
             loss = (1 - w) * loss + w * distill_loss(logits, teacher, config.distill_temp)
-        if features is not None:
+        if config.cam_penalty > 0:
             hard = y if y.ndim == 1 else y.argmax(1)
             loss = loss + config.cam_penalty * cam_share(features, self.model.head, hard, region)
+        if config.mask_evidence > 0:
+            loss = loss + config.mask_evidence * mask_evidence(class_map, self.model.head.bias, region)
         self.optimizer.zero_grad(set_to_none=False)
         self.lr.copy_(self.lr_table.index_select(0, self.step_count.view(1)).view(()))
         if self.scaler is not None:

@@ -22,7 +22,12 @@ applied on the device inside the engine's one step, see :func:`twin_batch`):
   soft targets on what it is shown (:func:`distill_loss`);
 - ``cam_penalty``: a term on the share of the class-activation map inside the mask region of
   masked inputs (:func:`cam_share`), the differentiable form of the Grad-CAM share that
-  ``benchmarks/attention_share.py`` measures.
+  ``benchmarks/attention_share.py`` measures. A share has a loophole: a map with no positive
+  mass anywhere (an empty Grad-CAM) costs nothing;
+- ``mask_evidence``: a term on how much the mask region's evidence moves the prediction
+  (:func:`mask_evidence`): the KL divergence between the class probabilities and those with the
+  region's contribution to every logit taken out. It is zero only when the region adds the same
+  to every class, whatever the sign, so emptying the map does not pay.
 """
 
 from __future__ import annotations
@@ -193,6 +198,29 @@ def cam_share(features: torch.Tensor, head: nn.Conv2d, target: torch.Tensor, reg
     return (share * has).sum() / has.sum().clamp(min=1.0)
 
 
+def mask_evidence(class_map: torch.Tensor, bias: torch.Tensor | None, region: torch.Tensor) -> torch.Tensor:
+    """Mean KL(p || p without the region) over the images that have a region; a 0-dim tensor, differentiable.
+
+    ``class_map``: the class conv's output before global average pooling (N, K, h, w), so the logits
+    are its spatial mean; ``bias`` (K,) its bias (or None), which is not evidence; ``region``
+    (N, 1, H, W) is pooled to (h, w). The region's contribution to logit k is the mean over
+    positions of ``(class_map_k - bias_k) * region``; ``p`` is the softmax of the logits, the other
+    the softmax of the logits minus that contribution. Images without a region count 0.
+    """
+    m = class_map.float()
+    if bias is not None:
+        evidence = m - bias.float()[None, :, None, None]
+    else:
+        evidence = m
+    r = F.adaptive_avg_pool2d(region.float(), m.shape[-2:])
+    logits = m.mean(dim=(2, 3))
+    inside = (evidence * r).mean(dim=(2, 3))
+    log_p, log_q = F.log_softmax(logits, 1), F.log_softmax(logits - inside, 1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(1)
+    has = (r.sum(dim=(1, 2, 3)) > 0).float()
+    return (kl * has).sum() / has.sum().clamp(min=1.0)
+
+
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """Hinton's soft-target loss: T^2 * KL(softmax(teacher / T) || softmax(student / T)), batch mean."""
     t = temperature
@@ -200,5 +228,5 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
                     log_target=True) * t * t
 
 
-__all__ = ["REGION_DIFF", "TwinBatchSource", "Twins", "blank_below", "cam_share", "distill_loss", "load_twins", "mask_region",
+__all__ = ["REGION_DIFF", "TwinBatchSource", "Twins", "blank_below", "cam_share", "distill_loss", "load_twins", "mask_evidence", "mask_region",
            "mask_top", "refill_region", "twin_batch"]

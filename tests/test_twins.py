@@ -126,6 +126,37 @@ def test_cam_share_measures_the_map_inside_the_region_and_has_a_gradient() -> No
     assert float(cam_share(features.detach(), head, torch.tensor([1]), torch.zeros(1, 1, 48, 48))) == 0.0
 
 
+def test_mask_evidence_is_what_the_region_moves_the_prediction_by() -> None:
+    from fer_models.twins import mask_evidence
+
+    region = torch.zeros(2, 1, 48, 48)
+    region[:, :, 24:, :] = 1  # the lower half
+    class_map = torch.zeros(2, 3, 6, 6)
+    class_map[:, 0, :3] = 2.0  # class 0: evidence in the upper half only
+    class_map[:, 1, 3:] = 4.0  # class 1: evidence in the lower half (the mask) only
+    bias = torch.tensor([0.5, -0.5, 0.0])
+    class_map += bias[None, :, None, None]
+    class_map.requires_grad_(True)
+    logits = class_map.detach().mean(dim=(2, 3))
+    without = logits - torch.tensor([0.0, 2.0, 0.0])  # class 1's evidence is all in the region (mean 4 x 1/2)
+    p, q = torch.softmax(logits, 1), torch.softmax(without, 1)
+    expected = float((p * (p.log() - q.log())).sum(1).mean())
+    value = mask_evidence(class_map, bias, region)
+    assert float(value.detach()) == pytest.approx(expected, rel=1e-5) and expected > 0.1
+    value.backward()
+    assert class_map.grad is not None and float(class_map.grad[:, :, 3:].abs().sum()) > 0
+    # the same evidence for every class inside the region (any sign), or no region: nothing moves
+    flat = torch.zeros(2, 3, 6, 6)
+    flat[:, 0, :3] = 2.0
+    flat[:, :, 3:] = -3.0
+    assert float(mask_evidence(flat, None, region)) == pytest.approx(0.0, abs=1e-6)
+    assert float(mask_evidence(class_map.detach(), bias, torch.zeros(2, 1, 48, 48))) == 0.0
+    # an all-negative map (an empty Grad-CAM) whose region still separates the classes is not free
+    negative = -torch.ones(2, 3, 6, 6)
+    negative[:, 1, 3:] = -5.0
+    assert float(mask_evidence(negative, None, region)) > 0.05
+
+
 def test_distill_loss_is_zero_only_for_the_teachers_own_logits() -> None:
     t = torch.tensor([[2.0, 0.0, -1.0]])
     assert float(distill_loss(t, t, 4.0)) == pytest.approx(0.0, abs=1e-6)
@@ -142,7 +173,7 @@ def test_twin_step_makes_no_host_synchronisation(twin_files: tuple[Path, Path], 
 
     twins = load_twins(*twin_files)
     config = train_config(twin_files[0], tmp_path / "run", recipe="default", model="mini_xception_cbam",
-                          twin=str(twin_files[1]), refill=0.5, distill="x", cam_penalty=0.5)
+                          twin=str(twin_files[1]), refill=0.5, distill="x", cam_penalty=0.5, mask_evidence=0.5)
     torch.manual_seed(0)
     model = create_model("mini_xception_cbam", widths=[8, 16]).to(memory_format=torch.channels_last)
     teacher = create_model("mini_xception_cbam", widths=[8, 16]).eval()
@@ -170,6 +201,12 @@ def test_twin_options_need_a_twin_and_are_checked(twin_files: tuple[Path, Path],
         train_config(masked, tmp_path / "r", twin=str(clean), mixup_alpha=0.2).validate()
     with pytest.raises(ValueError, match="cam_penalty needs a Mini-Xception"):
         train_config(masked, tmp_path / "r", twin=str(clean), model="resnet18", cam_penalty=1.0).validate()
+    with pytest.raises(ValueError, match="mask_evidence needs a Mini-Xception"):
+        train_config(masked, tmp_path / "r", twin=str(clean), model="resnet18", mask_evidence=1.0).validate()
+    with pytest.raises(ValueError, match="^mask_evidence needs the unmasked twins"):
+        train_config(masked, tmp_path / "r", mask_evidence=1.0).validate()
+    with pytest.raises(ValueError, match="mask_evidence must be >= 0"):
+        train_config(masked, tmp_path / "r", twin=str(clean), mask_evidence=float("nan")).validate()
 
 
 def test_twin_run_reports_masked_and_unmasked_test_and_resumes_exactly(twin_files: tuple[Path, Path],
@@ -180,7 +217,7 @@ def test_twin_run_reports_masked_and_unmasked_test_and_resumes_exactly(twin_file
     teacher_run = tmp_path / "teacher"
     main(train_config(clean, teacher_run, epochs=1))
     kw = dict(twin=str(clean), refill=0.5, eyes_only=False, distill=str(teacher_run / "best.pt"), cam_penalty=0.5,
-              model="mini_xception_cbam", model_kwargs={"widths": [8, 16]})
+              mask_evidence=0.5, model="mini_xception_cbam", model_kwargs={"widths": [8, 16]})
     full = main(train_config(masked, tmp_path / "full", **kw))
     n_test = TRAIN_USAGE_CYCLE.count("PrivateTest") * 84 // len(TRAIN_USAGE_CYCLE)
     assert len(full["test_rows"]) == n_test
