@@ -14,6 +14,7 @@ unmasked together). The runs (``--runs`` picks some, in this order):
 ``refill``            + the mask region refilled at random (``--refill 0.5``)
 ``cam``               + the CAM-share penalty (``--cam-penalty 1``)
 ``evidence``          + the mask-evidence term instead (``--mask-evidence 1``)
+``cam_evidence``      + both terms
 ``all``               distill + refill + cam
 ``eyes_only``         the baseline with every face blanked below its mask top (train and test)
 ====================  ===========================================================================
@@ -54,6 +55,7 @@ RUNS = {
     "refill": {"refill": 0.5},
     "cam": {"cam_penalty": 1.0},
     "evidence": {"mask_evidence": 1.0},
+    "cam_evidence": {"cam_penalty": 1.0, "mask_evidence": 1.0},
     "all": {"distill": True, "refill": 0.5, "cam_penalty": 1.0},
     "eyes_only": {"eyes_only": True},
 }
