@@ -4,7 +4,7 @@
         --model twins_paper --model /work/runs/mask_training/cam/best.pt ...
 
 For a conv + global-average-pool head each logit is the mean of a class map, so the mask region's
-part of every logit is exact (:func:`fer_models.twins.mask_evidence`; the class conv's bias is
+part of every logit is exact (:func:`fer_models.twins.without_region`; the class conv's bias is
 not evidence). On the masked PrivateTest faces of ``--smfer`` (the region: where they differ from
 their ``--fer`` twins), per model: accuracy; accuracy with the region's part taken out of every
 logit; how many predictions that changes; the mean KL between the two predictions (what
@@ -28,17 +28,15 @@ def influence(model, images, labels, region, batch: int = 256) -> dict[str, floa
     import torch.nn.functional as F
 
     from fer_models.data import to_float
+    from fer_models.twins import without_region
 
     hits = hits_without = changed = 0
     kl_sum = 0.0
     with torch.no_grad():
         for start in range(0, len(labels), batch):
             x = to_float(images[start:start + batch])
-            class_map = model.head(model.forward_features(x)).float()
-            evidence = class_map - model.head.bias.float()[None, :, None, None]
-            r = F.adaptive_avg_pool2d(region[start:start + batch].float(), class_map.shape[-2:])
-            logits = class_map.mean(dim=(2, 3))
-            without = logits - (evidence * r).mean(dim=(2, 3))
+            class_map = model.head(model.forward_features(x))
+            logits, without, _ = without_region(class_map, model.head.bias, region[start:start + batch])
             y = labels[start:start + batch]
             pred, pred_without = logits.argmax(1), without.argmax(1)
             hits += int((pred == y).sum())

@@ -198,24 +198,31 @@ def cam_share(features: torch.Tensor, head: nn.Conv2d, target: torch.Tensor, reg
     return (share * has).sum() / has.sum().clamp(min=1.0)
 
 
-def mask_evidence(class_map: torch.Tensor, bias: torch.Tensor | None, region: torch.Tensor) -> torch.Tensor:
-    """Mean KL(p || p without the region) over the images that have a region; a 0-dim tensor, differentiable.
+def without_region(class_map: torch.Tensor, bias: torch.Tensor | None, region: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The logits, and the logits with the mask region's part taken out; float32 (N, K) each, and the
+    region pooled to the map (N, 1, h, w).
 
     ``class_map``: the class conv's output before global average pooling (N, K, h, w), so the logits
     are its spatial mean; ``bias`` (K,) its bias (or None), which is not evidence; ``region``
-    (N, 1, H, W) is pooled to (h, w). The region's contribution to logit k is the mean over
-    positions of ``(class_map_k - bias_k) * region``; ``p`` is the softmax of the logits, the other
-    the softmax of the logits minus that contribution. Images without a region count 0.
+    (N, 1, H, W) is pooled to (h, w). The region's part of logit k is the mean over positions of
+    ``(class_map_k - bias_k) * region``.
     """
     m = class_map.float()
-    if bias is not None:
-        evidence = m - bias.float()[None, :, None, None]
-    else:
-        evidence = m
+    evidence = m - bias.float()[None, :, None, None] if bias is not None else m
     r = F.adaptive_avg_pool2d(region.float(), m.shape[-2:])
     logits = m.mean(dim=(2, 3))
-    inside = (evidence * r).mean(dim=(2, 3))
-    log_p, log_q = F.log_softmax(logits, 1), F.log_softmax(logits - inside, 1)
+    return logits, logits - (evidence * r).mean(dim=(2, 3)), r
+
+
+def mask_evidence(class_map: torch.Tensor, bias: torch.Tensor | None, region: torch.Tensor) -> torch.Tensor:
+    """Mean KL(p || q) over the images that have a region; a 0-dim tensor, differentiable.
+
+    ``p``: the softmax of the logits; ``q``: the same without the region's part
+    (:func:`without_region`, same arguments). Images without a region count 0.
+    """
+    logits, without, r = without_region(class_map, bias, region)
+    log_p, log_q = F.log_softmax(logits, 1), F.log_softmax(without, 1)
     kl = (log_p.exp() * (log_p - log_q)).sum(1)
     has = (r.sum(dim=(1, 2, 3)) > 0).float()
     return (kl * has).sum() / has.sum().clamp(min=1.0)
@@ -229,4 +236,4 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
 
 
 __all__ = ["REGION_DIFF", "TwinBatchSource", "Twins", "blank_below", "cam_share", "distill_loss", "load_twins", "mask_evidence", "mask_region",
-           "mask_top", "refill_region", "twin_batch"]
+           "mask_top", "refill_region", "twin_batch", "without_region"]
