@@ -15,7 +15,7 @@ kernels with static shapes (airbench / hlb-CIFAR10 style):
   caught then, naming the epoch);
 - with twins (``config.twin``, :mod:`fer_models.twins`) the batch is composed from the masked
   copies, their unmasked twins and mask regions, augmented with one geometry, and the loss gains
-  the distillation and CAM-share terms, all inside the same step.
+  the distillation, CAM-share and mask-evidence terms, all inside the same step.
 
 On the CPU the step runs eagerly. On CUDA it is captured once in one CUDA graph after a few
 eager warm-up steps and replayed (:class:`Engine`, ``cuda_graph``); if capture fails, the

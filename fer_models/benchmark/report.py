@@ -54,6 +54,20 @@ def _inflation(results: dict[str, dict[str, Any]], usage: Run, paper: Run) -> st
     return "-" if a is None or b is None else f"{100 * (a - b):+.1f}"
 
 
+def _gains(results: dict[str, dict[str, Any]], model: str, seeds: Sequence[int] = TABLE3_SEEDS) -> list[float]:
+    """Table 3: ``model``'s usage accuracy minus mini_xception's, for each of ``seeds`` finished for both."""
+    def acc(m: str, seed: int) -> float | None:
+        return score(results, Run(m, "fer2013", "usage", seed), "usage")
+
+    return [a - b for seed in seeds if (a := acc(model, seed)) is not None and (b := acc("mini_xception", seed)) is not None]
+
+
+def _gain_text(model: str, gains: Sequence[float]) -> str:
+    if model == "mini_xception" or not gains:
+        return "-"
+    return f"{100 * statistics.mean(gains):+.1f}" + (f" ± {100 * statistics.stdev(gains):.1f}" if len(gains) > 1 else "")
+
+
 def render_tables(results: dict[str, dict[str, Any]], costs: dict[str, dict[str, Any]], meta: dict[str, Any],
                   tables: Iterable[str] = TABLES, beside: dict[str, dict[str, Any]] | None = None) -> str:
     """docs/paper_tables.md: each paper table with the paper's value beside ours in every cell.
@@ -129,19 +143,14 @@ def render_tables(results: dict[str, dict[str, Any]], costs: dict[str, dict[str,
                   "| macro F1 | params | multiply-adds | latency ms |"
                   + (f" usage acc, `{other.name}` (same seeds) | gain, `{other.name}` |" if other else ""),
                   "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * (2 if other else 0)]
-        base = [score(results, Run("mini_xception", "fer2013", "usage", s), "usage") for s in TABLE3_SEEDS]
         for m in TABLE3_MODELS:
             runs = [Run(m, "fer2013", "usage", s) for s in TABLE3_SEEDS]
             acc = [a for a in (score(results, r, "usage") for r in runs) if a is not None]
             dedup = [a for a in (score(results, r, "dedup") for r in runs) if a is not None]
             f1 = [a for a in (score(results, r, "usage", "macro_f1") for r in runs) if a is not None]
-            gains = [a - b for a, b in zip((score(results, r, "usage") for r in runs), base)
-                     if a is not None and b is not None]
             paper_gain = PAPER_ACCURACY["3"][m] - PAPER_ACCURACY["3"]["mini_xception"]
-            gain = "-" if m == "mini_xception" or not gains else (
-                f"{100 * statistics.mean(gains):+.1f}" + (f" ± {100 * statistics.stdev(gains):.1f}"
-                                                          if len(gains) > 1 else ""))
-            lines.append(f"| {m} | {PAPER_ACCURACY['3'][m]:.1f} | {paper_gain:+.1f} | {_mean_std(acc)} | {gain} "
+            lines.append(f"| {m} | {PAPER_ACCURACY['3'][m]:.1f} | {paper_gain:+.1f} | {_mean_std(acc)} "
+                         f"| {_gain_text(m, _gains(results, m))} "
                          f"| {_mean_std(dedup)} | {_mean_std(f1)} | {_cost_cells(m, costs)} |"
                          + (_gain_cells(m, results, beside) if other else ""))
         lines.append("")
@@ -212,12 +221,7 @@ def _gain_cells(model: str, results: dict[str, dict[str, Any]], beside: dict[str
     seeds finished here (``-`` until one is)."""
     seeds = [s for s in TABLE3_SEEDS if Run(model, "fer2013", "usage", s).id in results]
     acc = [a for s in seeds if (a := score(beside, Run(model, "fer2013", "usage", s), "usage")) is not None]
-    gains = [a - b for s in seeds
-             if (a := score(beside, Run(model, "fer2013", "usage", s), "usage")) is not None
-             and (b := score(beside, Run("mini_xception", "fer2013", "usage", s), "usage")) is not None]
-    gain = "-" if model == "mini_xception" or not gains else (
-        f"{100 * statistics.mean(gains):+.1f}" + (f" ± {100 * statistics.stdev(gains):.1f}" if len(gains) > 1 else ""))
-    return f" {_mean_std(acc)} | {gain} |"
+    return f" {_mean_std(acc)} | {_gain_text(model, _gains(beside, model, seeds))} |"
 
 
 def _reading_beside(results: dict[str, dict[str, Any]], beside: dict[str, dict[str, Any]], budget: Budget,
@@ -240,13 +244,10 @@ def _reading_beside(results: dict[str, dict[str, Any]], beside: dict[str, dict[s
                                                      for d in (results, beside))]
             if not seeds:
                 continue
-            def gain(d: dict[str, dict[str, Any]]) -> float:
-                return 100 * statistics.mean(score(d, Run(m, "fer2013", "usage", s), "usage")
-                                             - score(d, Run("mini_xception", "fer2013", "usage", s), "usage")
-                                             for s in seeds)
+            here, there = (100 * statistics.mean(_gains(d, m, seeds)) for d in (results, beside))
             paper = PAPER_ACCURACY["3"][m] - PAPER_ACCURACY["3"]["mini_xception"]
             out.append(f"- **{m}'s gain over mini_xception** on seed(s) {', '.join(map(str, seeds))}: "
-                       f"{gain(results):+.1f} points at `{budget.name}`, {gain(beside):+.1f} at `{other.name}` "
+                       f"{here:+.1f} points at `{budget.name}`, {there:+.1f} at `{other.name}` "
                        f"(the paper: {paper:+.1f}).")
     return out
 
@@ -316,8 +317,7 @@ def _reading(results: dict[str, dict[str, Any]], tables: Sequence[str]) -> list[
     if "3" in tables:
         base = [score(results, Run("mini_xception", "fer2013", "usage", s), "usage") for s in TABLE3_SEEDS]
         spread = [v for v in base if v is not None]
-        cbam = [score(results, Run("mini_xception_cbam", "fer2013", "usage", s), "usage") for s in TABLE3_SEEDS]
-        gains = [a - b for a, b in zip(cbam, base) if a is not None and b is not None]
+        gains = _gains(results, "mini_xception_cbam")
         if len(spread) > 1 and gains:
             out.append(f"- **CBAM's gain** is {100 * statistics.mean(gains):+.1f} points over "
                        f"{len(gains)} seed(s) against the paper's +4.1; the seed-to-seed spread of Mini-Xception "
