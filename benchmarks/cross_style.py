@@ -18,8 +18,8 @@
    A score is kept, not recomputed, when the same weights, data bytes, TTA, device and precision made it.
 
 Prints the machine, the sha256 of every input, the build ids, a markdown table (accuracy %, model x
-data), and per model the gap "unseen style minus seen style": ``--seen NAME=STYLE[+STYLE]`` names the
-styles a model was trained on (default ``mfer2013=classic``: the shipped masked model saw classic masks
+data; with ``--per-class`` also each emotion's recall per model), and per model the gap "unseen style
+minus seen style": ``--seen NAME=STYLE[+STYLE]`` names the styles a model was trained on (default ``mfer2013=classic``: the shipped masked model saw classic masks
 only). For a model trained without masks no style is seen; its gaps are given against ``classic``
 for reference. The spread is max minus min over the masked styles. ``WORK/cross_style-tta_<--tta>.json``
 gets everything.
@@ -43,6 +43,12 @@ from fer_models.metrics import style_gap  # noqa: E402
 
 SUBSET = "PrivateTest"
 REFERENCE = "classic"
+
+
+def eval_name(model: str, index: dict) -> str:
+    """The report folder of a model: its shipped name, or ``<folder>-<file stem>`` for a checkpoint file
+    (two runs' ``best.pt`` must not share one)."""
+    return model if model in index else f"{Path(model).resolve().parent.name}-{Path(model).stem}"
 
 
 def pct(x: float) -> str:
@@ -80,6 +86,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads and build jobs")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--limit", type=int, default=None, help="only the first N PrivateTest rows (a quick try)")
+    ap.add_argument("--per-class", action="store_true",
+                    help="also a table per model: each emotion's recall (%%) on the unmasked rows and each style")
     args = ap.parse_args()
 
     import torch
@@ -170,7 +178,7 @@ def main() -> None:
         scores[model] = {}
         for name, data in datasets.items():
             t = time.perf_counter()
-            out = work / "eval" / Path(model).stem / tta / name
+            out = work / "eval" / eval_name(model, index) / tta / name
             # a score is kept when the same weights, data bytes, TTA and placement made it
             key = {"checkpoint_sha256": meta[model]["sha256"], "data_sha256": data_sha[name], "tta": tta,
                    "device": str(placement.device), "amp": placement.amp}
@@ -184,6 +192,7 @@ def main() -> None:
                                              batch_size=args.batch_size, amp=args.amp, device=args.device, tta=tta)
                 key_file.write_text(json.dumps(key, indent=2) + "\n", encoding="utf-8")
             scores[model][name] = {"accuracy": report["accuracy"], "macro_f1": report["macro"]["f1"],
+                                   "recall": {c: v["recall"] for c, v in report["per_class"].items()},
                                    "n": report["n"], "kept": kept, "seconds": round(time.perf_counter() - t, 1)}
         print(f"scored {model} ({config.model}, TTA {tta}, sha256 {meta[model]['sha256'][:12]}...): "
               + ", ".join(f"{k} {pct(v['accuracy'])} ({'kept' if v['kept'] else str(v['seconds']) + ' s'})"
@@ -221,6 +230,15 @@ def main() -> None:
                  for s in styles]
         print(f"| `{model}` | {label} ({pct(ref)}) | " + " | ".join(cells)
               + (f" | {signed(gaps[model]['mean_unseen'])} | {signed(gaps[model]['worst_unseen'])} |" if gap else " | | |"))
+
+    if args.per_class:
+        for model in models:
+            names = list(scores[model]["unmasked"]["recall"])
+            print(f"\nRecall per emotion (%), `{model}` ({meta[model]['tta']}):\n")
+            print("| data | " + " | ".join(names) + " | accuracy |")
+            print("|---|" + "--:|" * (len(names) + 1))
+            for name, v in scores[model].items():
+                print(f"| {name} | " + " | ".join(pct(v["recall"][c]) for c in names) + f" | {pct(v['accuracy'])} |")
 
     print()
     for model in models:

@@ -87,6 +87,10 @@ def _flat_hard(u: np.ndarray) -> StyleParams:
                        pattern="plain", feather=0.0, hardness=1.0)
 
 
+def _unlit(u: np.ndarray) -> StyleParams:  # noqa: ARG001 (no draws: classic with the face's light taken away)
+    return StyleParams(lighting=0.0)
+
+
 def _rigid(warp: str) -> Callable[[np.ndarray], StyleParams]:
     def sample(u: np.ndarray) -> StyleParams:
         if warp == "homography":   # the other generator's look: rigid picture, flat tint in gray, hard edges
@@ -150,6 +154,8 @@ STYLES: dict[str, Style] = {s.name: s for s in (
           _feathered_halo),
     Style("jittered", "placement jitter (shift, rotation, size), pleat contrast and fabric grain varied; adds "
           "the extra artwork", _jittered, artwork=True),
+    Style("unlit", "classic without the face-lit shading: the same mask, placement, pleats and edge, its tone "
+          "not lit by the face under it (what the shading shows of the covered face)", _unlit),
     Style("mixed", "every knob above at random (warp, tint, print, light, edges, halo, jitter); adds the extra "
           "artwork", _mixed, artwork=True),
 )}

@@ -44,11 +44,12 @@ def faces(csv: Path | None, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, table.images[rows]
 
 
-def style_sheet(row_ids: np.ndarray, images: np.ndarray, styles: list[str], seed: int) -> np.ndarray:
-    """(H, W) uint8 sheet: per row the original then the row masked in each style, names on top."""
+def style_sheet(row_ids: np.ndarray, images: np.ndarray, styles: list[str], seed: int, diff: int = 0) -> np.ndarray:
+    """(H, W) uint8 sheet: per row the original then the row masked in each style, names on top;
+    ``diff`` > 0 adds a last column: the absolute difference of the first two styles, times ``diff``."""
     detector = get_detector()
     cell = images.shape[1] * SCALE
-    cols = ["original", *styles]
+    cols = ["original", *styles] + ([f"|{styles[0]} - {styles[1]}| x{diff}"] if diff else [])
     sheet = np.full((HEADER + cell * len(images), cell * len(cols)), 255, np.uint8)
     for c, name in enumerate(cols):
         cv2.putText(sheet, name, (c * cell + 3, HEADER - 7), cv2.FONT_HERSHEY_SIMPLEX, FONT, 0, 1, cv2.LINE_AA)
@@ -56,6 +57,8 @@ def style_sheet(row_ids: np.ndarray, images: np.ndarray, styles: list[str], seed
         marks = detector.for_crop(image, key=int(row_id))
         cells = [image] + [mask_face(image, int(row_id), BuildConfig(seed=seed, styles=(style,)), marks=marks).image
                            for style in styles]
+        if diff:
+            cells.append(np.clip(np.abs(cells[1].astype(int) - cells[2]) * diff, 0, 255).astype(np.uint8))
         for c, picture in enumerate(cells):
             big = cv2.resize(picture, (cell, cell), interpolation=cv2.INTER_NEAREST)
             sheet[HEADER + r * cell:HEADER + (r + 1) * cell, c * cell:(c + 1) * cell] = big
@@ -68,11 +71,15 @@ def main() -> None:
     ap.add_argument("-n", "--rows", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--styles", default=",".join(list_styles()), help="comma-separated [default: every style]")
+    ap.add_argument("--diff", type=int, default=0, metavar="K",
+                    help="add a column: |first style - second style| x K (e.g. --styles classic,unlit --diff 4)")
     ap.add_argument("-o", "--output", type=Path, default=Path("mask_styles.png"))
     args = ap.parse_args()
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    if args.diff < 0 or (args.diff and len(styles) < 2):
+        ap.error("--diff needs K >= 1 and at least two --styles")
     row_ids, images = faces(args.csv, args.rows, args.seed)
-    write_image(args.output, style_sheet(row_ids, images, styles, args.seed))
+    write_image(args.output, style_sheet(row_ids, images, styles, args.seed, args.diff))
     print(f"wrote {args.output} ({len(images)} faces x {len(styles)} styles)")
 
 

@@ -148,6 +148,24 @@ def test_styles_look_different_from_classic(faces):
         assert np.mean(diffs) > 1.0, (style, diffs)
 
 
+def test_classic_shading_shows_the_covered_face_and_unlit_does_not(faces):
+    """Change only the face under the mask (a dark open mouth): where the mask is opaque, a classic mask's
+    pixels change with it (its shading is the face's blurred luminance), an ``unlit`` mask's do not."""
+    gray, pts = faces["synthetic"]
+    mouth = gray.copy()
+    cv2.fillPoly(mouth, [np.round(pts[48:60] + [0, 2]).astype(np.int32)], 10)   # a wide-open, dark mouth
+    for seed in SEEDS:
+        changed = {}
+        for style in ("classic", "unlit"):
+            before, alpha, *_ = mask_with_landmarks(gray, pts, np.random.default_rng([seed, 2]), styles=[style])
+            after, alpha2, *_ = mask_with_landmarks(mouth, pts, np.random.default_rng([seed, 2]), styles=[style])
+            np.testing.assert_array_equal(alpha, alpha2)
+            opaque = alpha > 0.999
+            assert opaque.sum() > 100
+            changed[style] = np.abs(before.astype(int) - after)[opaque].max()
+        assert changed["classic"] >= 3 and changed["unlit"] == 0, (seed, changed)
+
+
 # ------------------------------------------------------------------------------------------ default bytes
 def test_default_and_classic_style_sets_draw_exactly_todays_bytes(faces):
     for face, (image, pts) in faces.items():
