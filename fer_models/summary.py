@@ -189,8 +189,9 @@ def format_table(rows: Sequence[ModelCost]) -> str:
     return "\n".join(lines)
 
 
-def machine_description() -> str:
-    """CPU model, logical CPU count, torch version and intra-op threads."""
+def machine_description(threads: int | None = None) -> str:
+    """CPU model, logical CPU count, torch version and intra-op threads (``threads`` if given: the
+    number the work described ran with, else this process's)."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -202,7 +203,7 @@ def machine_description() -> str:
                 break
     return (
         f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} intra-op threads"
+        f"{threads or torch.get_num_threads()} intra-op thread{'s' if (threads or torch.get_num_threads()) != 1 else ''}"
     )
 
 

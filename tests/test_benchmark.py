@@ -179,6 +179,9 @@ def test_parallel_runs_give_the_same_tables(smoke_grid: tuple, tmp_path: Path) -
         assert ours["scores"] == theirs["scores"], run.id
         assert ours["torch_threads"] == theirs["torch_threads"] == threads
     assert set(bm.load_records(done["records"])) == {r.id for r in bm.grid(["2"])}
+    plural = "s" if threads != 1 else ""
+    assert f"{threads} intra-op thread{plural} per run, 2 runs at a time." in done["path"].read_text()
+
     def table2(markdown: str) -> list[str]:
         return [row for row in _table_rows(markdown) if row.split("|")[1].strip() in bm.DATASETS]
 

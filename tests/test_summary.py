@@ -134,7 +134,7 @@ def test_cli_summary_writes_section(tmp_path: Path, restore_threads: None) -> No
     text = out.read_text()
     assert text.count(SECTION_HEADING + "\n") == 1
     assert "fer-models summary --models mini_xception --threads 1 --repeats 1" in text
-    assert "1 intra-op threads" in text and "2 FLOPs" in text
+    assert "1 intra-op thread." in text and "2 FLOPs" in text
     assert "## Accuracy" in text and "old table" not in text
     assert "\nQuiet machine.\n" in text and "--note 'Quiet machine.'" in text
 

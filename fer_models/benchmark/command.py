@@ -16,7 +16,8 @@ from typing import Any
 
 from fer_models.benchmark.plot import plot_tables
 from fer_models.benchmark.report import beside_budget, render_tables
-from fer_models.benchmark.runner import GridContext, load_records, model_costs, param_count, run_grid
+from fer_models.benchmark.runner import (GridContext, load_records, model_costs, param_count, run_grid,
+                                         run_threads)
 from fer_models.benchmark.spec import BUDGETS, TABLE1_MODELS, TABLES, datasets_needed, grid
 from fer_models.config import RECIPES
 
@@ -100,7 +101,8 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
             tmp.write_text(json.dumps(costs, indent=2) + "\n")
     plot = plot_tables(results, write_path.with_suffix(".png"))
     meta = {"command": command, "budget": budget, "recipe": recipe, "sha256": ctx.sha256,
-            "machine": machine_description(), "plot": plot.name if plot is not None else None,
+            "machine": machine_description(run_threads(threads, parallel)) + (f" per run, {parallel} runs at a time" if parallel > 1 else ""),
+            "plot": plot.name if plot is not None else None,
             "beside": f"`{beside}`"}
     text = render_tables(results, costs, meta, tables, beside=beside_runs)
     with atomic_write(write_path) as tmp:

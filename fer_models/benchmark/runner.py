@@ -388,6 +388,16 @@ def run_grid(ctx: GridContext, tables: Iterable[str] = TABLES, echo: Callable[[s
 _WORKER_CTX: list[GridContext] = []
 
 
+def run_threads(threads: int | None, parallel: int) -> int | None:
+    """Torch threads of each run: ``threads`` if given; with ``parallel`` > 1, this process's divided by
+    ``parallel`` (at least 1); else None (one run at a time in this process, its own thread count)."""
+    import torch
+
+    if threads is not None or parallel <= 1:
+        return threads
+    return max(1, torch.get_num_threads() // parallel)
+
+
 def _worker_start(ctx: GridContext, threads: int) -> None:
     """Initializer of a worker process: its torch threads, its context; Ctrl-C ignored while idle."""
     import signal
@@ -428,10 +438,8 @@ def _run_parallel(ctx: GridContext, todo: Sequence[Run], parallel: int,
     import signal
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
-    import torch
-
     workers = min(parallel, len(todo))
-    threads = ctx.threads or max(1, torch.get_num_threads() // parallel)
+    threads = run_threads(ctx.threads, parallel)
     spawn = multiprocessing.get_context("spawn")
     others = set(multiprocessing.active_children())  # children not of this pool are left alone
     spec = replace(ctx, threads=threads, _data={}, _duplicates={})  # without this process's caches
