@@ -201,10 +201,8 @@ def machine_description(threads: int | None = None) -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-        f"{threads or torch.get_num_threads()} intra-op thread{'s' if (threads or torch.get_num_threads()) != 1 else ''}"
-    )
+    n = threads or torch.get_num_threads()
+    return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {n} intra-op thread{'s' * (n != 1)}"
 
 
 def render_section(

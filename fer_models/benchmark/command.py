@@ -100,9 +100,10 @@ def benchmark(paths: dict[str, str], out: str | Path, budget: str = "cpu", recip
         with atomic_write(cost_path) as tmp:
             tmp.write_text(json.dumps(costs, indent=2) + "\n")
     plot = plot_tables(results, write_path.with_suffix(".png"))
+    machine = machine_description(run_threads(threads, parallel)) + (
+        f" per run, {parallel} runs at a time" if parallel > 1 else "")
     meta = {"command": command, "budget": budget, "recipe": recipe, "sha256": ctx.sha256,
-            "machine": machine_description(run_threads(threads, parallel)) + (f" per run, {parallel} runs at a time" if parallel > 1 else ""),
-            "plot": plot.name if plot is not None else None,
+            "machine": machine, "plot": plot.name if plot is not None else None,
             "beside": f"`{beside}`"}
     text = render_tables(results, costs, meta, tables, beside=beside_runs)
     with atomic_write(write_path) as tmp:
