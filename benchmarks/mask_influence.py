@@ -25,10 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def influence(model, images, labels, region, batch: int = 256) -> dict[str, float]:  # noqa: ANN001
     """Accuracy with and without the region's evidence, changed predictions, mean KL (float32, CPU)."""
     import torch
-    import torch.nn.functional as F
 
     from fer_models.data import to_float
-    from fer_models.twins import without_region
+    from fer_models.twins import region_kl, without_region
 
     hits = hits_without = changed = 0
     kl_sum = 0.0
@@ -42,8 +41,7 @@ def influence(model, images, labels, region, batch: int = 256) -> dict[str, floa
             hits += int((pred == y).sum())
             hits_without += int((pred_without == y).sum())
             changed += int((pred != pred_without).sum())
-            log_p, log_q = F.log_softmax(logits, 1), F.log_softmax(without, 1)
-            kl_sum += float((log_p.exp() * (log_p - log_q)).sum())
+            kl_sum += float(region_kl(logits, without).sum())
     n = len(labels)
     return {"accuracy": hits / n, "accuracy_without_region": hits_without / n, "changed": changed / n,
             "kl": kl_sum / n, "faces": n}

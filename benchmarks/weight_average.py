@@ -34,6 +34,14 @@ def average(a: dict, b: dict, share: float) -> dict:
     return out
 
 
+def flip_accuracy(model, data, rows, placement) -> float:  # noqa: ANN001
+    """Accuracy (%) with flip TTA on ``rows`` of ``data`` (all rows if None)."""
+    from fer_models.inference import evaluate
+
+    images, labels = (data.images, data.labels) if rows is None else (data.images[rows], data.labels[rows])
+    return 100 * evaluate(model, images, labels, placement=placement, tta="flip")["acc"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--a", required=True, help="checkpoint or shipped name (share 0)")
@@ -57,7 +65,6 @@ def main() -> None:
     from fer_models.checkpoint import load_checkpoint, load_model
     from fer_models.data import load_dataset, split_indices
     from fer_models.device import cpu_capability, resolve
-    from fer_models.inference import evaluate
 
     torch.set_num_threads(args.threads)
     a, b = load_checkpoint(args.a), load_checkpoint(args.b)
@@ -67,22 +74,17 @@ def main() -> None:
     print(f"# weight averages, {platform.processor() or platform.machine()}, torch CPU capability {cpu_capability()}, "
           f"{placement.describe()}, {args.threads} thread(s)")
     data = {"unmasked": load_dataset(args.fer), "classic": load_dataset(args.smfer), "multi": load_dataset(args.multi)}
-    rows = split_indices(data["unmasked"], "usage")
+    rows = {k: torch.from_numpy(v) for k, v in split_indices(data["unmasked"], "usage").items()}
     unseen = load_dataset(args.unseen)
     print()
     print("| share of B | PublicTest mean | FER2013 | SMFER2013 | multi-style rows | unseen style |")
     print("|--:|--:|--:|--:|--:|--:|")
     for share in shares:
         model, _ = load_model(dataclasses.replace(a, model=average(a.model, b.model, share)), placement)
-
-        def acc(d, idx=None):
-            images, labels = (d.images, d.labels) if idx is None else (d.images[idx], d.labels[idx])
-            return 100 * evaluate(model, images, labels, placement=placement, tta="flip")["acc"]
-
-        val = {k: acc(d, torch.from_numpy(rows["val"])) for k, d in data.items()}
-        test = {k: acc(d, torch.from_numpy(rows["test"])) for k, d in data.items()}
+        val = {k: flip_accuracy(model, d, rows["val"], placement) for k, d in data.items()}
+        test = {k: flip_accuracy(model, d, rows["test"], placement) for k, d in data.items()}
         print(f"| {share:g} | {sum(val.values()) / len(val):.2f} | {test['unmasked']:.2f} | {test['classic']:.2f} | "
-              f"{test['multi']:.2f} | {acc(unseen):.2f} |", flush=True)
+              f"{test['multi']:.2f} | {flip_accuracy(model, unseen, None, placement):.2f} |", flush=True)
 
 
 if __name__ == "__main__":

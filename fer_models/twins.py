@@ -215,15 +215,19 @@ def without_region(class_map: torch.Tensor, bias: torch.Tensor | None, region: t
     return logits, logits - (evidence * r).mean(dim=(2, 3)), r
 
 
-def mask_evidence(class_map: torch.Tensor, bias: torch.Tensor | None, region: torch.Tensor) -> torch.Tensor:
-    """Mean KL(p || q) over the images that have a region; a 0-dim tensor, differentiable.
+def region_kl(logits: torch.Tensor, without: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) per image (N,): ``p`` the softmax of ``logits``, ``q`` that of ``without``
+    (:func:`without_region`'s two outputs)."""
+    log_p, log_q = F.log_softmax(logits, 1), F.log_softmax(without, 1)
+    return (log_p.exp() * (log_p - log_q)).sum(1)
 
-    ``p``: the softmax of the logits; ``q``: the same without the region's part
-    (:func:`without_region`, same arguments). Images without a region count 0.
+
+def mask_evidence(class_map: torch.Tensor, bias: torch.Tensor | None, region: torch.Tensor) -> torch.Tensor:
+    """Mean :func:`region_kl` over the images that have a region; a 0-dim tensor, differentiable.
+    Arguments as :func:`without_region`; images without a region count 0.
     """
     logits, without, r = without_region(class_map, bias, region)
-    log_p, log_q = F.log_softmax(logits, 1), F.log_softmax(without, 1)
-    kl = (log_p.exp() * (log_p - log_q)).sum(1)
+    kl = region_kl(logits, without)
     has = (r.sum(dim=(1, 2, 3)) > 0).float()
     return (kl * has).sum() / has.sum().clamp(min=1.0)
 
@@ -236,4 +240,4 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
 
 
 __all__ = ["REGION_DIFF", "TwinBatchSource", "Twins", "blank_below", "cam_share", "distill_loss", "load_twins", "mask_evidence", "mask_region",
-           "mask_top", "refill_region", "twin_batch", "without_region"]
+           "mask_top", "refill_region", "region_kl", "twin_batch", "without_region"]
