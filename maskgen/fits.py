@@ -29,7 +29,7 @@ from maskgen.points import (
 )
 from maskgen.templates import PATTERNS
 
-__all__ = ["FITS", "FIT_RULES", "WARPS", "Fit", "MaskParams", "QAFlags", "StyleParams", "check_fit_probs", "fit_points",
+__all__ = ["FITS", "FIT_RULES", "LIGHT_SOURCES", "WARPS", "Fit", "MaskParams", "QAFlags", "StyleParams", "check_fit_probs", "fit_points",
            "get_fit", "sample_params"]
 
 EYES = LANDMARK_GROUPS["eyes"]
@@ -207,6 +207,9 @@ WIDTH_JITTER = 0.04          # +- relative width change
 #: look); ``similarity`` / ``homography`` = the whole picture moved rigidly, by the similarity or homography that
 #: best fits the anchors (least squares), so it does not follow the jaw
 WARPS = ("landmark", "similarity", "homography")
+#: where a lit mask reads its light (:attr:`StyleParams.light_from`): ``face`` = the face under the mask (classic),
+#: ``visible`` = only the face the mask leaves uncovered
+LIGHT_SOURCES = ("face", "visible")
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,9 @@ class StyleParams:
         (clockwise in the image); scale: size factor. All about the anchors' centroid.
     lighting: 0 = flat tint (no light taken from the face), 1 = classic face-lit shading; grain: factor on
         the fabric noise.
+    light_from: where that light is read: ``face`` (classic: the blurred luminance of the face under the mask,
+        which shows some of the covered face) or ``visible`` (a smooth field fitted to the face the mask leaves
+        uncovered around it: nothing under the mask shows through); see :data:`LIGHT_SOURCES`.
     detail: the artwork's own pleats, seams and shading: 0 = flat tint, 1 = as drawn, > 1 = more contrast.
     tone, tone2, color, color2: replace the template colour's gray tone / RGB (None: keep the sampled ones).
     pattern: printed pattern replacing the sampled one (tintable masks; None: keep).
@@ -236,6 +242,7 @@ class StyleParams:
     rotate: float = 0.0
     scale: float = 1.0
     lighting: float = 1.0
+    light_from: str = "face"
     grain: float = 1.0
     detail: float = 1.0
     tone: float | None = None
@@ -253,6 +260,8 @@ class StyleParams:
     def __post_init__(self) -> None:
         if self.warp not in WARPS:
             raise ValueError(f"unknown warp {self.warp!r}; valid: {', '.join(WARPS)}")
+        if self.light_from not in LIGHT_SOURCES:
+            raise ValueError(f"unknown light source {self.light_from!r}; valid: {', '.join(LIGHT_SOURCES)}")
         if self.pattern is not None and self.pattern not in PATTERNS:
             raise ValueError(f"unknown pattern {self.pattern!r}; valid: {', '.join(PATTERNS)}")
         if not (self.scale > 0 and 0 <= self.lighting <= 1 and self.detail >= 0 and 0 <= self.hardness <= 1
@@ -260,8 +269,10 @@ class StyleParams:
             raise ValueError(f"style parameters out of range: {self}")
 
     def to_dict(self) -> dict:
-        """JSON-able dict (floats rounded to 4 digits; None kept)."""
-        return {k: _rounded(getattr(self, k)) for k in self.__dataclass_fields__}
+        """JSON-able dict (floats rounded to 4 digits; None kept). ``light_from`` only when it is not the
+        classic ``face``, so the sidecars of styles made before it existed keep their bytes."""
+        return {k: _rounded(getattr(self, k)) for k in self.__dataclass_fields__
+                if not (k == "light_from" and self.light_from == "face")}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "StyleParams":

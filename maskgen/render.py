@@ -30,7 +30,7 @@ import numpy as np
 
 from maskgen.fits import MaskParams, StyleParams, fit_points
 from maskgen.imageops import LUMA_WEIGHTS, check_image
-from maskgen.points import CHIN, MUST_COVER, NOSE_TOP, check_points
+from maskgen.points import CHIN, LANDMARK_GROUPS, MUST_COVER, NOSE_TOP, check_points
 from maskgen.templates import MaskTemplate
 
 #: supersampling factor of the render canvas (lowered for big masks so the canvas stays <= MAX_CANVAS_SIDE)
@@ -43,6 +43,16 @@ SKIN_ALBEDO = 0.5
 EXPOSURE_RANGE = (0.2, 1.9)
 SHADE_SIGMA = 0.12          # of the face height (nose top to chin)
 SHADE_RANGE = (0.55, 1.5)
+#: light from the visible face only (``light_from="visible"``): pixels with any coverage (above VISIBLE_ALPHA = 0)
+#: count as covered; a plane is fitted to the luminance of the uncovered skin (the landmarks' hull without the
+#: eyes) within VISIBLE_RING face heights of them,
+#: its slopes held towards flat by VISIBLE_RIDGE (a fraction of the ring's weight); fewer than VISIBLE_MIN
+#: ring pixels: no shading, exposure from the reference albedo
+VISIBLE_ALPHA = 0.0
+VISIBLE_RING = 0.25
+VISIBLE_RIDGE = 0.02
+VISIBLE_MIN = 12
+EYE_MARGIN = 0.05           # the eyes (grown by this many face heights) are not skin for that fit
 KNEE = 0.7                  # values above this roll off softly towards 1
 EXPOSURE_GAMMA = 0.75       # exposure = (mean luminance / SKIN_ALBEDO) ** this (bright faces: less blown out)
 #: the template pyramid stops at this many pixels wide
@@ -268,6 +278,55 @@ def _halo(a: np.ndarray, look: StyleParams, face_h: float) -> np.ndarray:
     return (abs(look.halo) * np.clip(2.0 * spread, 0.0, 1.0) * (1.0 - a)).astype(np.float32)
 
 
+def _skin(points: np.ndarray, origin: tuple[int, int], shape: tuple[int, ...], face_h: float) -> np.ndarray:
+    """(h, w) uint8, 1 on the face's skin as the landmarks outline it in a crop starting at ``origin`` (x, y):
+    the convex hull of the 68 points without the eyes (grown by :data:`EYE_MARGIN` face heights)."""
+    shift = np.asarray(origin, np.float64)
+    skin = np.zeros(shape[:2], np.uint8)
+    hull = cv2.convexHull(np.round((points - shift) * 16).astype(np.int32))
+    cv2.fillConvexPoly(skin, hull, 1, cv2.LINE_8, 4)
+    eyes = np.zeros_like(skin)
+    for group in ("right_eye", "left_eye"):
+        cv2.fillConvexPoly(eyes, np.round((points[LANDMARK_GROUPS[group]] - shift) * 16).astype(np.int32), 1,
+                           cv2.LINE_8, 4)
+    grow = 2 * int(np.ceil(EYE_MARGIN * face_h)) + 1
+    eyes = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    return skin & (1 - eyes)
+
+
+def _visible_light(lum: np.ndarray, a: np.ndarray, offset: tuple[int, int], face_h: float,
+                   skin: np.ndarray) -> np.ndarray:
+    """The face's light over the mask's box from the skin the mask leaves uncovered, only.
+
+    ``lum``: luminance in [0, 1] of the box grown by a margin; ``a``: the mask's coverage in the box, which
+    starts at ``offset`` (x, y) in ``lum``; ``skin``: :func:`_skin` on ``lum``'s grid. A plane (least
+    squares, slopes held towards flat by :data:`VISIBLE_RIDGE`) is fitted to the uncovered skin pixels
+    within :data:`VISIBLE_RING` face heights of the covered ones (all uncovered pixels there when the skin
+    gives fewer than :data:`VISIBLE_MIN`) and evaluated over the box: a side light or a dark scene carries
+    over, while no pixel under the mask enters (changing them leaves the result unchanged).
+    """
+    ox, oy = offset
+    h, w = a.shape
+    covered = np.zeros(lum.shape, np.uint8)
+    covered[oy:oy + h, ox:ox + w] = a > VISIBLE_ALPHA
+    dist = cv2.distanceTransform(1 - covered, cv2.DIST_L2, 5)
+    ring = (covered == 0) & (dist <= VISIBLE_RING * face_h)
+    ys, xs = np.nonzero(ring & (skin > 0))
+    if len(ys) < VISIBLE_MIN:
+        ys, xs = np.nonzero(ring)
+    if len(ys) < VISIBLE_MIN:
+        return np.full(a.shape, SKIN_ALBEDO, np.float32)
+    cx, cy = ox + (w - 1) / 2.0, oy + (h - 1) / 2.0
+    design = np.stack([np.ones(len(xs)), (xs - cx) / face_h, (ys - cy) / face_h], axis=1)
+    target = lum[ys, xs].astype(np.float64)
+    normal = design.T @ design + np.diag([0.0, 1.0, 1.0]) * (VISIBLE_RIDGE * len(xs))
+    c = np.linalg.solve(normal, design.T @ target)
+    gx = (np.arange(w) + ox - cx) / face_h
+    gy = (np.arange(h) + oy - cy) / face_h
+    plane = c[0] + c[1] * gx[None, :] + c[2] * gy[:, None]
+    return np.clip(plane, 0.02, 1.0).astype(np.float32)
+
+
 def _soft_knee(v: np.ndarray) -> np.ndarray:
     """Identity below KNEE, smooth exponential roll-off towards 1 above (C1-continuous)."""
     room = 1.0 - KNEE
@@ -355,7 +414,7 @@ def render_mask(image: np.ndarray, points: np.ndarray, template: MaskTemplate,
     if small.ndim == 2:
         small = small[..., None]
     a = np.clip(small[..., -1], 0.0, 1.0)
-    return _finish(image, params, prep, small, a, (x0, y0, x1, y1), face_h, out, alpha_full)
+    return _finish(image, points, params, prep, small, a, (x0, y0, x1, y1), face_h, out, alpha_full)
 
 
 def _landmark_maps(prep: PreparedTemplate, dst_ss: np.ndarray, tri: np.ndarray, src_l: np.ndarray, bw: int,
@@ -387,7 +446,7 @@ def _landmark_maps(prep: PreparedTemplate, dst_ss: np.ndarray, tri: np.ndarray, 
     return np.ascontiguousarray(maps[..., 0]), np.ascontiguousarray(maps[..., 1])
 
 
-def _finish(image: np.ndarray, params: MaskParams, prep: PreparedTemplate, small: np.ndarray,
+def _finish(image: np.ndarray, points: np.ndarray, params: MaskParams, prep: PreparedTemplate, small: np.ndarray,
             a: np.ndarray, box: tuple[int, int, int, int], face_h: float, out: np.ndarray,
             alpha_full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Tint, light and blend the warped layers ``small`` (h, w, C) with coverage ``a`` into ``box`` of ``out``."""
@@ -415,17 +474,23 @@ def _finish(image: np.ndarray, params: MaskParams, prep: PreparedTemplate, small
             luma = premult @ _LUMA32
             premult = np.repeat(luma[..., None], 3, axis=2)
 
-    # light from the face: exposure (mean luminance under the mask) and shading (blurred luminance)
+    # light from the face: exposure (mean luminance under the mask) and shading (blurred luminance under it,
+    # or, light_from="visible", a plane fitted to the uncovered face around it)
+    wsum = float(a.sum())
+    if wsum < 1e-6:
+        return out, alpha_full
+    visible = look is not None and look.light_from == "visible"
     sigma = max(0.8, SHADE_SIGMA * face_h)
-    pad = int(np.ceil(3 * sigma))
+    pad = int(np.ceil(VISIBLE_RING * face_h)) + 1 if visible else int(np.ceil(3 * sigma))
     px0, py0 = max(0, x0 - pad), max(0, y0 - pad)
     px1, py1 = min(W_img, x1 + pad), min(H_img, y1 + pad)
     crop = image[py0:py1, px0:px1]
     lum = crop.astype(np.float32) if gray_out else cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    blur = cv2.GaussianBlur(lum / 255.0, (0, 0), sigma)[y0 - py0:y1 - py0, x0 - px0:x1 - px0]
-    wsum = float(a.sum())
-    if wsum < 1e-6:
-        return out, alpha_full
+    if visible:
+        blur = _visible_light(lum / 255.0, a, (x0 - px0, y0 - py0), face_h, _skin(points, (px0, py0), lum.shape,
+                                                                                  face_h))
+    else:
+        blur = cv2.GaussianBlur(lum / 255.0, (0, 0), sigma)[y0 - py0:y1 - py0, x0 - px0:x1 - px0]
     mean_lum = float((blur * a).sum() / wsum)
     exposure = float(np.clip(mean_lum / SKIN_ALBEDO, *EXPOSURE_RANGE)) ** EXPOSURE_GAMMA
     shade = np.clip(blur / max(mean_lum, 1e-3), *SHADE_RANGE) ** params.shading

@@ -91,6 +91,10 @@ def _unlit(u: np.ndarray) -> StyleParams:  # noqa: ARG001 (no draws: classic wit
     return StyleParams(lighting=0.0)
 
 
+def _visible_lit(u: np.ndarray) -> StyleParams:  # noqa: ARG001 (no draws: classic lit by the visible face only)
+    return StyleParams(light_from="visible")
+
+
 def _rigid(warp: str) -> Callable[[np.ndarray], StyleParams]:
     def sample(u: np.ndarray) -> StyleParams:
         if warp == "homography":   # the other generator's look: rigid picture, flat tint in gray, hard edges
@@ -156,6 +160,8 @@ STYLES: dict[str, Style] = {s.name: s for s in (
           "the extra artwork", _jittered, artwork=True),
     Style("unlit", "classic without the face-lit shading: the same mask, placement, pleats and edge, its tone "
           "not lit by the face under it (what the shading shows of the covered face)", _unlit),
+    Style("visible_lit", "classic lit by the face the mask leaves uncovered (a smooth field fitted around it), "
+          "not by the face under it: the lit look without showing the covered face", _visible_lit),
     Style("mixed", "every knob above at random (warp, tint, print, light, edges, halo, jitter); adds the extra "
           "artwork", _mixed, artwork=True),
 )}

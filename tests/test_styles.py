@@ -81,7 +81,7 @@ def test_style_params_validate_and_round_trip():
     assert d["style"] == "mixed" and d["look"]["warp"] == "homography" and MaskParams.from_dict(d) == p
     assert "style" not in MaskParams(mask="cloth").to_dict() and "look" not in MaskParams(mask="cloth").to_dict()
     assert MaskParams.from_dict(MaskParams(mask="cloth", style="classic").to_dict()).style == "classic"
-    for bad in (dict(warp="bent"), dict(pattern="paisley"), dict(lighting=2.0), dict(hardness=-1.0), dict(scale=0.0),
+    for bad in (dict(warp="bent"), dict(light_from="mouth"), dict(pattern="paisley"), dict(lighting=2.0), dict(hardness=-1.0), dict(scale=0.0),
                 dict(halo=1.5), dict(feather=-0.1)):
         with pytest.raises(ValueError):
             StyleParams(**bad)
@@ -150,20 +150,67 @@ def test_styles_look_different_from_classic(faces):
 
 def test_classic_shading_shows_the_covered_face_and_unlit_does_not(faces):
     """Change only the face under the mask (a dark open mouth): where the mask is opaque, a classic mask's
-    pixels change with it (its shading is the face's blurred luminance), an ``unlit`` mask's do not."""
+    pixels change with it (its shading is the face's blurred luminance), an ``unlit`` or ``visible_lit``
+    mask's do not."""
     gray, pts = faces["synthetic"]
     mouth = gray.copy()
     cv2.fillPoly(mouth, [np.round(pts[48:60] + [0, 2]).astype(np.int32)], 10)   # a wide-open, dark mouth
     for seed in SEEDS:
         changed = {}
-        for style in ("classic", "unlit"):
+        for style in ("classic", "unlit", "visible_lit"):
             before, alpha, *_ = mask_with_landmarks(gray, pts, np.random.default_rng([seed, 2]), styles=[style])
             after, alpha2, *_ = mask_with_landmarks(mouth, pts, np.random.default_rng([seed, 2]), styles=[style])
             np.testing.assert_array_equal(alpha, alpha2)
             opaque = alpha > 0.999
             assert opaque.sum() > 100
             changed[style] = np.abs(before.astype(int) - after)[opaque].max()
-        assert changed["classic"] >= 3 and changed["unlit"] == 0, (seed, changed)
+        assert changed["classic"] >= 3 and changed["unlit"] == 0 and changed["visible_lit"] == 0, (seed, changed)
+
+
+@pytest.mark.parametrize("face", ["lfw0", "astronaut"])
+def test_visible_lit_reads_nothing_under_the_mask(faces, face):
+    """Replace every pixel the mask covers at all by noise: a ``visible_lit`` mask is the same wherever it is
+    opaque (its light comes from the uncovered face only; 1 grey level of rounding where the 0.1 % of the
+    face still blended in changes); a classic one is not."""
+    image, pts = faces[face]
+    for seed in SEEDS[:4]:
+        out, alpha, *_ = mask_with_landmarks(image, pts, np.random.default_rng([seed, 4]), styles=["visible_lit"],
+                                             color=True)
+        covered = alpha > 0
+        noisy = image.copy()
+        noisy[covered] = np.random.default_rng(seed).integers(0, 256, noisy[covered].shape, dtype=np.uint8)
+        again, alpha2, *_ = mask_with_landmarks(noisy, pts, np.random.default_rng([seed, 4]), styles=["visible_lit"],
+                                                color=True)
+        np.testing.assert_array_equal(alpha, alpha2)
+        opaque = alpha > 0.999
+        assert opaque.sum() > 100
+        assert np.abs(out.astype(int) - again)[opaque].max() <= 1
+        classic, *_ = mask_with_landmarks(image, pts, np.random.default_rng([seed, 4]), color=True)
+        classic2, *_ = mask_with_landmarks(noisy, pts, np.random.default_rng([seed, 4]), color=True)
+        assert np.abs(classic.astype(int) - classic2)[opaque].max() >= 3
+
+
+def test_visible_lit_follows_a_side_light(faces):
+    """Add a side light (brightness ramps 0.45 -> 1 from the image's left to its right): the right half
+    of a ``visible_lit`` mask gains on its left half about as much as a classic mask's does (more than
+    half of it, and at least 3 grey levels), an ``unlit`` mask's not (within rounding)."""
+    gray, pts = faces["lfw0"]
+    ramp = np.linspace(0.45, 1.0, gray.shape[1])[None, :]
+    lit = np.clip(gray * ramp, 0, 255).astype(np.uint8)
+    xs = np.arange(gray.shape[1])[None, :].repeat(gray.shape[0], 0)
+
+    def right_minus_left(image: np.ndarray, style: str, seed: int) -> float:
+        out, alpha, *_ = mask_with_landmarks(image, pts, np.random.default_rng([seed, 6]), styles=[style])
+        opaque = alpha > 0.999
+        cols = np.nonzero(opaque.any(0))[0]
+        mid = (cols.min() + cols.max()) / 2
+        return float(out[opaque & (xs > mid)].mean() - out[opaque & (xs < mid)].mean())
+
+    for seed in SEEDS[:4]:
+        gain = {style: right_minus_left(lit, style, seed) - right_minus_left(gray, style, seed)
+                for style in ("classic", "visible_lit", "unlit")}
+        assert gain["classic"] > 3 and gain["visible_lit"] > max(3.0, 0.5 * gain["classic"]), (seed, gain)
+        assert abs(gain["unlit"]) < 0.5, (seed, gain)   # the 0.1 % of the face blended into "opaque" pixels
 
 
 # ------------------------------------------------------------------------------------------ default bytes
