@@ -43,8 +43,10 @@ import argparse
 import json
 import socket
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -55,10 +57,12 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from fer_models import create_model
-from fer_models.config import TrainConfig
-from fer_models.data import AugmentConfig, augment_batch, to_float
-from fer_models.device import cpu_capability, keep_freed_memory, resolve
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runs from a checkout without an install
+
+from fer_models import create_model  # noqa: E402
+from fer_models.config import TrainConfig  # noqa: E402
+from fer_models.data import AugmentConfig, augment_batch, to_float  # noqa: E402
+from fer_models.device import cpu_capability, keep_freed_memory, resolve  # noqa: E402
 
 SIDE = 48
 NUM_CLASSES = 7
@@ -92,19 +96,24 @@ class NaiveDataset(Dataset):
         return x, int(self.labels[i])
 
 
-def measure(steps: dict[str, Callable[[], None]], warmup: int, n_steps: int, repeats: int) -> dict[str, float]:
+def measure(steps: dict[str, Callable[[], None]], warmup: int, n_steps: int, repeats: int,
+            sync: Callable[[], None] = lambda: None) -> dict[str, float]:
     """Steps/s of each variant: warm each up, then time ``n_steps`` steps per variant, round-robin,
     ``repeats`` times; the median per variant. Interleaving spreads any load from other
-    processes over all variants instead of one."""
+    processes over all variants instead of one. ``sync`` (``torch.cuda.synchronize`` on a GPU) runs
+    before the clock starts and before it stops, not after every step, so the host may run ahead
+    of the device within a timed run as it does in training."""
     for step in steps.values():
         for _ in range(warmup):
             step()
     rates: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(repeats):
         for name, step in steps.items():
+            sync()
             t0 = time.perf_counter()
             for _ in range(n_steps):
                 step()
+            sync()
             rates[name].append(n_steps / (time.perf_counter() - t0))
     return {k: statistics.median(v) for k, v in rates.items()}
 
@@ -248,6 +257,7 @@ def engine_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp:
         engine.step()
         state["i"] += 1
 
+    step.engine = engine  # type: ignore[attr-defined]  (measure_loops checks that the graph was captured)
     return step
 
 
@@ -276,33 +286,29 @@ def measure_loops(name: str, images: np.ndarray, labels: np.ndarray, bs: int, am
     steps = {"naive": naive_step(name, images, labels, bs, device=device),
              "before": before_step(name, images, labels, bs, amp, device),
              "engine": engine_step(name, images, labels, bs, amp, device)}
+    util: dict[str, str] = {}
     if cuda:
         steps["graph"] = engine_step(name, images, labels, bs, amp, device, graph=True)
-        inner = dict(steps)
-        steps = {k: _synced(v) for k, v in inner.items()}
-    util: dict[str, str] = {}
-    if cuda:  # utilization while the graphed step runs alone for a second
-        sampler = threading.Thread(target=lambda: util.__setitem__("graph", gpu_utilization(1.0)))
         for _ in range(warmup):
             steps["graph"]()
-        sampler.start()
-        t_end = time.perf_counter() + 1.2
-        while time.perf_counter() < t_end:
-            inner["graph"]()
         torch.cuda.synchronize()
-        sampler.join()
-    rates = {k: bs * v for k, v in measure(steps, warmup, n_steps, repeats).items()}
+        engine = steps["graph"].engine  # type: ignore[attr-defined]
+        if engine.graph is None:  # capture failed: the column would time the eager step again
+            print(f"  {name}: no graph column: {engine.graph_note}", flush=True)
+            del steps["graph"]
+        else:  # utilization while the graphed step runs alone for a second
+            sampler = threading.Thread(target=lambda: util.__setitem__("graph", gpu_utilization(1.0)))
+            sampler.start()
+            t_end = time.perf_counter() + 1.2
+            while time.perf_counter() < t_end:
+                steps["graph"]()
+            torch.cuda.synchronize()
+            sampler.join()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    rates = {k: bs * v for k, v in measure(steps, warmup, n_steps, repeats, sync).items()}
     if util:
         rates["gpu_util_graph"] = util["graph"]  # type: ignore[assignment]
     return rates
-
-
-def _synced(step: Callable[[], None]) -> Callable[[], None]:
-    """``step`` followed by a device synchronisation (so the wall time counts the GPU's work)."""
-    def run() -> None:
-        step()
-        torch.cuda.synchronize()
-    return run
 
 
 def _free_port() -> int:
@@ -501,6 +507,7 @@ def run_loops(args: argparse.Namespace) -> None:
         row = {"model": name, "batch_size": bs, "device": where, "amp": placement.amp,
                **measure_loops(name, images, labels, bs, placement.amp, str(placement.device), args.warmup,
                                args.steps, args.repeats)}
+        row.setdefault("graph", float("nan"))  # capture failed (said above)
         results.append(row)
         print(f"{name}: " + ", ".join(f"{c} {row[c]:,.0f}" for c in cols) + " images/s"
               + (f"; GPU utilization during the graphed steps {row['gpu_util_graph']}" if "gpu_util_graph" in row

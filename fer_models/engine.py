@@ -294,6 +294,9 @@ class Engine:
         if cuda_graph not in CUDA_GRAPH_CHOICES:
             raise ValueError(f"cuda_graph must be one of {CUDA_GRAPH_CHOICES}, got {cuda_graph!r}")
         dev = placement.device
+        if dev.type == "cuda" and dev.index is not None:
+            # streams, graph capture and the default generator a capture registers are the *current* device's
+            torch.cuda.set_device(dev)
         self.model, self.config, self.placement, self.criterion = model, config, placement, criterion
         self.run_model = run_model if run_model is not None else model
         self.images, self.labels = images, labels
@@ -333,8 +336,17 @@ class Engine:
                 "step": int(self.step_count), "scaler": None if self.scaler is None else self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` into the existing tensors (in place, so a captured graph stays valid)."""
+        """Restore :meth:`state_dict` into the existing tensors (in place, so a captured graph stays valid:
+        ``Optimizer.load_state_dict`` makes new state tensors, so their values are copied back into the old)."""
+        live = {id(p): dict(self.optimizer.state[p]) for group in self.optimizer.param_groups for p in group["params"]}
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                loaded = self.optimizer.state[p]
+                for key, old in live[id(p)].items():
+                    if isinstance(old, torch.Tensor) and isinstance(loaded.get(key), torch.Tensor):
+                        old.copy_(loaded[key])
+                        loaded[key] = old
         if self.ema is not None and state.get("ema_model") is not None:
             self.ema.module.load_state_dict(state["ema_model"])
         self.step_count.fill_(int(state["step"]))
@@ -438,23 +450,37 @@ class Engine:
         return self.placement.device.type == "cuda" and not self.graph_note
 
     def _capture(self) -> None:
-        """Capture :meth:`train_step` in one CUDA graph (after eager warm-up steps on a side stream)."""
+        """Capture :meth:`train_step` in one CUDA graph (after eager warm-up steps on a side stream).
+
+        If capture fails, the engine stays eager and says why in one line (the op that broke the capture,
+        not capture_end's "previous error"). A failed ``capture_end`` leaves the default generator marked as
+        capturing and the capture's stream current; both are put back (``Generator.clone_state`` taken
+        before, ``graphsafe_set_state``). If that is impossible, a RuntimeError says to rerun with
+        ``--cuda-graph off``.
+        """
+        stream = torch.cuda.current_stream()
+        gen_before = self.generator.clone_state()
         try:
             graph = torch.cuda.CUDAGraph()
-            saved = (self.step_count.clone(), self.epoch_step.clone(), self.loss_sum.clone(), self.correct.clone())
             torch.cuda.synchronize()
             with torch.cuda.graph(graph):
                 self.train_step()
-            # capture records the kernels without running them; the counters it "advanced" are restored
-            for t, v in zip((self.step_count, self.epoch_step, self.loss_sum, self.correct), saved):
-                t.copy_(v)
+            # capture records the kernels without running them: nothing of the run state has moved
             self.graph = graph
             self.echo("training step captured in one CUDA graph")
         except Exception as exc:  # noqa: BLE001 (any capture failure means: stay eager, and say why)
-            self.graph_note = f"CUDA graph capture failed, training eagerly: {type(exc).__name__}: " \
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            cause = exc.__context__ if exc.__context__ is not None else exc
+            text = str(cause).splitlines()[0] if str(cause) else ""
+            self.graph_note = f"CUDA graph capture failed, training eagerly: {type(cause).__name__}: {text}"
+            try:
+                torch.cuda.set_stream(stream)
+                self.generator.graphsafe_set_state(gen_before)
+                torch.cuda.synchronize()
+            except Exception as again:  # noqa: BLE001
+                raise RuntimeError(f"CUDA graph capture failed ({type(cause).__name__}: {text}) and the eager "
+                                   f"fallback could not restore the device state ({again}); rerun with "
+                                   f"--cuda-graph off") from cause
             self.echo(self.graph_note)
-            torch.cuda.synchronize()
 
     def _warm_step(self) -> None:
         """An eager step on a side stream (the warm-up CUDA graphs need before capture)."""

@@ -144,13 +144,20 @@ def test_non_finite_loss_is_caught_once_per_epoch_naming_it() -> None:
             engine.run_epoch(epoch)
 
 
-def test_engine_state_round_trip() -> None:
-    a = make_engine()
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_engine_state_round_trip(optimizer: str) -> None:
+    a = make_engine(optimizer=optimizer)
     a.run_epoch(0)
     state = a.state_dict()
-    b = make_engine()
+    b = make_engine(optimizer=optimizer)
     b.model.load_state_dict(a.model.state_dict())
+    live = [t for st in b.optimizer.state.values() for t in st.values() if isinstance(t, torch.Tensor)]
     b.load_state_dict(state)
+    # in place: a CUDA graph captured before the load would keep updating these very tensors
+    after = [t for st in b.optimizer.state.values() for t in st.values() if isinstance(t, torch.Tensor)]
+    assert len(after) == len(live) > 0 and all(x is y for x, y in zip(after, live))
+    ref = [t for st in a.optimizer.state.values() for t in st.values() if isinstance(t, torch.Tensor)]
+    assert all(torch.equal(x, y) for x, y in zip(after, ref))
     assert int(b.step_count) == int(a.step_count) == a.steps_per_epoch
     a.run_epoch(1)
     b.run_epoch(1)
@@ -186,3 +193,28 @@ def test_cuda_graph_replays_the_eager_step() -> None:  # pragma: no cover (no GP
     g, e = graphed.run_epoch(0), eager.run_epoch(0)
     assert graphed.graph is not None and eager.graph is None
     assert g.loss == pytest.approx(e.loss, rel=1e-3) and int(graphed.step_count) == int(eager.step_count)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_failed_capture_falls_back_to_eager() -> None:  # pragma: no cover (no GPU in CI)
+    """A step that reads the host during capture (here one ``.item()``) cannot be captured: the engine says
+    why, puts the default generator and the stream back, and the epoch finishes eagerly."""
+    config = TrainConfig(data="", out="", batch_size=16, epochs=2, amp="none")
+    torch.manual_seed(0)
+    model = create_model("mini_xception_cbam", widths=[8, 16]).cuda().to(memory_format=torch.channels_last)
+    x = torch.randint(0, 256, (160, 1, 48, 48), dtype=torch.uint8, device="cuda")
+    y = torch.randint(0, 7, (160,), device="cuda")
+    lines: list[str] = []
+    engine = Engine(model, config, resolve("cuda", "none"), x, y, nn.CrossEntropyLoss().cuda(), cuda_graph="on",
+                    echo=lines.append)
+    step = engine.train_step
+
+    def syncing_step() -> None:
+        step()
+        engine.loss_sum.item()
+
+    engine.train_step = syncing_step  # type: ignore[method-assign]
+    stats = engine.run_epoch(0)
+    assert engine.graph is None and "capture failed" in engine.graph_note and lines[-1] == engine.graph_note
+    assert math.isfinite(stats.loss) and int(engine.step_count) == engine.steps_per_epoch
+    torch.rand(4, device="cuda")  # the default generator is usable outside a capture again
