@@ -29,8 +29,8 @@ from maskgen.points import (
 )
 from maskgen.templates import PATTERNS
 
-__all__ = ["FITS", "FIT_RULES", "LIGHT_SOURCES", "WARPS", "Fit", "MaskParams", "QAFlags", "StyleParams", "check_fit_probs", "fit_points",
-           "get_fit", "sample_params"]
+__all__ = ["FITS", "FIT_RULES", "LIGHT_SOURCES", "WARPS", "Fit", "MaskParams", "QAFlags", "StyleParams",
+           "check_fit_probs", "fit_points", "get_fit", "sample_params"]
 
 EYES = LANDMARK_GROUPS["eyes"]
 

@@ -162,8 +162,8 @@ STYLES: dict[str, Style] = {s.name: s for s in (
           "not lit by the face under it (what the shading shows of the covered face)", _unlit),
     Style("visible_lit", "classic lit by the face the mask leaves uncovered (a smooth field fitted around it), "
           "not by the face under it: the lit look without showing the covered face", _visible_lit),
-    Style("mixed", "every knob above at random (warp, tint, print, light from the face under the mask, edges, halo, jitter); adds the extra "
-          "artwork", _mixed, artwork=True),
+    Style("mixed", "every knob above at random (warp, tint, print, light from the face under the mask, edges, "
+          "halo, jitter); adds the extra artwork", _mixed, artwork=True),
 )}
 
 

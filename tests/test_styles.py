@@ -81,7 +81,8 @@ def test_style_params_validate_and_round_trip():
     assert d["style"] == "mixed" and d["look"]["warp"] == "homography" and MaskParams.from_dict(d) == p
     assert "style" not in MaskParams(mask="cloth").to_dict() and "look" not in MaskParams(mask="cloth").to_dict()
     assert MaskParams.from_dict(MaskParams(mask="cloth", style="classic").to_dict()).style == "classic"
-    for bad in (dict(warp="bent"), dict(light_from="mouth"), dict(pattern="paisley"), dict(lighting=2.0), dict(hardness=-1.0), dict(scale=0.0),
+    for bad in (dict(warp="bent"), dict(light_from="mouth"),
+                dict(pattern="paisley"), dict(lighting=2.0), dict(hardness=-1.0), dict(scale=0.0),
                 dict(halo=1.5), dict(feather=-0.1)):
         with pytest.raises(ValueError):
             StyleParams(**bad)
