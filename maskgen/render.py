@@ -45,9 +45,8 @@ SHADE_SIGMA = 0.12          # of the face height (nose top to chin)
 SHADE_RANGE = (0.55, 1.5)
 #: light from the visible face only (``light_from="visible"``): pixels with any coverage (above VISIBLE_ALPHA = 0)
 #: count as covered; a plane is fitted to the luminance of the uncovered skin (the landmarks' hull without the
-#: eyes) within VISIBLE_RING face heights of them,
-#: its slopes held towards flat by VISIBLE_RIDGE (a fraction of the ring's weight); fewer than VISIBLE_MIN
-#: ring pixels: no shading, exposure from the reference albedo
+#: eyes) within VISIBLE_RING face heights of them, its slopes held towards flat by VISIBLE_RIDGE (a fraction of
+#: the ring's weight); fewer than VISIBLE_MIN ring pixels: no shading, exposure from the reference albedo
 VISIBLE_ALPHA = 0.0
 VISIBLE_RING = 0.25
 VISIBLE_RIDGE = 0.02
