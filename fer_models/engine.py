@@ -459,7 +459,10 @@ class Engine:
         ``--cuda-graph off``.
         """
         stream = torch.cuda.current_stream()
-        gen_before = self.generator.clone_state()
+        try:
+            gen_before = self.generator.clone_state()   # torch >= 2.4
+        except (AttributeError, RuntimeError):
+            gen_before = None
         try:
             graph = torch.cuda.CUDAGraph()
             torch.cuda.synchronize()
@@ -474,6 +477,8 @@ class Engine:
             self.graph_note = f"CUDA graph capture failed, training eagerly: {type(cause).__name__}: {text}"
             try:
                 torch.cuda.set_stream(stream)
+                if gen_before is None:
+                    raise RuntimeError("this torch cannot clone a generator's state (Generator.clone_state)")
                 self.generator.graphsafe_set_state(gen_before)
                 torch.cuda.synchronize()
             except Exception as again:  # noqa: BLE001
