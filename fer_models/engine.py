@@ -465,10 +465,13 @@ class Engine:
             gen_before = None
         try:
             graph = torch.cuda.CUDAGraph()
+            saved = (self.step_count.clone(), self.epoch_step.clone(), self.loss_sum.clone(), self.correct.clone())
             torch.cuda.synchronize()
             with torch.cuda.graph(graph):
                 self.train_step()
-            # capture records the kernels without running them: nothing of the run state has moved
+            # capture records the kernels without running them; the counters are put back all the same
+            for t, v in zip((self.step_count, self.epoch_step, self.loss_sum, self.correct), saved):
+                t.copy_(v)
             self.graph = graph
             self.echo("training step captured in one CUDA graph")
         except Exception as exc:  # noqa: BLE001 (any capture failure means: stay eager, and say why)
