@@ -288,8 +288,10 @@ def measure_loops(name: str, images: np.ndarray, labels: np.ndarray, bs: int, am
              "engine": engine_step(name, images, labels, bs, amp, device)}
     util: dict[str, str] = {}
     if cuda:
+        from fer_models.engine import GRAPH_WARMUP_STEPS
+
         steps["graph"] = engine_step(name, images, labels, bs, amp, device, graph=True)
-        for _ in range(warmup):
+        for _ in range(max(warmup, GRAPH_WARMUP_STEPS + 1)):  # the capture happens after the eager warm-up
             steps["graph"]()
         torch.cuda.synchronize()
         engine = steps["graph"].engine  # type: ignore[attr-defined]
@@ -507,7 +509,8 @@ def run_loops(args: argparse.Namespace) -> None:
         row = {"model": name, "batch_size": bs, "device": where, "amp": placement.amp,
                **measure_loops(name, images, labels, bs, placement.amp, str(placement.device), args.warmup,
                                args.steps, args.repeats)}
-        row.setdefault("graph", float("nan"))  # capture failed (said above)
+        if "graph" in cols:
+            row.setdefault("graph", float("nan"))  # capture failed (said above)
         results.append(row)
         print(f"{name}: " + ", ".join(f"{c} {row[c]:,.0f}" for c in cols) + " images/s"
               + (f"; GPU utilization during the graphed steps {row['gpu_util_graph']}" if "gpu_util_graph" in row

@@ -423,9 +423,17 @@ def test_tables_show_another_budget_beside() -> None:
     assert "+8.0 (fer2013-mini_xception-usage-s0), +11.1 (fer2013-mini_xception_cbam-usage-s0)" in text
     assert "mini_xception_cbam's gain over mini_xception** on seed(s) 0: +0.6 points at `full`, -2.5 at `cpu`" in text
     assert "CBAM's gain** is +0.6 points on one seed" in text
-    assert "mean ± std over seeds 0 (of 0, 1, 2) so far)" in text   # the header names the seeds finished
-    assert "mean ± std over seeds 0, 1, 2)" in render_tables(cpu | {r["id"]: r for r in (
-        _result(run("mini_xception", 2), "cpu", 0.58, 0.5),)}, {}, {**meta, "budget": "cpu"}, ["3"])
+    # the header names the seeds finished: none / all of them, the same ones for every model, or not
+    every = {r["id"]: r for m in spec.TABLE3_MODELS for s in spec.TABLE3_SEEDS
+             for r in (_result(run(m, s), "cpu", 0.58, 0.5),)}
+    cpu_meta = {**meta, "budget": "cpu"}
+    assert "mean ± std over seeds 0, 1, 2)" in render_tables(every, {}, cpu_meta, ["3"])
+    assert "mean ± std over seeds 0, 1, 2)" in render_tables({}, {}, cpu_meta, ["3"])
+    two = {k: r for k, r in every.items() if not k.endswith("-s2")}
+    assert "mean ± std over seeds 0, 1 (of 0, 1, 2) so far)" in render_tables(two, {}, cpu_meta, ["3"])
+    assert "mean ± std over seeds 0 (of 0, 1, 2) so far)" in text   # two models, seed 0 each; two not run
+    uneven = two | {k: r for k, r in every.items() if k.endswith("mini_xception-usage-s2")}
+    assert "over the seeds each model has finished so far (of 0, 1, 2))" in render_tables(uneven, {}, cpu_meta, ["3"])
     # without beside: the same tables, no extra columns
     plain = render_tables(full, {}, meta, ["3"])
     assert "`cpu`" not in plain and "| mini_xception_cbam | 90.4 | +4.1 | 66.9 | +0.6 |" in plain
