@@ -20,8 +20,8 @@
 Prints the machine, the sha256 of every input, the build ids, a markdown table (accuracy %, model x
 data; with ``--per-class`` also each emotion's recall per model), and per model the gap "unseen style
 minus seen style": ``--seen NAME=STYLE[+STYLE]`` names the styles a model was trained on (default
-``mfer2013=classic``: the shipped masked model saw classic masks only). For a model trained without masks no style is seen; its gaps are given against ``classic``
-for reference. The spread is max minus min over the masked styles. ``WORK/cross_style-tta_<--tta>.json``
+``mfer2013=classic``: the shipped masked model saw classic masks only). For a model trained without
+masks no style is seen; its gaps are given against ``classic`` for reference. The spread is max minus min over the masked styles. ``WORK/cross_style-tta_<--tta>.json``
 gets everything.
 """
 from __future__ import annotations

@@ -235,8 +235,9 @@ def before_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp:
 
 
 def engine_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp: str,
-                device: str = "cpu", graph: bool = False) -> Callable[[], None]:
-    """One step of :class:`fer_models.engine.Engine` (default recipe), eager or replayed from a CUDA graph."""
+                device: str = "cpu", graph: bool = False) -> tuple[Callable[[], None], Any]:
+    """One step of :class:`fer_models.engine.Engine` (default recipe), eager or replayed from a CUDA graph,
+    and the engine (whose ``graph`` says whether the capture happened)."""
     from fer_models.engine import Engine
 
     config, placement = _default_recipe(name, bs, amp, device)
@@ -257,8 +258,7 @@ def engine_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp:
         engine.step()
         state["i"] += 1
 
-    step.engine = engine  # type: ignore[attr-defined]  (measure_loops checks that the graph was captured)
-    return step
+    return step, engine
 
 
 def gpu_utilization(seconds: float = 1.0) -> str:
@@ -285,16 +285,15 @@ def measure_loops(name: str, images: np.ndarray, labels: np.ndarray, bs: int, am
     cuda = device.startswith("cuda")
     steps = {"naive": naive_step(name, images, labels, bs, device=device),
              "before": before_step(name, images, labels, bs, amp, device),
-             "engine": engine_step(name, images, labels, bs, amp, device)}
+             "engine": engine_step(name, images, labels, bs, amp, device)[0]}
     util: dict[str, str] = {}
     if cuda:
         from fer_models.engine import GRAPH_WARMUP_STEPS
 
-        steps["graph"] = engine_step(name, images, labels, bs, amp, device, graph=True)
+        steps["graph"], engine = engine_step(name, images, labels, bs, amp, device, graph=True)
         for _ in range(max(warmup, GRAPH_WARMUP_STEPS + 1)):  # the capture happens after the eager warm-up
             steps["graph"]()
         torch.cuda.synchronize()
-        engine = steps["graph"].engine  # type: ignore[attr-defined]
         if engine.graph is None:  # capture failed: the column would time the eager step again
             print(f"  {name}: no graph column: {engine.graph_note}", flush=True)
             del steps["graph"]
