@@ -10,6 +10,9 @@
 #                      capture falls back to eager steps)
 #   train_speed.txt    benchmarks/train_speed.py --device cuda: naive loop / the loop before the engine /
 #   train_speed.json   the engine eager / the engine in one CUDA graph, batch 64, images/s, GPU utilization
+#   train_speed_stack.json  the same for mini_xception_cbam with 4 runs stacked in one graphed model beside
+#                      (--stack 4: does stacking a grid's runs pay?), in a process of its own: a failed capture
+#                      leaves the process's CUDA state unfit for further captures
 #   train100.txt       fer-models train, 100 epochs of a FER2013-sized set, the time it took (or the epochs
 #   train100.jsonl     it reached by its deadline, and the 100-epoch time they project); its log.jsonl
 #   grid.txt           fer-models benchmark --budget full --tables 3 --parallel K for the time left
@@ -39,12 +42,15 @@ WORK=$(mktemp -d)
 cat "$OUT/env.txt"
 
 echo "== CUDA tests ($(left) s left)"
-timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_engine.py -k "cuda or capture" 2>&1 | tee "$OUT/tests.txt"
+timeout -k 10 120 $PY -m pytest -q -p no:cacheprovider tests/test_engine.py -k "cuda or capture" 2>&1 | tee "$OUT/tests.txt"
 
 echo "== train_speed ($(left) s left)"
 if [ "$SMOKE" = 1 ]; then speed_args=(--steps 2 --repeats 1 --warmup 1); else speed_args=(--steps 50 --repeats 5 --warmup 10); fi
-timeout 200 $PY benchmarks/train_speed.py --device "$DEVICE" --loops --models mini_xception_cbam mini_xception_cbam_paper \
+timeout -k 10 200 $PY benchmarks/train_speed.py --device "$DEVICE" --loops --models mini_xception_cbam mini_xception_cbam_paper \
   "${speed_args[@]}" --json "$OUT/train_speed.json" 2>&1 | tee "$OUT/train_speed.txt"
+echo "== train_speed --stack 4 ($(left) s left)" | tee -a "$OUT/train_speed.txt"
+timeout -k 10 90 $PY benchmarks/train_speed.py --device "$DEVICE" --loops --models mini_xception_cbam --stack 4 \
+  "${speed_args[@]}" --json "$OUT/train_speed_stack.json" 2>&1 | tee -a "$OUT/train_speed.txt"
 
 echo "== a FER2013-sized set of synthetic pixels ($(left) s left)"
 $PY - "$WORK/fer_synthetic.csv" "$SMOKE" <<'EOF'
@@ -68,11 +74,12 @@ echo "== 100 epochs ($(left) s left)"
 epochs=100; [ "$SMOKE" = 1 ] && epochs=2
 limit=$(( $(left) - 150 )); [ $limit -lt 60 ] && limit=60
 t0=$SECONDS
-timeout $limit $PY -m fer_models train --data "$WORK/fer_synthetic.csv" --out "$WORK/run100" --epochs $epochs \
+timeout -k 10 $limit $PY -m fer_models train --data "$WORK/fer_synthetic.csv" --out "$WORK/run100" --epochs $epochs \
   --device "$DEVICE" --no-progress > "$WORK/train100.log" 2>&1
 rc=$?
 {
   echo "fer-models train --epochs $epochs --device $DEVICE: exit $rc after $((SECONDS - t0)) s (limit $limit s)"
+  grep -m 3 -E "CUDA graph|captured" "$WORK/train100.log"  # captured, or why not (printed in epoch 1)
   tail -n 5 "$WORK/train100.log"
   $PY - "$WORK/run100/log.jsonl" "$epochs" <<'EOF'
 import json, sys
@@ -104,11 +111,11 @@ limit=$(( $(left) - 20 ))
 if [ $limit -gt 60 ]; then
   budget=full; [ "$SMOKE" = 1 ] && budget=smoke
   t0=$SECONDS
-  timeout $limit $PY -m fer_models benchmark --fer "$WORK/fer_synthetic.csv" --out "$WORK/grid" --budget $budget \
+  timeout -k 10 $limit $PY -m fer_models benchmark --fer "$WORK/fer_synthetic.csv" --out "$WORK/grid" --budget $budget \
     --tables 3 --parallel 4 --write "$WORK/grid/tables.md" > "$WORK/grid.log" 2>&1
   rc=$?
   { echo "fer-models benchmark --budget $budget --tables 3 --parallel 4: exit $rc after $((SECONDS - t0)) s (limit $limit s)"
-    grep -E "^\[|done|ETA|finished" "$WORK/grid.log" | tail -n 30
+    grep -E "^\[|done|ETA|finished|CUDA graph|captured" "$WORK/grid.log" | tail -n 40
     ls "$WORK/grid/runs" 2>/dev/null | while read -r r; do
       n=$(wc -l < "$WORK/grid/runs/$r/log.jsonl" 2>/dev/null || echo 0); echo "$r: $n epochs"; done
   } 2>&1 | tee "$OUT/grid.txt"

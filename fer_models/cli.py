@@ -253,7 +253,7 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
           **options: object) -> None:
     """Train a model on a FER2013-format CSV or an image folder (default: our recipe; --recipe paper: the paper's); see docs/training.md."""
     from fer_models.models import check_model_kwargs, is_model
-    from fer_models.train import TrainConfig, main as train_main, parse_model_kw
+    from fer_models.train import TrainConfig, main as train_main, parse_model_kw, run_files
 
     check_writable(out, "--out", folder=True)
     model_kwargs = parse_model_kw(model_kw)
@@ -265,6 +265,8 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
     config = TrainConfig.from_recipe(recipe, data=data, out=out, model_kwargs=model_kwargs,
                                      compile=compile_, **options)
     config.validate()
+    inputs, outputs = run_files(config)  # e.g. --init OUT/best.pt would be overwritten by the run's best.pt
+    _check_outputs(inputs, [(what, str(path), False) for what, path in outputs])
     tensors = None
     if config.labels is None:  # FER+ labels replace the classes; they are checked where they are read
         from fer_models.data import load_dataset, split_indices
@@ -371,11 +373,16 @@ def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool,
     """The paper's Tables 1-3 under the usage, de-duplicated and paper protocols; resumable (docs/paper_tables.md)."""
     import sys
 
-    from fer_models.benchmark import benchmark as run_benchmark, build_datasets
+    from fer_models.benchmark import benchmark as run_benchmark, build_datasets, check_request
 
     chosen = [t.strip() for t in tables.split(",") if t.strip()]
+    try:  # before any work, --build included; the default output files too (OUT/paper_tables.md may be an input)
+        files, _ = check_request(out, budget, recipe, chosen, write=write_path, records=records_path, only=only,
+                                 parallel=parallel, threads=threads, beside=beside_path)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
     _check_outputs([("--fer", fer), ("--smfer", smfer), ("--mfer", mfer), ("--beside", beside_path)],
-                   [("--out", out, True), ("--write", write_path, False), ("--records", records_path, False)])
+                   [("--out", out, True), *((role, str(path), False) for role, path in files.items())])
     if not build:  # before any work, in this command's own option names
         from fer_models.benchmark import TABLES, datasets_needed
 

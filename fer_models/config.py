@@ -112,8 +112,9 @@ class TrainConfig:
         """Raise ValueError on an impossible setting."""
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1 or self.lr_step < 1:
             raise ValueError("epochs, batch_size, eval_batch_size and lr_step must be >= 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        for name in ("lr", "lr_gamma"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
         checks = [("recipe", RECIPES), ("amp", AMP_CHOICES), ("optimizer", OPTIMIZERS), ("split", SPLIT_KINDS),
                   ("schedule", SCHEDULES), ("tta", TTA_CHOICES), ("label_mode", LABEL_MODES),
                   ("cuda_graph", CUDA_GRAPH_CHOICES)]
@@ -148,11 +149,19 @@ class TrainConfig:
             raise ValueError(f"unknown model {self.model!r}; known models: {', '.join(list_models())}")
 
     def _validate_twin_options(self) -> None:
+        for name, lo, hi in (("mask_prob", 0, 1), ("refill", 0, 1), ("distill_weight", 0, 1)):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and lo <= value <= hi):
+                raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+        if not (math.isfinite(self.distill_temp) and self.distill_temp > 0):
+            raise ValueError(f"distill_temp must be > 0, got {self.distill_temp}")
+        for name in ("cam_penalty", "mask_evidence"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be >= 0 (a finite number), got {getattr(self, name)}")
         if self.twin is None:
-            used = [name for name, on in (("refill", self.refill > 0), ("eyes_only", self.eyes_only),
-                                          ("distill", self.distill is not None), ("cam_penalty", self.cam_penalty > 0),
-                                          ("mask_evidence", self.mask_evidence > 0))
-                    if on]
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            used = [name for name in ("mask_prob", "refill", "eyes_only", "distill", "distill_weight", "distill_temp",
+                                      "cam_penalty", "mask_evidence") if getattr(self, name) != defaults[name]]
             if used:
                 raise ValueError(f"{', '.join(used)} {'needs' if len(used) == 1 else 'need'} the unmasked twins: "
                                  "give twin=FER2013.csv too")
@@ -162,16 +171,6 @@ class TrainConfig:
                              "the teacher's view would not follow the mix")
         if self.labels is not None:
             raise ValueError("twin training uses the FER2013 labels of both files; it cannot be combined with labels=")
-        for name, lo, hi in (("mask_prob", 0, 1), ("refill", 0, 1), ("distill_weight", 0, 1)):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and lo <= value <= hi):
-                raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
-        if not (math.isfinite(self.distill_temp) and self.distill_temp > 0):
-            raise ValueError(f"distill_temp must be > 0, got {self.distill_temp}")
-        if not (math.isfinite(self.cam_penalty) and self.cam_penalty >= 0):
-            raise ValueError(f"cam_penalty must be >= 0, got {self.cam_penalty}")
-        if not (math.isfinite(self.mask_evidence) and self.mask_evidence >= 0):
-            raise ValueError(f"mask_evidence must be >= 0, got {self.mask_evidence}")
         for name in ("cam_penalty", "mask_evidence"):
             if getattr(self, name) > 0 and not self.model.startswith("mini_xception"):
                 raise ValueError(f"{name} needs a Mini-Xception model (blocks + class conv head), not {self.model}")

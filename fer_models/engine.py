@@ -42,6 +42,9 @@ from fer_models.twins import TwinBatchSource, cam_share, distill_loss, mask_evid
 
 #: Eager steps before a CUDA graph is captured (lets cuDNN pick kernels and the optimizer make its state).
 GRAPH_WARMUP_STEPS = 3
+#: Why a CUDA graph capture failed in this process, if one did: a failed capture can leave torch's CUDA state
+#: (the caching allocator's capture bookkeeping) unfit for another, so later engines here stay eager and say so.
+_capture_failed: str | None = None
 
 
 # ---------------------------------------------------------------- learning rate
@@ -406,7 +409,10 @@ class Engine:
         if config.mask_evidence > 0:
             loss = loss + config.mask_evidence * mask_evidence(class_map, self.model.head.bias, region)
         self.optimizer.zero_grad(set_to_none=False)
-        self.lr.copy_(self.lr_table.index_select(0, self.step_count.view(1)).view(()))
+        # clamped: a step past the table (more steps than the schedule planned) keeps the last lr, where an
+        # index out of range would be a device-side assert that ends the CUDA context
+        last = self.lr_table.shape[0] - 1
+        self.lr.copy_(self.lr_table.index_select(0, self.step_count.clamp_max(last).view(1)).view(()))
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -435,6 +441,8 @@ class Engine:
                 raise ValueError(f"--cuda-graph on needs a CUDA device; this run uses {dev}")
             return ""  # nothing to say on the CPU: the step is eager by nature
         reasons = []
+        if _capture_failed is not None:
+            reasons.append(f"an earlier capture in this process failed ({_capture_failed})")
         if self.scaler is not None:
             reasons.append("fp16 loss scaling checks for overflow on the host every step (use --amp bf16)")
         if self.config.compile:
@@ -458,16 +466,18 @@ class Engine:
         before, ``graphsafe_set_state``). If that is impossible, a RuntimeError says to rerun with
         ``--cuda-graph off``.
         """
+        global _capture_failed
         stream = torch.cuda.current_stream()
         try:
             gen_before = self.generator.clone_state()   # torch >= 2.4
         except (AttributeError, RuntimeError):
             gen_before = None
+        pool = torch.cuda.graph_pool_handle()
         try:
             graph = torch.cuda.CUDAGraph()
             saved = (self.step_count.clone(), self.epoch_step.clone(), self.loss_sum.clone(), self.correct.clone())
             torch.cuda.synchronize()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, pool=pool):
                 self.train_step()
             # capture records the kernels without running them; the counters are put back all the same
             for t, v in zip((self.step_count, self.epoch_step, self.loss_sum, self.correct), saved):
@@ -478,6 +488,11 @@ class Engine:
             cause = exc.__context__ if exc.__context__ is not None else exc
             text = str(cause).splitlines()[0] if str(cause) else ""
             self.graph_note = f"CUDA graph capture failed, training eagerly: {type(cause).__name__}: {text}"
+            _capture_failed = f"{type(cause).__name__}: {text}"
+            try:  # a failed capture_end may leave the allocator routing new blocks to the dead graph's pool
+                torch._C._cuda_endAllocateToPool(torch.cuda.current_device(), pool)
+            except Exception:  # noqa: BLE001 (already ended, or a torch without this call: nothing to undo)
+                pass
             try:
                 torch.cuda.set_stream(stream)
                 if gen_before is None:
@@ -544,7 +559,8 @@ class Engine:
         images = self.steps_per_epoch * self.batch_size
         loss = loss_sum / images
         if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} in epoch {epoch + 1}")
+            raise FloatingPointError(f"training loss became {loss} in epoch {epoch + 1} (training diverged: try a "
+                                     "lower --lr, or lower loss-term weights)")
         return EpochStats(loss=loss, acc=correct / images, images=images, seconds=seconds)
 
 

@@ -54,6 +54,27 @@ CHECKPOINT_NAME, BEST_NAME, LOG_NAME, CONFIG_NAME, TEST_DIR = (
 )
 
 
+def run_files(config: TrainConfig) -> tuple[list[tuple[str, str]], list[tuple[str, Path]]]:
+    """What a run reads and writes, for the checks before any work: (option, path) of every input file or
+    folder besides the run's own checkpoint (``--data``, ``--twin``, the FER+ votes, ``--init`` and
+    ``--distill`` when they name files), and (what, path) of every file it writes in ``config.out``."""
+    from fer_models.labels import parse_labels_option
+    from fer_models.metrics import REPORT_JSON, REPORT_PNG, REPORT_TXT
+
+    inputs = [("--data", str(config.data))]
+    if config.twin is not None:
+        inputs.append(("--twin", str(config.twin)))
+    if config.labels is not None:
+        inputs.append(("--labels", parse_labels_option(config.labels)[1]))
+    for option, source in (("--init", config.init), ("--distill", config.distill)):
+        if source is not None and Path(source).exists():
+            inputs.append((option, str(source)))
+    out = Path(config.out)
+    names = [CHECKPOINT_NAME, BEST_NAME, LOG_NAME, CONFIG_NAME,
+             *(f"{TEST_DIR}/{name}" for name in (REPORT_JSON, REPORT_TXT, REPORT_PNG))]
+    return inputs, [(f"the run's {name}", out / name) for name in names]
+
+
 def build_model(config: TrainConfig) -> nn.Module:
     """Create ``config.model`` (registry) with ``config.model_kwargs``, in float32."""
     from fer_models.models import create_model

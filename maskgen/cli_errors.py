@@ -20,7 +20,9 @@ Bad input is a closed family, :data:`BAD_INPUT`: :class:`ValueError` and its sub
 (raised by validation code: :class:`BadInput`, ``maskgen.dataset.FerFormatError``,
 ``fer_models.checkpoint.CheckpointError``, ...), :class:`OSError` (a missing file, no
 permission, a read-only file system, a full disk, a directory where a file belongs, a
-scheduler that cannot be reached) and :class:`MissingExtra` (an optional extra to install).
+scheduler that cannot be reached), :class:`MissingExtra` (an optional extra to install) and
+:class:`FloatingPointError` (training diverged: the loss of an epoch was not finite, which the
+options or data made; the message names the epoch).
 ``KeyError``, ``TypeError``, ``IndexError``, ``AttributeError`` and the rest are bugs and
 stay tracebacks. Code that finds bad input
 raises :class:`BadInput` (or a ValueError subclass of its own) with a message that names
@@ -64,7 +66,8 @@ class MissingExtra(ImportError):
 
 
 #: what a command may raise for bad input (module docstring); everything else is a bug
-BAD_INPUT: tuple[type[BaseException], ...] = (ValueError, OSError, MissingExtra)
+#: (FloatingPointError: training diverged, a non-finite loss the options or data made, named with its epoch)
+BAD_INPUT: tuple[type[BaseException], ...] = (ValueError, OSError, MissingExtra, FloatingPointError)
 
 
 def describe(exc: BaseException) -> str:
@@ -107,6 +110,21 @@ def exit_partial(message: str | None = None) -> NoReturn:
     if ctx is None:
         raise SystemExit(EXIT_PARTIAL)
     ctx.exit(EXIT_PARTIAL)
+
+
+def run_script(main: Callable[[], Any]) -> None:
+    """Run a script's ``main()`` (``benchmarks/``, ``scripts/``) ending by the convention of the command lines:
+    :data:`BAD_INPUT` as one line ``SCRIPT: error: MESSAGE`` and exit 2, Ctrl-C as exit 130; anything else
+    is a bug and stays a traceback."""
+    prog = os.path.basename(sys.argv[0]) or "script"
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing was left half-written", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except BAD_INPUT as exc:
+        print(f"{prog}: error: {describe(exc)}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -201,4 +219,4 @@ def check_output_paths(inputs: Iterable[tuple[str, str | os.PathLike | None]], o
 
 __all__ = ["BAD_INPUT", "BadInput", "CONTEXT_SETTINGS", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_PARTIAL", "MissingExtra",
            "PARTIAL_EPILOG", "SafeCommand", "SafeGroup", "check_output_paths", "check_writable", "describe", "exit_partial",
-           "warn"]
+           "run_script", "warn"]

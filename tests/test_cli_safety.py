@@ -240,7 +240,8 @@ def test_output_naming_an_input_is_refused(inputs: Inputs, prog: str, name: str)
 def test_bad_input_family_is_closed() -> None:
     """ValueError and OSError families are bad input; KeyError and the other bugs are not."""
     assert issubclass(BadInput, ValueError)
-    for exc in (ValueError("x"), FileNotFoundError(2, "No such file", "f.csv"), BadInput("x")):
+    for exc in (ValueError("x"), FileNotFoundError(2, "No such file", "f.csv"), BadInput("x"),
+                FloatingPointError("training loss became nan in epoch 3")):
         assert isinstance(exc, BAD_INPUT)
     for exc in (KeyError("x"), TypeError("x"), IndexError("x"), AttributeError("x"), RuntimeError("x")):
         assert not isinstance(exc, BAD_INPUT)
@@ -373,6 +374,75 @@ def test_benchmark_names_its_own_options_and_refuses_fer2013_as_mfer(inputs: Inp
                                    "--mfer", str(inputs.fer), "--out", "b"])
     assert "not an MFER2013 file" in assert_refused(result, "fer-models", inputs.fer)
     assert not Path("b").exists()
+
+
+@pytest.mark.parametrize("extra, clash", [
+    (["--write", "t/tables.json"], "--records defaults to --write with .json"),  # the records would become markdown
+    (["--write", "t/tables.md", "--records", "t/tables.png"], "the plot is --write with .png"),
+])
+def test_benchmark_refuses_output_files_that_are_one_file(inputs: Inputs, extra: list[str], clash: str) -> None:
+    result = invoke("fer-models", ["benchmark", "--fer", str(inputs.fer), "--out", "b", "--budget", "smoke",
+                                   "--tables", "3", "--limit", "0", *extra])
+    assert clash in assert_refused(result, "fer-models")
+    assert not Path("b").exists() and not Path("t").exists()
+
+
+def test_benchmark_default_tables_file_never_replaces_an_input(inputs: Inputs) -> None:
+    """--fer OUT/paper_tables.md: the default --write is that input (it was overwritten with markdown)."""
+    out = inputs.root / "bench"
+    out.mkdir()
+    fer = out / "paper_tables.md"
+    fer.write_bytes(inputs.fer.read_bytes())
+    before = inputs.snapshot()
+    result = invoke("fer-models", ["benchmark", "--fer", str(fer), "--out", str(out), "--budget", "smoke",
+                                   "--tables", "3", "--limit", "0"])
+    assert "it would overwrite the input" in assert_refused(result, "fer-models", fer)
+    assert inputs.snapshot() == before
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"format": "fer-models benchmark records 1", "runs": {"fer2013-mini_xception-usage-s0": 1}}',
+     "is not a finished run's record"),
+    ('{"format": "fer-models benchmark records 1", "runs": {"fer2013-mini_xception-usage-s0": {"budget": "cpu"}}}',
+     "is not a finished run's record"),
+    ("[1, 2]", "not a benchmark records file"),
+])
+@pytest.mark.parametrize("option", ["--beside", "--records"])
+def test_benchmark_checks_records_files_before_any_work(inputs: Inputs, content: str, message: str,
+                                                        option: str) -> None:
+    """A damaged records file was an AttributeError / TypeError / KeyError, after the grid had run."""
+    records = inputs.root / "other.json"
+    records.write_text(content)
+    result = invoke("fer-models", ["benchmark", "--fer", str(inputs.fer), "--out", "b", "--budget", "smoke",
+                                   "--tables", "3", option, str(records)])
+    line = assert_refused(result, "fer-models", option, records)
+    assert message in line
+    assert not Path("b").exists()
+
+
+def test_train_never_replaces_its_init_checkpoint(inputs: Inputs) -> None:
+    """--init OUT/best.pt: the run's best.pt would replace the checkpoint it starts from."""
+    run = inputs.root / "finetune"
+    run.mkdir()
+    init = run / "best.pt"
+    init.write_bytes(inputs.checkpoint.read_bytes())
+    before = inputs.snapshot()
+    result = invoke("fer-models", ["train", "--data", str(inputs.fer), "--out", str(run), "--init", str(init),
+                                   "--epochs", "1", "--no-progress"])
+    assert "it would overwrite the input" in assert_refused(result, "fer-models", init)
+    assert inputs.snapshot() == before
+    # a folder input: the run folder inside the --data image folder is refused too
+    result = invoke("fer-models", ["train", "--data", str(inputs.photos), "--out", str(inputs.photos / "run"),
+                                   "--epochs", "1", "--no-progress"])
+    assert "is inside the --data folder" in assert_refused(result, "fer-models", inputs.photos)
+    assert inputs.snapshot() == before and not (inputs.photos / "run").exists()
+
+
+def test_a_file_that_is_no_checkpoint_is_one_line(inputs: Inputs) -> None:
+    """A CSV as --init made torch's legacy unpickler raise IndexError (a traceback)."""
+    result = invoke("fer-models", ["train", "--data", str(inputs.fer), "--out", "r", "--init", str(inputs.fer),
+                                   "--epochs", "1", "--no-progress"])
+    assert "cannot be read as a checkpoint" in assert_refused(result, "fer-models", inputs.fer)
 
 
 def test_binary_landmarks_file_is_named(inputs: Inputs) -> None:

@@ -179,6 +179,16 @@ def test_cuda_graph_choice() -> None:
         Engine(off.model, off.config, off.placement, off.images, off.labels, off.criterion, cuda_graph="yes")
 
 
+def test_steps_past_the_lr_table_keep_its_last_lr() -> None:
+    """The lr is looked up on the device by step count: past the table it was an IndexError on the CPU (and a
+    device-side assert on CUDA, which ends the context); now the last lr holds."""
+    engine = make_engine()
+    engine.begin_epoch(0)
+    engine.step_count.fill_(engine.lr_table.shape[0] + 5)
+    engine.train_step()
+    assert float(engine.lr) == float(engine.lr_table[-1])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graph_replays_the_eager_step() -> None:  # pragma: no cover (no GPU in CI)
     def build(graph: str) -> Engine:
@@ -196,9 +206,13 @@ def test_cuda_graph_replays_the_eager_step() -> None:  # pragma: no cover (no GP
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_failed_capture_falls_back_to_eager() -> None:  # pragma: no cover (no GPU in CI)
+def test_failed_capture_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:  # pragma: no cover
     """A step that reads the host during capture (here one ``.item()``) cannot be captured: the engine says
-    why, puts the default generator and the stream back, and the epoch finishes eagerly."""
+    why, puts the default generator and the stream back, and the epoch finishes eagerly; later engines in the
+    process do not try again (no GPU in CI)."""
+    import fer_models.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_capture_failed", None)  # put back after the test
     config = TrainConfig(data="", out="", batch_size=16, epochs=2, amp="none")
     torch.manual_seed(0)
     model = create_model("mini_xception_cbam", widths=[8, 16]).cuda().to(memory_format=torch.channels_last)
@@ -218,3 +232,7 @@ def test_failed_capture_falls_back_to_eager() -> None:  # pragma: no cover (no G
     assert engine.graph is None and "capture failed" in engine.graph_note and lines[-1] == engine.graph_note
     assert math.isfinite(stats.loss) and int(engine.step_count) == engine.steps_per_epoch
     torch.rand(4, device="cuda")  # the default generator is usable outside a capture again
+    later = Engine(model, config, resolve("cuda", "none"), x, y, nn.CrossEntropyLoss().cuda())
+    assert not later.graphed and "an earlier capture in this process failed" in later.graph_note
+    with pytest.raises(ValueError, match="impossible"):
+        Engine(model, config, resolve("cuda", "none"), x, y, nn.CrossEntropyLoss().cuda(), cuda_graph="on")

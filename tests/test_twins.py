@@ -208,6 +208,13 @@ def test_twin_options_need_a_twin_and_are_checked(twin_files: tuple[Path, Path],
         train_config(masked, tmp_path / "r", mask_evidence=1.0).validate()
     with pytest.raises(ValueError, match="mask_evidence must be >= 0"):
         train_config(masked, tmp_path / "r", twin=str(clean), mask_evidence=float("nan")).validate()
+    # without --twin too: a twin option that differs from its default, or a value out of range, is refused
+    with pytest.raises(ValueError, match="^mask_prob needs the unmasked twins"):
+        train_config(masked, tmp_path / "r", mask_prob=0.9).validate()
+    with pytest.raises(ValueError, match="cam_penalty must be >= 0"):
+        train_config(masked, tmp_path / "r", cam_penalty=float("nan")).validate()
+    with pytest.raises(ValueError, match="lr_gamma must be a positive number"):
+        train_config(masked, tmp_path / "r", lr_gamma=float("nan")).validate()
 
 
 def test_twin_run_reports_masked_and_unmasked_test_and_resumes_exactly(twin_files: tuple[Path, Path],

@@ -20,7 +20,7 @@ This module only re-exports their public names.
 
 from __future__ import annotations
 
-from fer_models.benchmark.command import benchmark
+from fer_models.benchmark.command import benchmark, check_request, output_files
 from fer_models.benchmark.datasets import build_datasets
 from fer_models.benchmark.plot import plot_tables
 from fer_models.benchmark.report import render_tables
@@ -34,7 +34,7 @@ from fer_models.benchmark.spec import (
 )
 
 __all__ = ["BUDGETS", "DATASETS", "MODEL_OVERRIDES", "PAPER_ACCURACY", "PAPER_COST", "PROTOCOLS", "RECORDS_FORMAT",
-           "TABLE1_MODELS", "TABLE3_MODELS", "TABLE3_SEEDS", "TABLES", "Budget", "GridContext", "Run", "benchmark",
+           "TABLE1_MODELS", "TABLE3_MODELS", "TABLE3_SEEDS", "TABLES", "Budget", "GridContext", "Run", "benchmark", "check_request",
            "build_datasets", "datasets_needed", "duplicate_test_rows", "execute_run", "grid", "load_records",
-           "load_result", "model_costs", "param_count", "plot_tables", "render_tables", "result_path", "run_config",
+           "load_result", "model_costs", "output_files", "param_count", "plot_tables", "render_tables", "result_path", "run_config",
            "run_grid", "same_data", "save_records", "score", "table_runs"]

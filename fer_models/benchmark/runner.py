@@ -191,17 +191,28 @@ def load_result(ctx: GridContext, run: Run) -> dict[str, Any] | None:
 RECORDS_FORMAT = "fer-models benchmark records 1"
 
 
-def load_records(path: Path | None) -> dict[str, dict[str, Any]]:
-    """Run id -> finished result from a records file (empty if there is none)."""
+def load_records(path: Path | None, option: str = "--records") -> dict[str, dict[str, Any]]:
+    """Run id -> finished result from a records file (empty if there is none).
+
+    Raises:
+        ValueError: naming ``option`` and the file: not UTF-8 JSON, not a records file, or a run entry
+            without its budget and scores (each an accuracy).
+    """
     if path is None or not path.is_file():
         return {}
     try:
-        records = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a benchmark records file ({exc})") from None
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{option} {path}: not a benchmark records file ({exc})") from None
     if not isinstance(records, dict) or records.get("format") != RECORDS_FORMAT or not isinstance(records.get("runs"), dict):
-        raise ValueError(f"{path}: not a benchmark records file (expected format {RECORDS_FORMAT!r}); "
-                         "give another --records")
+        raise ValueError(f"{option} {path}: not a benchmark records file (expected format {RECORDS_FORMAT!r})")
+    for run_id, entry in records["runs"].items():
+        scores = entry.get("scores") if isinstance(entry, dict) else None
+        if (not isinstance(entry.get("budget") if isinstance(entry, dict) else None, str)
+                or not isinstance(scores, dict) or not scores
+                or not all(isinstance(v, dict) and isinstance(v.get("accuracy"), (int, float)) for v in scores.values())):
+            raise ValueError(f"{option} {path}: run {run_id!r} is not a finished run's record (it needs a budget "
+                             "and scores, each with an accuracy)")
     return records["runs"]
 
 
