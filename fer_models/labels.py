@@ -97,11 +97,11 @@ def read_ferplus_votes(path: str | os.PathLike, n_rows: int) -> np.ndarray:
     votes = np.zeros((n_rows, len(VOTE_COLUMNS)), dtype=np.int64)
     for j, col in enumerate(VOTE_COLUMNS):
         cells = frame[col].to_numpy().astype(str)
-        empty = cells == ""
-        # ASCII digits only (str.isdigit also accepts '²' and other digits int() refuses), at most 7 of them
-        ok = np.array([c.isascii() and c.isdigit() and len(c) <= 7 for c in cells], dtype=bool) | empty
+        # ASCII digits only (str.isdigit also accepts '²' and other digits int() refuses), at most 7 of them;
+        # an empty cell is refused too: a short (truncated) row reads as empty cells, which would count as 0
+        ok = np.array([c.isascii() and c.isdigit() and len(c) <= 7 for c in cells], dtype=bool)
         if ok.all():
-            votes[~empty, j] = cells[~empty].astype(np.int64)
+            votes[:, j] = cells.astype(np.int64)
             ok = votes[:, j] <= MAX_VOTES
         if not ok.all():
             i = int(np.flatnonzero(~ok)[0])

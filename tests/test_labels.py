@@ -62,10 +62,11 @@ def test_file_validation(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cell, found", [("1" + "0" * 23, "1" + "0" * 23), ("\u00b2", "\u00b2"),
-                                         ("-1", "-1"), ("2000000", "2000000"), ("1.5", "1.5")])
+                                         ("-1", "-1"), ("2000000", "2000000"), ("1.5", "1.5"), ("", "")])
 def test_vote_cells_that_are_not_counts_name_file_line_and_value(tmp_path: Path, cell: str, found: str) -> None:
     """A vote of 10^23 (int64 overflow), a superscript two (str.isdigit says yes, int() says no), a
-    negative or absurd count: one ValueError naming the file, the line, the column and the cell."""
+    negative or absurd count, an empty cell (a truncated row reads as empty cells, once counted as 0):
+    one ValueError naming the file, the line, the column and the cell."""
     votes = np.zeros((2, 10), dtype=int)
     good = write_votes(tmp_path / "v.csv", votes).read_text()
     bad = tmp_path / "bad.csv"
