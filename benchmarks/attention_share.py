@@ -21,13 +21,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from maskgen.cli_errors import at_least, run_script  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
     ap.add_argument("--masked", required=True)
     ap.add_argument("--models", default="fer2013,mfer2013")
-    ap.add_argument("--rows", type=int, default=1000)
+    ap.add_argument("--rows", type=at_least(1), default=1000)
     args = ap.parse_args()
 
     from fer_models.explain import attention_shares, format_shares, read_sidecar_params
@@ -49,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

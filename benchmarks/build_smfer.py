@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import platform
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from maskgen.cli_errors import at_least, run_script
 from maskgen.dataset import FerTable, read_fer_csv, write_fer_csv
 from maskgen.parallel import chunk_ranges, default_jobs, map_chunks
 from maskgen.pipeline import BuildConfig
@@ -58,8 +58,8 @@ def _peak_mib() -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", type=Path)
-    parser.add_argument("--jobs", type=int, default=0, help="workers (0 = all cores)")
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N rows")
+    parser.add_argument("--jobs", type=at_least(0), default=0, help="workers (0 = all cores)")
+    parser.add_argument("--limit", type=at_least(0), default=0, help="use only the first N rows (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-bare", action="store_true", help="don't time bare dlib")
     args = parser.parse_args(argv)
@@ -106,4 +106,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

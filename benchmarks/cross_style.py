@@ -40,6 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_models.metrics import style_gap  # noqa: E402
+from maskgen.cli_errors import at_least, run_script  # noqa: E402
 
 SUBSET = "PrivateTest"
 REFERENCE = "classic"
@@ -83,22 +84,24 @@ def main() -> None:
                     help="recipe: each model's training recipe's [default]; index: the TTA of its index.json scores")
     ap.add_argument("--amp", default="auto", choices=("auto", "bf16", "none"))
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads and build jobs")
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--limit", type=int, default=None, help="only the first N PrivateTest rows (a quick try)")
+    ap.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads and build jobs")
+    ap.add_argument("--batch-size", type=at_least(1), default=256)
+    ap.add_argument("--limit", type=at_least(1), default=None, help="only the first N PrivateTest rows (a quick try)")
     ap.add_argument("--per-class", action="store_true",
                     help="also a table per model: each emotion's recall (%%) on the unmasked rows and each style")
     args = ap.parse_args()
 
     import torch
 
-    from fer_models.checkpoint import checkpoint_path, load_checkpoint
+    from fer_models.checkpoint import checkpoint_path, load_checkpoint, model_sources
     from fer_models.device import cpu_capability, resolve
     from fer_models.inference import evaluate_checkpoint
     from fer_models.weights import list_weights, weights_index
     from maskgen import __version__
+    from maskgen.cli_errors import check_output_paths
     from maskgen.dataset import read_fer_csv, take_rows, write_fer_csv
-    from maskgen.io import dataset_build, file_sha256
+    from maskgen.io import atomic_write, dataset_build, file_sha256
+    from maskgen.paths import Output
     from maskgen.pipeline import BuildConfig
     from maskgen.smfer import build_smfer, expected_build_id, sidecar_paths
     from maskgen.styles import check_styles
@@ -109,11 +112,22 @@ def main() -> None:
             check_styles((style,))
     except ValueError as exc:
         sys.exit(f"--styles: {exc}")
-    models = [m.strip() for m in args.models.split(",")] if args.models else list_weights()
+    shipped = list_weights()
+    models = model_sources(args.models)
     seen = parse_seen(args.seen or ["mfer2013=classic"])
+    if not Path(args.fer).is_file():
+        raise ValueError(f"--fer {args.fer}: no such file")
+    work = Path(args.work)
+    out_json = work / f"cross_style-tta_{args.tta}.json"
+    # before any work: no input is (or lies in) the work folder, which this command writes into
+    check_output_paths([("--fer", args.fer), *[("--models", m) for m in models if m not in shipped]],
+                       [Output("--work", work, folder=True), Output("result JSON", out_json)]
+                       + ([Output("subset", work / "fer2013_privatetest.csv")] if args.limit is None else []))
+    # every checkpoint read before any work (a file that is not one ends here, not after the builds)
+    checkpoints = {model: checkpoint_path(model) for model in models}
+    configs = {model: load_checkpoint(path).train_config() for model, path in checkpoints.items()}
     if args.threads:
         torch.set_num_threads(args.threads)
-    work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc)
@@ -131,6 +145,8 @@ def main() -> None:
     if fer.usage is None:
         sys.exit(f"{args.fer}: no Usage column")
     rows = np.flatnonzero(fer.usage == SUBSET)[:args.limit]
+    if rows.size == 0:
+        raise ValueError(f"{args.fer}: no {SUBSET} rows")
     subset = work / ("fer2013_privatetest.csv" if args.limit is None else f"fer2013_privatetest_{rows.size}.csv")
     write_fer_csv(subset, take_rows(fer, rows))
     del fer
@@ -168,8 +184,7 @@ def main() -> None:
     scores: dict[str, dict[str, dict]] = {}
     meta: dict[str, dict] = {}
     for model in models:
-        ckpt_path = checkpoint_path(model)
-        config = load_checkpoint(ckpt_path).train_config()
+        ckpt_path, config = checkpoints[model], configs[model]
         tta = {"recipe": config.tta,
                "index": index.get(model, {}).get("scores", {}).get("fer2013_privatetest", {}).get("tta", config.tta),
                }.get(args.tta, args.tta)
@@ -190,7 +205,8 @@ def main() -> None:
                 key_file.unlink(missing_ok=True)
                 report = evaluate_checkpoint(ckpt_path, data, split="usage", subset="all", out=out,
                                              batch_size=args.batch_size, amp=args.amp, device=args.device, tta=tta)
-                key_file.write_text(json.dumps(key, indent=2) + "\n", encoding="utf-8")
+                with atomic_write(key_file) as tmp:
+                    tmp.write_text(json.dumps(key, indent=2) + "\n", encoding="utf-8")
             scores[model][name] = {"accuracy": report["accuracy"], "macro_f1": report["macro"]["f1"],
                                    "recall": {c: v["recall"] for c, v in report["per_class"].items()},
                                    "n": report["n"], "kept": kept, "seconds": round(time.perf_counter() - t, 1)}
@@ -257,10 +273,10 @@ def main() -> None:
                          "privatetest": {"path": str(subset), "sha256": subset_sha, "rows": int(rows.size)}},
               "seed": args.seed, "builds": builds, "models": meta, "scores": scores, "gaps": gaps,
               "seconds": round(elapsed, 1)}
-    out_json = work / f"cross_style-tta_{args.tta}.json"
-    out_json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    with atomic_write(out_json) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out_json}")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

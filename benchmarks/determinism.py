@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from maskgen.cli_errors import at_least, check_output_paths, run_script
 from maskgen.dataset import read_fer_csv
-from maskgen.io import file_sha256
+from maskgen.io import atomic_write, file_sha256
+from maskgen.paths import Output
 
 #: name -> (what it emulates, extra environment)
 MODES = {
@@ -46,8 +48,9 @@ SIDECAR_FIELDS = ("status", "mask", "fit", "landmark_source", "qa_passed")
 
 
 def head(src: Path, rows: int, dst: Path) -> Path:
+    """The header and first ``rows`` rows of ``src`` as ``dst`` (written atomically)."""
     opener = gzip.open if src.suffix == ".gz" else open
-    with opener(src, "rt", newline="") as f, open(dst, "w", newline="") as out:
+    with opener(src, "rt", newline="") as f, atomic_write(dst) as tmp, open(tmp, "w", newline="") as out:
         out.writelines(itertools.islice(f, rows + 1))
     return dst
 
@@ -55,13 +58,17 @@ def head(src: Path, rows: int, dst: Path) -> Path:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("csv")
-    p.add_argument("--rows", type=int, default=3000)
+    p.add_argument("--rows", type=at_least(1), default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--reuse", action="store_true", help="keep builds already in --out (same rows and seed)")
     args = p.parse_args()
     out = Path(args.out)
+    if not Path(args.csv).is_file():
+        raise ValueError(f"{args.csv}: no such file")
+    # before any work: the input is not in --out (its head is written there as input.csv)
+    check_output_paths([("input", args.csv)], [Output("--out", out, folder=True)])
     out.mkdir(parents=True, exist_ok=True)
     src = head(Path(args.csv), args.rows, out / "input.csv")
     built = {}
@@ -71,8 +78,10 @@ def main() -> None:
             built[mode] = target
             continue
         env = {**os.environ, **MODES[mode][1]}
-        subprocess.run([sys.executable, "-m", "maskgen", "build-smfer", str(src), "-o", str(target), "-j", "1",
-                        "--seed", str(args.seed), "--quiet"], check=True, env=env, stdout=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, "-m", "maskgen", "build-smfer", str(src), "-o", str(target), "-j", "1",
+                               "--seed", str(args.seed), "--quiet"], env=env, stdout=subprocess.DEVNULL)
+        if done.returncode:  # maskgen said why on stderr
+            raise ValueError(f"maskgen build-smfer ({mode}) failed with exit status {done.returncode}")
         built[mode] = target
     ref = read_fer_csv(built["native"]).images.astype(np.int16)
     ref_meta = (built["native"].with_name("smfer.meta.csv")).read_text().splitlines()
@@ -93,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

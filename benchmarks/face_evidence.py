@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 from skimage import data
 
+from maskgen.cli_errors import at_least, run_script
 from maskgen.landmarks import dlib_chain, get_detector
 
 
@@ -74,7 +75,7 @@ def crop_report(sidecar: str, votes_path: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[100, 200])
+    p.add_argument("--sizes", type=at_least(1), nargs="+", default=[100, 200])
     p.add_argument("--crop", nargs=2, metavar=("SIDECAR", "VOTES"), help="crop mode: a FER2013 build's sidecar and FER+ votes")
     args = p.parse_args()
     if args.crop:
@@ -96,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -33,6 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from maskgen.cli_errors import at_least, run_script  # noqa: E402
+
 SUBSET = "PrivateTest"
 
 
@@ -50,22 +52,31 @@ def main() -> None:
     ap.add_argument("--tta", default="recipe", choices=("recipe", "index", "none", "flip", "ten"))
     ap.add_argument("--amp", default="auto", choices=("auto", "bf16", "none"))
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads")
+    ap.add_argument("--batch-size", type=at_least(1), default=256)
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args()
 
     import torch
 
-    from fer_models.checkpoint import checkpoint_path, load_model
+    from fer_models.checkpoint import checkpoint_path, load_model, model_sources
     from fer_models.device import cpu_capability, resolve
     from fer_models.inference import predict
     from fer_models.labels import FERPLUS_CLASSES, ferplus_targets, majority_as_fer2013, read_ferplus_votes
     from fer_models.metrics import classification_report
     from fer_models.weights import list_weights, weights_index
+    from maskgen.cli_errors import check_output_paths
     from maskgen.dataset import EMOTIONS, read_fer_csv
-    from maskgen.io import file_sha256
+    from maskgen.io import atomic_write, file_sha256
+    from maskgen.paths import Output
 
+    shipped = list_weights()
+    names = model_sources(args.models)
+    if args.json:  # before any work: the JSON must not be (or replace) an input
+        check_output_paths([("--fer", args.fer), ("--smfer", args.smfer), ("--votes", args.votes),
+                            ("--smfer sidecar", Path(args.smfer).with_suffix(".meta.csv")),
+                            *[("--models", n) for n in names if n not in shipped]],
+                           [Output("--json", Path(args.json))])
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -97,7 +108,6 @@ def main() -> None:
     images = {"unmasked": torch.from_numpy(np.ascontiguousarray(fer.images[rows])).unsqueeze(1),
               "masked": torch.from_numpy(np.ascontiguousarray(smfer.images[rows])).unsqueeze(1)}
     index = weights_index()
-    names = args.models.split(",") if args.models else list_weights()
     results = []
     for name in names:
         model, ckpt = load_model(name, placement)
@@ -179,8 +189,9 @@ def main() -> None:
                "ferplus_rows": int(keep.sum()), "left_out_no_majority": no_majority - unusable,
                "left_out_unusable": unusable, "left_out_contempt": contempt,
                "label_agreement": agree, "tta_option": args.tta, "results": results}
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        with atomic_write(args.json) as tmp:
+            tmp.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

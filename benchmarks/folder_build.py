@@ -4,7 +4,8 @@ Writes the first ``--rows`` rows of a FER2013 CSV as an ImageFolder tree (``spli
 outside the repository), builds it with ``maskgen build-smfer DIR -o OUT_DIR`` and the same rows
 as a CSV with ``maskgen build-smfer CSV``, both with the same ``--jobs``, and reports coverage
 (rows masked), QA pass rate, rows / s, whether the masked pixels agree, and where the folder
-path's extra time goes (PNG decoding and encoding, measured on the same images). Usage::
+path's extra time goes (PNG decoding and encoding, measured on the same images). ``--out`` must be a new
+or empty folder, or one this script made before (it holds ``.folder_build``): then its trees are remade. Usage::
 
     python benchmarks/folder_build.py ../shared/data/fer2013.csv.gz --out /tmp/folder_bench --jobs 2
     python benchmarks/folder_build.py ../shared/data/fer2013.csv.gz --out /tmp/folder_bench --rows 3000 --jobs 1
@@ -21,25 +22,43 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from maskgen.cli_errors import at_least, check_output_paths, run_script
 from maskgen.dataset import EMOTIONS, read_fer_csv, write_fer_csv
 from maskgen.folders import build_folder, path_key
+from maskgen.io import atomic_write, write_image
+from maskgen.paths import Output
 from maskgen.pipeline import BuildConfig, mask_face
 from maskgen.smfer import build_smfer
 
 SPLIT_DIR = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+#: the file that says an --out folder was made by this script (its trees may be removed and remade)
+MARKER = ".folder_build"
+#: the folders this script makes in --out and removes before a new run
+TREES = ("fer2013_images", "smfer_images")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("csv")
     p.add_argument("--out", required=True)
-    p.add_argument("--rows", type=int, default=None, help="first N rows only (default: all)")
-    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--rows", type=at_least(1), default=None, help="first N rows only (default: all)")
+    p.add_argument("--jobs", type=at_least(1), default=2)
     args = p.parse_args()
     out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
+    # before any work: the input is not in --out, and --out holds nothing but what this script made
+    check_output_paths([("input", args.csv)], [Output("--out", out, folder=True)])
     table = read_fer_csv(args.csv)
+    if len(table) == 0 or table.usage is None:
+        raise ValueError(f"{args.csv}: no rows, or no Usage column")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise ValueError(f"--out {out}: a folder that is not empty and was not made by this script "
+                         f"(no {MARKER}): remove it or choose another folder")
+    for name in TREES:  # ours (the marker says so): remade from scratch
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / MARKER) as tmp:
+        tmp.write_text("made by benchmarks/folder_build.py; its folders here are removed and remade on each run\n")
     n = len(table) if args.rows is None else min(args.rows, len(table))
     images, labels, usage = table.images[:n], table.emotion[:n], table.usage[:n]
     tree = out / "fer2013_images"
@@ -47,8 +66,7 @@ def main() -> None:
     rels = []
     for i in range(n):
         rel = f"{SPLIT_DIR.get(usage[i], 'other')}/{EMOTIONS[labels[i]]}/{i:05d}.png"
-        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(tree / rel), images[i])
+        write_image(tree / rel, images[i])
         rels.append(rel)
     t_write = time.perf_counter() - t
     sub = out / "fer2013_subset.csv"
@@ -88,4 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

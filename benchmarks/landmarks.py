@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -40,6 +39,9 @@ from maskgen.landmarks import (  # noqa: E402
 )
 from maskgen.landmarks.dlib_chain import REFINE_MAX_ITER  # noqa: E402
 from maskgen.points import fit_box_to_points, procrustes_distance  # noqa: E402
+from maskgen.cli_errors import at_least, check_output_paths, run_script  # noqa: E402
+from maskgen.io import atomic_write  # noqa: E402
+from maskgen.paths import Output  # noqa: E402
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 #: HOG threshold that defines the reference rows (dlib's default)
@@ -165,12 +167,8 @@ def fit_prior(images: np.ndarray, usage: np.ndarray, fit_usage: str, out: Path, 
                        f"train centre MAE per stage (px of a {w}-px crop): {[round(e, 3) for e in err]}",
         },
     )
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(prior.to_json(), fh, separators=(",", ":"))
-        fh.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
+    with atomic_write(out) as tmp:
+        tmp.write_text(json.dumps(prior.to_json(), separators=(",", ":")) + "\n")
     print(f"wrote {out}: box {np.round(prior_box, 4).tolist()}; max_score {prior.max_score:.4f}; "
           f"center {prior.max_center_offset:.3f}; size {prior.size_range}; {prior.meta['cascade']}")
 
@@ -236,6 +234,9 @@ def benchmark(images: np.ndarray, emotion: np.ndarray, usage: np.ndarray, with_c
             box_err.append((abs(np.log((rb[2] - rb[0]) / hsize)),
                             float(np.hypot((rb[0] + rb[2] - hb[0] - hb[2]) / 2, (rb[1] + rb[3] - hb[1] - hb[3]) / 2))
                             / hsize))
+    if not ref_rows:
+        raise ValueError("HOG found a face in none of the rows measured: no reference to measure the fallbacks "
+                         "against (give more rows, or real faces)")
     ref_a = np.array(ref_rows)
     conf_a = np.array(ref_conf)
     held = usage[ref_a] == held_out if held_out != "none" else np.zeros(len(ref_a), bool)
@@ -448,23 +449,27 @@ def lattice_test(images: np.ndarray, usage: np.ndarray, fit_usage: str, held_out
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("csv", help="FER2013-format CSV (.csv or .csv.gz)")
-    ap.add_argument("--limit", type=int, default=None, help="first N rows only")
+    ap.add_argument("--limit", type=at_least(1), default=None, help="first N rows only")
     ap.add_argument("--fit-prior", action="store_true", help=f"learn {PRIOR_PATH.name} instead of benchmarking")
     ap.add_argument("--lattice-test", action="store_true",
                     help="instead: test snapping the regressed box to HOG's box lattice (fit on --fit-usage, "
                          "measured on --held-out rows)")
     ap.add_argument("--prior-out", type=Path, default=PRIOR_PATH)
-    ap.add_argument("--cnn-ref", type=int, default=200, help="reference rows on which the CNN fallback is measured")
-    ap.add_argument("--miss-cnn", type=int, default=400,
+    ap.add_argument("--cnn-ref", type=at_least(0), default=200, help="reference rows on which the CNN fallback is measured")
+    ap.add_argument("--miss-cnn", type=at_least(0), default=400,
                     help="rows HOG misses on which the fallback variants are compared with the CNN")
-    ap.add_argument("--every", type=int, default=2, help="stage timing / fallback accuracy on every N-th row")
+    ap.add_argument("--every", type=at_least(1), default=2, help="stage timing / fallback accuracy on every N-th row")
     ap.add_argument("--fit-usage", default="Training", help="rows used by --fit-prior (a Usage value or 'all')")
     ap.add_argument("--held-out", default="PrivateTest", help="usage reported separately as held out ('none': skip)")
-    ap.add_argument("--stages", type=int, default=4, help="box-regressor stages for --fit-prior")
+    ap.add_argument("--stages", type=at_least(1), default=4, help="box-regressor stages for --fit-prior")
     ap.add_argument("--alpha", type=float, default=30.0, help="ridge penalty for --fit-prior")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
     args = ap.parse_args(argv)
     command = "python benchmarks/landmarks.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    # before any work: what this run writes (--prior-out with --fit-prior, else --json) is not the input
+    outputs = ([] if args.lattice_test else [Output("--prior-out", args.prior_out)] if args.fit_prior
+               else [Output("--json", args.json)] if args.json else [])
+    check_output_paths([("input", args.csv)], outputs)
     images, emotion, usage = load_rows(args.csv, args.limit)
     if args.lattice_test:
         print(f"Command: `{command}`\n")
@@ -476,8 +481,9 @@ def main(argv: list[str] | None = None) -> None:
     res = benchmark(images, emotion, usage, args.cnn_ref, args.held_out, args.every, args.miss_cnn)
     print(report(res, command))
     if args.json:
-        args.json.write_text(json.dumps(res, indent=1, default=str))
+        with atomic_write(args.json) as tmp:
+            tmp.write_text(json.dumps(res, indent=1, default=str))
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

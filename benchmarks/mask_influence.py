@@ -21,6 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from maskgen.cli_errors import at_least, run_script  # noqa: E402
+
 
 def influence(model, images, labels, region, batch: int = 256) -> dict[str, float]:  # noqa: ANN001
     """Accuracy with and without the region's evidence, changed predictions, mean KL (float32, CPU)."""
@@ -53,7 +55,7 @@ def main() -> None:
     ap.add_argument("--smfer", required=True, help="SMFER2013 built from --fer")
     ap.add_argument("--model", action="append", required=True, metavar="NAME|CHECKPOINT",
                     help="shipped Mini-Xception weights or a checkpoint (repeatable)")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=at_least(1), default=None)
     args = ap.parse_args()
 
     import torch
@@ -82,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -31,13 +31,16 @@ Each finished run is scored on the PrivateTest faces
   the eye region, on the first ``--cam-rows`` masked PrivateTest faces of ``--cam-smfer``.
 
 Runs live in ``WORK/<name>``; an interrupted run resumes, a finished one is kept (its scores are
-cached in ``WORK/<name>/scores.json`` with the sha256 of every input). Prints the machine and a
-markdown table; writes ``WORK/mask_training.json``.
+cached in ``WORK/<name>/scores.json`` with the sha256 of every input; those of an ``--also`` folder,
+which is an input and never written, in ``WORK/also/<folder name>-<hash of its path>/scores.json``).
+Prints the machine and a markdown table; writes ``WORK/mask_training.json``.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import platform
 import sys
 import time
@@ -47,7 +50,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from maskgen.cli_errors import at_least, check_output_paths, run_script  # noqa: E402
 from maskgen.io import atomic_write  # noqa: E402
+from maskgen.paths import Output  # noqa: E402
 
 RUNS = {
     "twins": {},
@@ -97,8 +102,9 @@ def blank(images: np.ndarray, top: np.ndarray) -> np.ndarray:
     return blank_below(torch.from_numpy(np.ascontiguousarray(images))[:, None], torch.from_numpy(top), 128)[:, 0].numpy()
 
 
-def score(args: argparse.Namespace, out: Path, inputs: dict[str, str]) -> dict:
-    """Scores of the finished run in ``out`` (cached in ``out/scores.json`` while the inputs are the same)."""
+def score(args: argparse.Namespace, out: Path, inputs: dict[str, str], cache: Path | None = None) -> dict:
+    """Scores of the finished run in ``out`` (cached in ``cache``, default ``out/scores.json``, while the inputs
+    are the same)."""
     import torch
 
     from fer_models.checkpoint import load_model
@@ -107,7 +113,7 @@ def score(args: argparse.Namespace, out: Path, inputs: dict[str, str]) -> dict:
     from fer_models.inference import evaluate
     from fer_models.twins import load_twins
 
-    cache = out / "scores.json"
+    cache = cache or out / "scores.json"
     if cache.is_file():
         saved = json.loads(cache.read_text())
         if saved.get("inputs") == inputs:
@@ -180,6 +186,41 @@ def table(results: dict[str, dict], seen: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def also_runs(extras: list[str], names: list[str], work: Path) -> dict[str, tuple[Path, Path]]:
+    """``--also`` folders: row name -> (run folder, its scores cache under ``WORK/also/``). Each must be a
+    finished run; its name (the folder's) must not be that of another row.
+
+    Raises:
+        ValueError: naming the folder and the problem.
+    """
+    runs: dict[str, tuple[Path, Path]] = {}
+    for extra in extras:
+        folder = Path(extra)
+        for need in (folder / "test" / "metrics.json", folder / "best.pt"):
+            if not need.is_file():
+                raise ValueError(f"--also {extra}: not a finished run folder (no {need})")
+        resolved = folder.resolve()
+        name = resolved.name
+        if name in names or name in runs:
+            other = "a run of --runs" if name in names else f"--also {runs[name][0]}"
+            raise ValueError(f"--also {extra}: its row would be named {name!r}, as {other}; "
+                             "give the folder another name")
+        tag = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+        runs[name] = (folder, work / "also" / f"{name}-{tag}" / "scores.json")
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fer", required=True, help="FER2013 CSV (the twins)")
@@ -190,11 +231,11 @@ def main() -> None:
     ap.add_argument("--model", default="mini_xception_cbam")
     ap.add_argument("--init", default="fer2013", help="start weights (shipped name or checkpoint)")
     ap.add_argument("--distill", default=None, help="teacher for the distill runs [--init]")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--epochs", type=at_least(1), default=10)
+    ap.add_argument("--lr", type=positive_float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--cam-rows", type=int, default=1000)
+    ap.add_argument("--threads", type=at_least(1), default=None)
+    ap.add_argument("--cam-rows", type=at_least(1), default=1000)
     ap.add_argument("--cam-smfer", default=None, help="SMFER2013 whose masks the Grad-CAM shares are measured on "
                     "[--smfer]; give the classic build to compare runs trained on other builds")
     ap.add_argument("--also", action="append", metavar="RUN_DIR",
@@ -215,29 +256,47 @@ def main() -> None:
     from fer_models.device import cpu_capability
     from maskgen.io import file_sha256
 
+    work = Path(args.work)
+    also = {} if args.train_only else also_runs(args.also or [], names, work)
+    styles_dir = Path(args.styles_dir)
+    # before any work: no output (a run folder, an --also cache, the JSON) is or holds an input
+    check_output_paths(
+        [("--fer", args.fer), ("--smfer", args.smfer), ("--smfer sidecar", Path(args.smfer).with_suffix(".meta.csv")),
+         ("--cam-smfer", args.cam_smfer), ("--styles-dir", styles_dir),
+         *[(option, value) for option, value in (("--init", args.init), ("--distill", args.distill))
+           if value and Path(value).exists()],
+         *[("--also", folder) for folder, _ in also.values()]],
+        [*[Output("--work run", work / name, folder=True) for name in names],
+         *[Output("--also scores", cache.parent, folder=True) for _, cache in also.values()],
+         Output("result JSON", work / "mask_training.json")])
+    inputs: dict = {}
+    if not args.train_only:  # every input of the scores hashed before the training (a missing one ends here)
+        for need in [styles_dir / "fer2013_privatetest.csv",
+                     *[styles_dir / f"smfer_privatetest_{s}.csv" for s in STYLES]]:
+            if not need.is_file():
+                raise ValueError(f"--styles-dir {styles_dir}: no {need.name} (benchmarks/cross_style.py builds it)")
+        inputs = {"scores": SCORES_VERSION, "fer": file_sha256(args.fer), "smfer": file_sha256(args.smfer),
+                  "cam_smfer": file_sha256(args.cam_smfer or args.smfer),
+                  **{s: file_sha256(styles_dir / f"smfer_privatetest_{s}.csv") for s in STYLES}}
     if args.threads:
         torch.set_num_threads(args.threads)
-    Path(args.work).mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     for name in names:
         train(args, name)
     if args.train_only:
         return
-    styles_dir = Path(args.styles_dir)
-    inputs = {"scores": SCORES_VERSION, "fer": file_sha256(args.fer), "smfer": file_sha256(args.smfer),
-              "cam_smfer": file_sha256(args.cam_smfer or args.smfer),
-              **{s: file_sha256(styles_dir / f"smfer_privatetest_{s}.csv") for s in STYLES}}
-    results = {name: score(args, Path(args.work) / name, inputs) for name in names}
-    for extra in args.also or []:
-        results[Path(extra).name] = score(args, Path(extra), inputs)
+    results = {name: score(args, work / name, inputs) for name in names}
+    for name, (folder, cache) in also.items():
+        results[name] = score(args, folder, inputs, cache)
     machine = f"{platform.processor() or platform.machine()}, {cpu_capability()}, torch {torch.__version__}, " \
               f"{torch.get_num_threads()} threads"
     print(f"machine: {machine}")
     print(f"init {args.init}, {args.epochs} epochs at lr {args.lr}, model {args.model}, seed {args.seed}")
     print(f"masked training faces: {Path(args.smfer).name}, styles seen: {', '.join(seen)}")
     print(table(results, seen))
-    with atomic_write(Path(args.work) / "mask_training.json") as tmp:
+    with atomic_write(work / "mask_training.json") as tmp:
         tmp.write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

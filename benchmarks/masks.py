@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from maskgen.cli_errors import at_least
+
 
 def speed(csv_path: Path, rows: int, seed: int, repeats: int) -> None:
     """Time apply_mask (all built-in masks, default sampling) on ``rows`` random FER rows."""
@@ -154,9 +156,9 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("speed")
     s.add_argument("csv", type=Path)
-    s.add_argument("--rows", type=int, default=2000)
+    s.add_argument("--rows", type=at_least(1), default=2000)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--repeats", type=int, default=3)
+    s.add_argument("--repeats", type=at_least(1), default=3)
     q = sub.add_parser("qa")
     q.add_argument("sidecar", type=Path)
     rc = sub.add_parser("recheck")
@@ -172,4 +174,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from maskgen.cli_errors import run_script
+
+    run_script(main)

@@ -22,6 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from maskgen.cli_errors import at_least  # noqa: E402
+
 
 def _time(fn, x, repeats: int) -> float:
     t0 = time.perf_counter()
@@ -34,8 +36,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="fer2013")
     ap.add_argument("--data", default=None, help="FER2013 CSV: verification faces, int8 calibration, accuracy")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=300, help="batch-1 calls per round")
+    ap.add_argument("--rounds", type=at_least(1), default=5)
+    ap.add_argument("--repeats", type=at_least(1), default=300, help="batch-1 calls per round")
     args = ap.parse_args()
 
     import torch
@@ -106,4 +108,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from maskgen.cli_errors import run_script
+
+    run_script(main)

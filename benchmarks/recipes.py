@@ -23,6 +23,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from maskgen.cli_errors import at_least, check_output_paths, run_script  # noqa: E402
+from maskgen.paths import Output  # noqa: E402
+
 #: name -> (description, extra ``fer-models train`` arguments). The paper's lr step is
 #: scaled with the budget (every 30 of 100 epochs -> every ~30 % of the epochs).
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -58,7 +63,9 @@ def run_variant(name: str, args: argparse.Namespace) -> None:
         if (folder / "checkpoint.pt").is_file():
             cmd.append("--resume")
         print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
+        done = subprocess.run(cmd)
+        if done.returncode:  # fer-models said why on stderr
+            raise ValueError(f"variant {name}: fer-models train failed with exit status {done.returncode}")
     finally:
         claim.rmdir()
 
@@ -88,19 +95,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", help="FER2013-format CSV (needed unless --table)")
     p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=at_least(1), default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=at_least(1), default=None)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--table", action="store_true", help="only print the table of finished variants")
     args = p.parse_args()
     if not args.table:
         if not args.data:
             p.error("--data is required to run variants")
+        if not Path(args.data).is_file():
+            raise ValueError(f"--data {args.data}: no such file")
+        # before any training: --data is not inside --out (each variant writes a folder there)
+        check_output_paths([("--data", args.data)], [Output("--out", Path(args.out), folder=True)])
         for name in args.variants:
             run_variant(name, args)
     print(table(Path(args.out)))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from maskgen import landmarks as lm
+from maskgen.cli_errors import at_least, run_script
 from maskgen.dataset import read_fer_csv
 from maskgen.parallel import chunk_ranges, gather_rows, map_chunks
 from maskgen.pipeline import BuildConfig, mask_chunk, resolve_masks
@@ -111,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("csv", type=Path)
     ap.add_argument("what", choices=("order", "backends", "prestart"))
-    ap.add_argument("--rows", type=int, default=2500)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--start", type=int, default=10000, help="first row for `backends`")
+    ap.add_argument("--rows", type=at_least(1), default=2500)
+    ap.add_argument("--repeats", type=at_least(1), default=5)
+    ap.add_argument("--start", type=at_least(0), default=10000, help="first row for `backends`")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--one", choices=("cold", "warm"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -130,4 +131,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

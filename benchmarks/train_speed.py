@@ -18,6 +18,12 @@
   captured in one CUDA graph and replayed. On CUDA the naive loop runs there too (its
   augmentation on the CPU, as a typical DataLoader does), the GPU's name, its utilization
   during the timed steps (``nvidia-smi``) and the precision are printed.
+- stack K (``--stack K``, with the loops): K runs of one architecture trained as one model
+  (:class:`Stacked`: parameters stacked to (K, ...), ``torch.func.vmap`` over the K models, so
+  each convolution becomes one grouped convolution over all K), the same engine step (graphed on
+  CUDA), batch K x ``--batch-size``: the figure is images/s of all K runs together. The question
+  it answers (issue #27): does stacking the runs of a grid pay on a GPU, over one graph per run?
+  Measurement only: the package does not train stacked runs (yet).
 - ours x2 procs (``--data-parallel``): data parallel over 2 processes with 1 intra-op thread
   each (the "small convs scale better across processes than threads" idea): each process
   trains on half of every batch of ``--batch-size`` images (same sampled batch, same
@@ -63,6 +69,9 @@ from fer_models import create_model  # noqa: E402
 from fer_models.config import TrainConfig  # noqa: E402
 from fer_models.data import AugmentConfig, augment_batch, to_float  # noqa: E402
 from fer_models.device import cpu_capability, keep_freed_memory, resolve  # noqa: E402
+from maskgen.cli_errors import at_least, check_output_paths, run_script  # noqa: E402
+from maskgen.io import atomic_write  # noqa: E402
+from maskgen.paths import Output  # noqa: E402
 
 SIDE = 48
 NUM_CLASSES = 7
@@ -238,17 +247,23 @@ def engine_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp:
                 device: str = "cpu", graph: bool = False) -> tuple[Callable[[], None], Any]:
     """One step of :class:`fer_models.engine.Engine` (default recipe), eager or replayed from a CUDA graph,
     and the engine (whose ``graph`` says whether the capture happened)."""
+    config, placement = _default_recipe(name, bs, amp, device)
+    torch.manual_seed(0)
+    model = create_model(name).to(placement.device).to(memory_format=torch.channels_last)
+    return _stepper(model, config, placement, images, labels, graph, name)
+
+
+def _stepper(model: nn.Module, config: TrainConfig, placement: Any, images: np.ndarray, labels: np.ndarray,
+             graph: bool, label: str) -> tuple[Callable[[], None], Any]:
+    """The engine over ``model`` and a step function that begins each epoch as ``Engine.run_epoch`` does."""
     from fer_models.engine import Engine
 
-    config, placement = _default_recipe(name, bs, amp, device)
     dev = placement.device
-    torch.manual_seed(0)
-    model = create_model(name).to(dev).to(memory_format=torch.channels_last)
     crit = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     x_all = torch.from_numpy(images).unsqueeze(1).to(dev)
     y_all = torch.from_numpy(labels).to(dev)
     engine = Engine(model, config, placement, x_all, y_all, crit, cuda_graph="on" if graph else "off",
-                    echo=lambda line: print(f"  {name}: {line}", flush=True))
+                    echo=lambda line: print(f"  {label}: {line}", flush=True))
     state = {"i": engine.steps_per_epoch, "epoch": 0}
 
     def step() -> None:
@@ -259,6 +274,56 @@ def engine_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp:
         state["i"] += 1
 
     return step, engine
+
+
+class Stacked(nn.Module):
+    """K models of one architecture as one module: every parameter and buffer stacked to (K, ...), the
+    forward ``torch.func.vmap`` of the architecture over them. Input (K * B, ...) (run k's batch is rows
+    k*B .. (k+1)*B), output (K * B, classes). BatchNorm statistics are per run, as if trained apart; an
+    elementwise optimizer (SGD, Adam) and the EMA update each run as its own (with the mean loss over
+    K * B rows each run's gradient is 1/K of its own, and every stacked tensor gets weight decay: for
+    timing only). Parameters stay in the default layout: a rank-5 tensor has no channels_last.)"""
+
+    def __init__(self, models: list[nn.Module]) -> None:
+        from torch.func import stack_module_state
+
+        super().__init__()
+        params, buffers = stack_module_state(models)
+        self.k = len(models)
+        self._names = {name: name.replace(".", "__") for name in [*params, *buffers]}
+        for name, value in params.items():
+            self.register_parameter(self._names[name], nn.Parameter(value))
+        for name, value in buffers.items():
+            self.register_buffer(self._names[name], value)
+        self.__dict__["_base"] = models[0]  # outside the module tree: its own tensors are never used
+
+    def train(self, mode: bool = True) -> Stacked:
+        super().train(mode)
+        self._base.train(mode)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.func import functional_call, vmap
+
+        params = {name: getattr(self, key) for name, key in self._names.items()}
+
+        def one(p: dict[str, torch.Tensor], xk: torch.Tensor) -> torch.Tensor:
+            return functional_call(self._base, p, (xk,))
+
+        out = vmap(one)(params, x.reshape(self.k, -1, *x.shape[1:]))
+        return out.reshape(-1, out.shape[-1])
+
+
+def stacked_step(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp: str, k: int,
+                 device: str = "cpu") -> tuple[Callable[[], None], Any]:
+    """The engine's step (default recipe) on :class:`Stacked` K runs, batch ``k * bs``: graphed on CUDA."""
+    config, placement = _default_recipe(name, k * bs, amp, device)
+    models = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        models.append(create_model(name).to(placement.device))
+    model = Stacked(models).to(placement.device)  # (K, ...) tensors have no channels_last layout (rank 5)
+    return _stepper(model, config, placement, images, labels, placement.device.type == "cuda", f"{name} stack {k}")
 
 
 def gpu_utilization(seconds: float = 1.0) -> str:
@@ -277,39 +342,57 @@ def gpu_utilization(seconds: float = 1.0) -> str:
     return f"{statistics.mean(values):.0f} %" if values else "n/a"
 
 
-def measure_loops(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp: str, device: str,
-                  warmup: int, n_steps: int, repeats: int) -> dict[str, float]:
-    """Images/s of naive, before, engine (and graph on CUDA), timed round-robin in this process."""
+def _warm_graphed(step: Callable[[], None], engine: Any, label: str, warmup: int) -> str | None:
+    """Run a graphed engine step past its capture; the GPU utilization while it runs alone for a second,
+    or None when the capture failed (said in one line: the column would time the eager step again)."""
     import threading
 
+    from fer_models.engine import GRAPH_WARMUP_STEPS
+
+    for _ in range(max(warmup, GRAPH_WARMUP_STEPS + 1)):  # the capture happens after the eager warm-up
+        step()
+    torch.cuda.synchronize()
+    if engine.graph is None:
+        print(f"  {label}: no column: {engine.graph_note}", flush=True)
+        return None
+    util: dict[str, str] = {}
+    sampler = threading.Thread(target=lambda: util.__setitem__("u", gpu_utilization(1.0)))
+    sampler.start()
+    t_end = time.perf_counter() + 1.2
+    while time.perf_counter() < t_end:
+        step()
+    torch.cuda.synchronize()
+    sampler.join()
+    return util["u"]
+
+
+def measure_loops(name: str, images: np.ndarray, labels: np.ndarray, bs: int, amp: str, device: str,
+                  warmup: int, n_steps: int, repeats: int, stack: int = 0) -> dict[str, Any]:
+    """Images/s of naive, before, engine (and graph on CUDA; and ``stack{K}``: K stacked runs, all their
+    images), timed round-robin in this process; ``gpu_util_*``: the GPU utilization of the graphed columns."""
     cuda = device.startswith("cuda")
     steps = {"naive": naive_step(name, images, labels, bs, device=device),
              "before": before_step(name, images, labels, bs, amp, device),
              "engine": engine_step(name, images, labels, bs, amp, device)[0]}
+    images_per_step = dict.fromkeys(steps, bs)
     util: dict[str, str] = {}
+    graphed = []
     if cuda:
-        from fer_models.engine import GRAPH_WARMUP_STEPS
-
-        steps["graph"], engine = engine_step(name, images, labels, bs, amp, device, graph=True)
-        for _ in range(max(warmup, GRAPH_WARMUP_STEPS + 1)):  # the capture happens after the eager warm-up
-            steps["graph"]()
-        torch.cuda.synchronize()
-        if engine.graph is None:  # capture failed: the column would time the eager step again
-            print(f"  {name}: no graph column: {engine.graph_note}", flush=True)
-            del steps["graph"]
-        else:  # utilization while the graphed step runs alone for a second
-            sampler = threading.Thread(target=lambda: util.__setitem__("graph", gpu_utilization(1.0)))
-            sampler.start()
-            t_end = time.perf_counter() + 1.2
-            while time.perf_counter() < t_end:
-                steps["graph"]()
-            torch.cuda.synchronize()
-            sampler.join()
+        graphed.append(("graph", *engine_step(name, images, labels, bs, amp, device, graph=True), bs))
+    if stack > 1:
+        step, engine = stacked_step(name, images, labels, bs, amp, stack, device)
+        graphed.append((f"stack{stack}", step, engine, stack * bs))
+    for column, step, engine, per_step in graphed:
+        if cuda:
+            u = _warm_graphed(step, engine, f"{name} {column}", warmup)
+            if u is None:
+                continue
+            util[f"gpu_util_{column}"] = u
+        steps[column], images_per_step[column] = step, per_step
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    rates = {k: bs * v for k, v in measure(steps, warmup, n_steps, repeats, sync).items()}
-    if util:
-        rates["gpu_util_graph"] = util["graph"]  # type: ignore[assignment]
-    return rates
+    rates: dict[str, Any] = {k: images_per_step[k] * v
+                             for k, v in measure(steps, warmup, n_steps, repeats, sync).items()}
+    return {**rates, **util}
 
 
 def _free_port() -> int:
@@ -398,14 +481,20 @@ def profile_table(step: Callable[[], None], n_steps: int = 10, rows: int = 15) -
             + events.table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
+def write_json(path: str, results: list[dict]) -> None:
+    """``--json``: written atomically (a symlink there is refused, never written through)."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(results, indent=2))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=at_least(1), default=64)
+    p.add_argument("--steps", type=at_least(1), default=10, help="timed steps per repeat")
+    p.add_argument("--repeats", type=at_least(1), default=5)
+    p.add_argument("--warmup", type=at_least(0), default=5)
+    p.add_argument("--threads", type=at_least(1), default=2)
     p.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
     p.add_argument("--compile-mode", default=None,
                    help="torch.compile mode, e.g. max-autotune-no-cudagraphs (default: torch's default)")
@@ -422,7 +511,14 @@ def main() -> None:
                    help="time the whole training step: naive vs before (the loop until the engine) vs the engine "
                         "(eager; and one CUDA graph on CUDA), default recipe")
     p.add_argument("--amp", default="auto", help="precision of before / engine / graph (auto: as fer-models train)")
+    p.add_argument("--stack", type=int, default=0, metavar="K",
+                   help="with the loops, also time K runs stacked in one model (torch.func.vmap; graphed on CUDA): "
+                        "images/s of all K together")
     args = p.parse_args()
+    if args.stack < 0 or args.stack == 1:
+        p.error(f"--stack must be 0 (off) or at least 2, got {args.stack}")
+    if args.json:  # before the measurement: a path that cannot take the results ends here
+        check_output_paths([], [Output("--json", Path(args.json))])
     if args.loops or args.device != "cpu":
         run_loops(args)
         return
@@ -483,8 +579,11 @@ def main() -> None:
         cells += [f"{row[key]:,.0f}" for key, _, _ in extra]
         print(f"| {row['model']} | " + " | ".join(cells) + f" | {row['speedup']:.2f}x |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(args.json, results)
+
+
+def _fmt(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate:,.0f}"
 
 
 def run_loops(args: argparse.Namespace) -> None:
@@ -492,6 +591,8 @@ def run_loops(args: argparse.Namespace) -> None:
     kept = False if args.system_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
     placement = resolve(args.device, args.amp)
+    if placement.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as fer-models train sets it: the same convolution kernels
     rng = np.random.default_rng(0)
     n = 2048 if placement.device.type == "cpu" else 16384
     images = rng.integers(0, 256, (n, SIDE, SIDE), dtype=np.uint8)
@@ -502,30 +603,36 @@ def run_loops(args: argparse.Namespace) -> None:
     print(f"{where}; torch {torch.__version__}; precision {placement.amp} (--amp {args.amp}); batch {bs}; "
           f"{args.steps} steps x {args.repeats} repeats (median), warmup {args.warmup}; freed memory kept: "
           f"{'yes' if kept else 'no'}", flush=True)
-    cols = ["naive", "before", "engine"] + (["graph"] if placement.device.type == "cuda" else [])
+    cols = ["naive", "before", "engine"] + (["graph"] if placement.device.type == "cuda" else []) + (
+        [f"stack{args.stack}"] if args.stack else [])
     results = []
     for name in args.models:
         row = {"model": name, "batch_size": bs, "device": where, "amp": placement.amp,
                **measure_loops(name, images, labels, bs, placement.amp, str(placement.device), args.warmup,
-                               args.steps, args.repeats)}
-        if "graph" in cols:
-            row.setdefault("graph", float("nan"))  # capture failed (said above)
+                               args.steps, args.repeats, args.stack)}
+        for c in cols:
+            row.setdefault(c, None)  # a capture that failed (said above): no figure
         results.append(row)
-        print(f"{name}: " + ", ".join(f"{c} {row[c]:,.0f}" for c in cols) + " images/s"
-              + (f"; GPU utilization during the graphed steps {row['gpu_util_graph']}" if "gpu_util_graph" in row
-                 else ""), flush=True)
+        utils = "; ".join(f"GPU utilization during the {key[9:]} steps {value}" for key, value in row.items()
+                          if key.startswith("gpu_util_"))
+        print(f"{name}: " + ", ".join(f"{c} {_fmt(row[c])}" for c in cols) + " images/s"
+              + (f"; {utils}" if utils else ""), flush=True)
+    ratios = [("engine / before", "engine", "before")]
+    if "graph" in cols:
+        ratios.append(("graph / naive", "graph", "naive"))
+    if args.stack:
+        ratios.append((f"stack{args.stack} / {'graph' if 'graph' in cols else 'engine'}", f"stack{args.stack}",
+                       "graph" if "graph" in cols else "engine"))
     print()
-    print("| model | " + " | ".join(cols) + " | engine / before |" + (" graph / naive |" if "graph" in cols else ""))
-    print("|---|" + "--:|" * (len(cols) + 1 + ("graph" in cols)))
+    print("| model | " + " | ".join(cols) + " | " + " | ".join(r[0] for r in ratios) + " |")
+    print("|---|" + "--:|" * (len(cols) + len(ratios)))
     for row in results:
-        cells = [f"{row[c]:,.0f}" for c in cols] + [f"{row['engine'] / row['before']:.3f}"]
-        if "graph" in cols:
-            cells.append(f"{row['graph'] / row['naive']:.2f}x")
+        cells = [_fmt(row[c]) for c in cols]
+        cells += [f"{row[a] / row[b]:.2f}x" if row[a] and row[b] else "n/a" for _, a, b in ratios]
         print(f"| {row['model']} | " + " | ".join(cells) + " |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

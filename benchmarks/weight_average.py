@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from maskgen.cli_errors import at_least, run_script  # noqa: E402
+
 
 def average(a: dict, b: dict, share: float) -> dict:
     """``(1 - share) * a + share * b`` for floating-point tensors; other entries (counters) from ``a``."""
@@ -51,7 +53,7 @@ def main() -> None:
     ap.add_argument("--multi", required=True, help="multi-style SMFER2013 build (same rows)")
     ap.add_argument("--unseen", required=True, help="PrivateTest faces under a style no model trained on")
     ap.add_argument("--shares", default="0,0.5,1", help="comma-separated shares of B [0,0.5,1]")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=at_least(1), default=1)
     args = ap.parse_args()
     try:
         shares = [float(s) for s in args.shares.split(",") if s.strip()]
@@ -88,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -188,6 +188,28 @@ def is_onnx(source: str | os.PathLike) -> bool:
     return str(source).lower().endswith(".onnx")
 
 
+def model_sources(text: str | None, option: str = "--models") -> list[str]:
+    """A comma-separated list of shipped weights names or checkpoint files, each checked to be one (None:
+    every shipped name), without repeats, in the order given.
+
+    Raises:
+        ValueError: naming ``option``: an empty list, or an entry that is neither.
+    """
+    from fer_models.weights import list_weights
+
+    shipped = list_weights()
+    if text is None:
+        return shipped
+    sources = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    if not sources:
+        raise ValueError(f"{option} {text!r}: no model named")
+    for source in sources:
+        if source not in shipped and not Path(source).is_file():
+            raise ValueError(f"{option} {source!r}: neither shipped weights ({', '.join(shipped) or 'none'}) "
+                             "nor a checkpoint file")
+    return sources
+
+
 def checkpoint_path(source: str | os.PathLike) -> Path:
     """The file of shipped weights named ``source`` (sha256 checked), or ``source`` itself if it is a file.
 

@@ -32,6 +32,11 @@ def load_weights(name: str) -> Checkpoint:
     return Checkpoint.load(verified_path(name))
 
 
+def shipped_file(model: str, name: str, folder: Path | None = None) -> Path:
+    """The file that shipped weights ``name`` of ``model`` are written to (:func:`ship`)."""
+    return (folder or _folder()) / f"{model}_{name}.pt"
+
+
 def ship(checkpoint: str | os.PathLike, name: str, entry: dict[str, Any], folder: Path | None = None) -> Path:
     """Write ``checkpoint`` stripped as shipped weights ``name`` and record ``entry`` in the index.
 
@@ -41,12 +46,13 @@ def ship(checkpoint: str | os.PathLike, name: str, entry: dict[str, Any], folder
     folder = folder or _folder()
     ckpt = Checkpoint.load(checkpoint).inference_only()
     model = ckpt.train_config().model
-    path = folder / f"{model}_{name}.pt"
-    ckpt.save(path)
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        path.unlink()
-        raise ValueError(f"{checkpoint}: {size} bytes stripped, over the {MAX_BYTES}-byte limit for shipped weights")
+    path = shipped_file(model, name, folder)
+    with atomic_write(path) as tmp:  # too big: nothing replaced (weights shipped before under the name stay)
+        ckpt.save(tmp)
+        size = tmp.stat().st_size
+        if size > MAX_BYTES:
+            raise ValueError(f"{checkpoint}: {size} bytes stripped, over the {MAX_BYTES}-byte limit for shipped "
+                             "weights")
     index_path = folder / INDEX_NAME
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
     index[name] = {"file": path.name, "model": model, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -56,4 +62,4 @@ def ship(checkpoint: str | os.PathLike, name: str, entry: dict[str, Any], folder
     return path
 
 
-__all__ = ["list_weights", "load_weights", "ship", "weights_index", "weights_path"]
+__all__ = ["list_weights", "load_weights", "ship", "shipped_file", "weights_index", "weights_path"]

@@ -112,6 +112,22 @@ def exit_partial(message: str | None = None) -> NoReturn:
     ctx.exit(EXIT_PARTIAL)
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type`` for the scripts: an integer >= ``low`` (argparse prints the one-line usage error)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
 def run_script(main: Callable[[], Any]) -> None:
     """Run a script's ``main()`` (``benchmarks/``, ``scripts/``) ending by the convention of the command lines:
     :data:`BAD_INPUT` as one line ``SCRIPT: error: MESSAGE`` and exit 2, Ctrl-C as exit 130; anything else
@@ -219,4 +235,4 @@ def check_output_paths(inputs: Iterable[tuple[str, str | os.PathLike | None]], o
 
 __all__ = ["BAD_INPUT", "BadInput", "CONTEXT_SETTINGS", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_PARTIAL", "MissingExtra",
            "PARTIAL_EPILOG", "SafeCommand", "SafeGroup", "check_output_paths", "check_writable", "describe", "exit_partial",
-           "run_script", "warn"]
+           "at_least", "run_script", "warn"]

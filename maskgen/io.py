@@ -371,8 +371,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray, params: tuple[int, .
     path = Path(path)
     try:
         data = encode_image(image, path.suffix or ".png", params)
-    except ValueError:
-        raise ValueError(f"cannot encode {path}") from None
+    except (ValueError, cv2.error) as exc:  # cv2.error: a suffix OpenCV has no encoder for
+        reason = f"no image encoder for {path.suffix!r}" if isinstance(exc, cv2.error) else " ".join(str(exc).split())
+        raise ValueError(f"cannot encode {path} ({reason[:160]})") from None
     with atomic_write(path) as tmp:
         tmp.write_bytes(data)
     return path

@@ -20,11 +20,13 @@ the committed files.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from maskgen.cli_errors import run_script
+from maskgen.io import atomic_write
 
 #: output folder (repository's assets/masks)
 OUT_DIR = Path(__file__).resolve().parent.parent / "assets" / "masks"
@@ -460,9 +462,9 @@ BUILTINS: dict[str, tuple] = {
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` through :func:`maskgen.io.atomic_write` (a symlink there is refused)."""
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def main() -> None:
@@ -471,7 +473,8 @@ def main() -> None:
     for name, (draw, fields) in BUILTINS.items():
         rgba = draw().rgba()
         ok, png = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        assert ok
+        if not ok:
+            raise ValueError(f"{name}: OpenCV could not encode the picture as PNG")
         write_atomic(OUT_DIR / f"{name}.png", png.tobytes())
         spec = {
             "name": name,
@@ -487,4 +490,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
+from pathlib import Path
 
-from fer_models.pretrained import ship
+from fer_models.pretrained import ship, shipped_file
 from fer_models.checkpoint import load_checkpoint
 from fer_models.inference import evaluate_checkpoint
+from fer_models.weights import INDEX_NAME, folder as weights_folder
+from maskgen.cli_errors import check_output_paths, run_script
 from maskgen.io import file_sha256
+from maskgen.paths import Output
 
 
 def main() -> None:
@@ -35,11 +40,29 @@ def main() -> None:
                         "the validation rows (fer-models evaluate --subset val), never on the scored ones")
     p.add_argument("--note", default=None)
     args = p.parse_args()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
+        raise ValueError(f"--name {args.name!r}: letters, digits, '_', '.' and '-' only (it names a file)")
+    to_score: dict[str, str] = {}
+    for item in args.score:
+        label, sep, csv = (part.strip() for part in item.partition("="))
+        if not sep or not label or not csv:
+            raise ValueError(f"--score {item!r}: expected LABEL=CSV")
+        if label in to_score:
+            raise ValueError(f"--score {item!r}: label {label!r} given twice")
+        to_score[label] = csv
+    for option, path in [("--train-data", args.train_data), *[("--score", csv) for csv in to_score.values()]]:
+        if not Path(path).is_file():
+            raise ValueError(f"{option} {path}: no such file")
     state = load_checkpoint(args.checkpoint)
+    # before any scoring: the files ship() writes are not inputs, symlinks or folders
+    folder = weights_folder()
+    check_output_paths([("--checkpoint", args.checkpoint), ("--train-data", args.train_data),
+                        *[("--score", csv) for csv in to_score.values()]],
+                       [Output("shipped weights", shipped_file(state.train_config().model, args.name, folder)),
+                        Output("weights index", folder / INDEX_NAME)])
     scores = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for item in args.score:
-            label, _, csv = item.partition("=")
+        for label, csv in to_score.items():
             r = evaluate_checkpoint(args.checkpoint, csv, subset="test", out=f"{tmp}/{label}", tta=args.tta)
             scores[label] = {"accuracy": round(r["accuracy"], 4), "macro_f1": round(r["macro"]["f1"], 4),
                              "n": r["n"], "tta": r["tta"], "data_sha256": file_sha256(csv)}
@@ -55,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

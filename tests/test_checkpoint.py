@@ -95,3 +95,18 @@ def test_sources(tmp_path: Path) -> None:
         checkpoint_path(tmp_path / "missing.pt")
     with pytest.raises(FileNotFoundError):
         Checkpoint.load(tmp_path / "missing.pt")
+
+
+def test_model_sources_checks_every_entry(tmp_path: Path) -> None:
+    """The scripts' --models: shipped names or checkpoint files, in order, without repeats; the rest named."""
+    from fer_models.checkpoint import model_sources
+    from fer_models.weights import list_weights
+
+    assert model_sources(None) == list_weights()
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"x")
+    assert model_sources(f"fer2013, {ckpt},fer2013") == ["fer2013", str(ckpt)]
+    with pytest.raises(ValueError, match="^--models 'nope': neither shipped weights"):
+        model_sources("fer2013,nope")
+    with pytest.raises(ValueError, match="no model named"):
+        model_sources(" , ")

@@ -1,6 +1,8 @@
 """maskgen.photo: every detected face in a photo is masked; photos without faces are reported."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -177,3 +179,12 @@ def test_opencv_errors_are_that_pictures_value_error(tmp_path, monkeypatch):
     monkeypatch.setattr(io, "check_image_size", lambda path, max_pixels=io.MAX_IMAGE_PIXELS: None)
     with pytest.raises(ValueError, match="cannot read image .*bomb.png"):
         read_image(bomb_png(tmp_path / "bomb.png"))
+
+
+def test_write_image_with_a_suffix_no_encoder_takes_is_a_value_error(tmp_path: Path) -> None:
+    """OpenCV raises its own cv2.error for an unknown suffix; callers (and the one-line convention) expect
+    a ValueError naming the file, and nothing is written."""
+    target = tmp_path / "sheet.qqq"
+    with pytest.raises(ValueError, match=r"cannot encode .*sheet\.qqq \(no image encoder for '\.qqq'\)"):
+        write_image(target, np.zeros((4, 4), np.uint8))
+    assert list(tmp_path.iterdir()) == []

@@ -304,6 +304,12 @@ def test_ship_and_load_weights(csv_path: Path, tmp_path: Path, monkeypatch: pyte
     path.write_bytes(path.read_bytes() + b"x")  # a corrupted file is refused
     with pytest.raises(ValueError, match="sha256"):
         fer_models.create_model(MODEL, pretrained="toy")
+    # weights over the size limit replace nothing: the file shipped before under the name stays
+    before = path.read_bytes()
+    monkeypatch.setattr(pretrained, "MAX_BYTES", 1000)
+    with pytest.raises(ValueError, match="over the 1000-byte limit"):
+        pretrained.ship(out / "best.pt", "toy", {"command": "test"})
+    assert path.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == sorted([path.name, "index.json"])
 
 
 def test_init_starts_from_trained_weights_and_checks_the_model(csv_path: Path, tmp_path: Path) -> None:
