@@ -262,9 +262,12 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
             check_model_kwargs(str(options["model"]), model_kwargs)
         except ValueError as exc:
             raise BadInput(f"--model-kw: {exc}") from None
-    config = TrainConfig.from_recipe(recipe, data=data, out=out, model_kwargs=model_kwargs,
-                                     compile=compile_, **options)
-    config.validate()
+    try:
+        config = TrainConfig.from_recipe(recipe, data=data, out=out, model_kwargs=model_kwargs,
+                                         compile=compile_, **options)
+        config.validate()
+    except ValueError as exc:
+        raise BadInput(_in_option_names(str(exc), click.get_current_context().command)) from None
     inputs, outputs = run_files(config)  # e.g. --init OUT/best.pt would be overwritten by the run's best.pt
     _check_outputs(inputs, [(what, str(path), False) for what, path in outputs])
     tensors = None
@@ -274,6 +277,25 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
         tensors = load_dataset(config.data)
         _check_training_classes(data, tensors.labels.numpy()[split_indices(tensors, config.split, config.seed)["train"]])
     train_main(config, resume=resume, data=tensors)
+
+
+def _in_option_names(text: str, command: click.Command) -> str:
+    """A :class:`TrainConfig` message in ``command``'s option names: ``mask_evidence must ...`` ->
+    ``--mask-evidence must ...``, ``give twin=FER2013.csv`` -> ``give --twin FER2013.csv``. Only a field name
+    followed by ``=``, `` must``, `` need`` or `` is for`` (or a comma in a list of them) is renamed; a word in a
+    path or in prose stays as it is."""
+    import re
+
+    options = {p.name: max(p.opts, key=len) for p in command.params if isinstance(p, click.Option) and p.name}
+
+    def rename(match: re.Match[str]) -> str:
+        option = options.get(match.group(1))
+        if option is None:
+            return match.group(0)
+        return option + (" " if match.group(2) == "=" else match.group(2))
+
+    listed = r",(?= ?[a-z][a-z0-9_]*(?:,| and | needs?\b| must\b))"  # a comma inside a list of field names
+    return re.sub(rf"(?<![\w/.-])([a-z][a-z0-9_]*)(=|{listed}| must\b| needs?\b| is for\b)", rename, text)
 
 
 def _check_training_classes(data: str, labels: np.ndarray) -> None:

@@ -438,6 +438,21 @@ def test_train_never_replaces_its_init_checkpoint(inputs: Inputs) -> None:
     assert inputs.snapshot() == before and not (inputs.photos / "run").exists()
 
 
+@pytest.mark.parametrize("args, line", [
+    (["--mask-prob", "0.9"], "--mask-prob needs the unmasked twins: give --twin FER2013.csv too"),
+    (["--refill", "0.5", "--distill", "fer2013"], "--refill, --distill need the unmasked twins"),
+    (["--lr-gamma", "nan"], "--lr-gamma must be a positive number, got nan"),
+    (["--label-mode", "soft"], "--label-mode is for FER+ labels: give --labels ferplus=VOTES.csv too"),
+    (["--twin", "{fer}", "--mixup", "0.2"], "(--mixup must be 0): the twin, the region"),
+])
+def test_train_refusals_name_the_options(inputs: Inputs, args: list[str], line: str) -> None:
+    """The checks live in TrainConfig (field names); the command line says them in its own option names."""
+    args = [a.format(fer=inputs.fer) for a in args]
+    result = invoke("fer-models", ["train", "--data", str(inputs.fer), "--out", "r", "--no-progress", *args])
+    assert line in assert_refused(result, "fer-models")
+    assert not Path("r").exists()
+
+
 def test_a_file_that_is_no_checkpoint_is_one_line(inputs: Inputs) -> None:
     """A CSV as --init made torch's legacy unpickler raise IndexError (a traceback)."""
     result = invoke("fer-models", ["train", "--data", str(inputs.fer), "--out", "r", "--init", str(inputs.fer),
