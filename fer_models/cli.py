@@ -253,6 +253,7 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
           **options: object) -> None:
     """Train a model on a FER2013-format CSV or an image folder (default: our recipe; --recipe paper: the paper's); see docs/training.md."""
     from fer_models.models import check_model_kwargs, is_model
+    from fer_models.checkpoint import checkpoint_path
     from fer_models.train import TrainConfig, main as train_main, parse_model_kw, run_files
 
     check_writable(out, "--out", folder=True)
@@ -268,6 +269,12 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
         config.validate()
     except ValueError as exc:
         raise BadInput(_in_option_names(str(exc), click.get_current_context().command)) from None
+    for option, source in (("--init", config.init), ("--distill", config.distill)):
+        if source is not None:
+            try:
+                checkpoint_path(source)
+            except ValueError as exc:
+                raise BadInput(f"{option}: {exc}") from None
     inputs, outputs = run_files(config)  # e.g. --init OUT/best.pt would be overwritten by the run's best.pt
     _check_outputs(inputs, [(what, str(path), False) for what, path in outputs])
     tensors = None

@@ -192,8 +192,10 @@ def check_styles(names: Sequence[str] | None) -> tuple[str, ...] | None:
     if names is None:
         return None
     names = tuple(dict.fromkeys(str(n).strip() for n in names))
-    if not names or not all(names):
+    if not any(names):
         raise ValueError(f"no styles given; valid styles: {', '.join(STYLES)}")
+    if not all(names):
+        raise ValueError(f"an empty style name in the list (two commas in a row?); valid styles: {', '.join(STYLES)}")
     bad = [n for n in names if n not in STYLES]
     if bad:
         raise ValueError(f"unknown style{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "

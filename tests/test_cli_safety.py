@@ -444,6 +444,8 @@ def test_train_never_replaces_its_init_checkpoint(inputs: Inputs) -> None:
     (["--lr-gamma", "nan"], "--lr-gamma must be a positive number, got nan"),
     (["--label-mode", "soft"], "--label-mode is for FER+ labels: give --labels ferplus=VOTES.csv too"),
     (["--twin", "{fer}", "--mixup", "0.2"], "(--mixup must be 0): the twin, the region"),
+    (["--twin", "{fer}", "--distill", "nope.pt"], "--distill: 'nope.pt' is neither shipped weights"),
+    (["--init", "nope.pt"], "--init: 'nope.pt' is neither shipped weights"),
 ])
 def test_train_refusals_name_the_options(inputs: Inputs, args: list[str], line: str) -> None:
     """The checks live in TrainConfig (field names); the command line says them in its own option names."""

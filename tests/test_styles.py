@@ -70,6 +70,8 @@ def test_registry_and_validation():
         check_styles(["flat_hard", "nope"])
     with pytest.raises(ValueError, match="no styles given"):
         check_styles([])
+    with pytest.raises(ValueError, match="an empty style name in the list"):  # --styles "flat_hard,,classic"
+        check_styles(["flat_hard", "", "classic"])
     with pytest.raises(ValueError, match="unknown style"):
         get_style("Classic")
 

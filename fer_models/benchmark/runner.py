@@ -183,7 +183,12 @@ def load_result(ctx: GridContext, run: Run) -> dict[str, Any] | None:
     path = result_path(ctx.out, run)
     if not path.is_file():
         return None
-    result = json.loads(path.read_text())
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a run's result ({exc}); remove it and the run is scored again") from None
+    if not isinstance(result, dict):
+        raise ValueError(f"{path}: not a run's result (a JSON object); remove it and the run is scored again")
     _check_identity(path, result, _identity(ctx, run))
     return result
 
