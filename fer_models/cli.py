@@ -104,6 +104,7 @@ def summary(
 
     if write_path is not None:  # before the measurements, which take minutes
         check_writable(write_path, "--write")
+        cost.check_section_file(write_path)
     try:
         placement = resolve(device, amp)
     except ValueError as exc:
@@ -342,7 +343,7 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
 
     if (checkpoint is None) == (weights is None):
         raise click.UsageError("give exactly one of --checkpoint and --weights")
-    _check_outputs([("--checkpoint", checkpoint), ("--data", data)], [("--out", out, True)])
+    _check_outputs([*_model_inputs(checkpoint, weights), ("--data", data)], [("--out", out, True)])
     if threads is not None:
         torch.set_num_threads(threads)
     if weights is not None:
@@ -364,7 +365,7 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
 @click.option("--mfer", "mfer", type=click.Path(exists=True, dir_okay=False), default=None, help="MFER2013 CSV (Tables 1 and 2).")
 @click.option("--build", is_flag=True,
               help="Make SMFER2013 and MFER2013 from --fer with maskgen (under OUT/data, seed --build-seed).")
-@click.option("--build-seed", type=int, default=0, show_default=True, help="maskgen seed for --build.")
+@click.option("--build-seed", type=click.IntRange(min=0), default=0, show_default=True, help="maskgen seed for --build.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="maskgen workers for --build.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Benchmark folder: one run folder per cell under OUT/runs (resumable).")
@@ -403,6 +404,7 @@ def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool,
     import sys
 
     from fer_models.benchmark import benchmark as run_benchmark, build_datasets, check_request
+    from fer_models.benchmark.datasets import build_folder
 
     chosen = [t.strip() for t in tables.split(",") if t.strip()]
     try:  # before any work, --build included; the default output files too (OUT/paper_tables.md may be an input)
@@ -412,6 +414,14 @@ def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool,
         raise BadInput(str(exc)) from None
     _check_outputs([("--fer", fer), ("--smfer", smfer), ("--mfer", mfer), ("--beside", beside_path)],
                    [("--out", out, True), *((role, str(path), False) for role, path in files.items())])
+    if build:  # the built datasets, their sidecars and manifests live in OUT/data: no other output goes there
+        from maskgen.paths import is_inside
+
+        data_folder = build_folder(out)
+        for role, path in files.items():
+            if is_inside(path.resolve(), data_folder.resolve()):
+                raise BadInput(f"{role} {path} is inside {data_folder}, where --build writes SMFER2013 and "
+                               "MFER2013; choose another path")
     if not build:  # before any work, in this command's own option names
         from fer_models.benchmark import TABLES, datasets_needed
 
@@ -461,6 +471,17 @@ def _check_outputs(inputs: list[tuple[str, str | None]], outputs: list[tuple[str
                        folders_may_hold_inputs=True)
 
 
+def _model_inputs(checkpoint: str | None, weights: str | None, onnx: str | None = None) -> list[tuple[str, str | None]]:
+    """The model files a command reads, as (option, path) inputs for the output checks: an output must
+    never replace the checkpoint, the ONNX file or the shipped weights file it is using."""
+    from fer_models.weights import list_weights, weights_path
+
+    inputs: list[tuple[str, str | None]] = [("--checkpoint", checkpoint), ("--onnx", onnx)]
+    if weights is not None and weights in list_weights():
+        inputs.append(("--weights", str(weights_path(weights))))
+    return inputs
+
+
 def _load_model_state(checkpoint: str | None, weights: str | None) -> tuple[Checkpoint, Path]:
     """(the checkpoint, its file) of exactly one of --checkpoint / --weights."""
     from fer_models.checkpoint import checkpoint_path, load_checkpoint
@@ -500,7 +521,7 @@ def export_command(checkpoint: str | None, weights: str | None, output: str, che
     from maskgen.io import atomic_write, file_sha256
 
     int8_output = str(Path(output).with_suffix(".int8.onnx")) if int8_csv is not None else None
-    _check_outputs([("--checkpoint", checkpoint), ("--check", check_csv), ("--int8", int8_csv)],
+    _check_outputs([*_model_inputs(checkpoint, weights), ("--check", check_csv), ("--int8", int8_csv)],
                    [("-o", output, False), ("the int8 copy", int8_output, False)])
     state, path = _load_model_state(checkpoint, weights)
     calib = None
@@ -569,15 +590,23 @@ def predict_command(paths: tuple[str, ...], checkpoint: str | None, weights: str
     from fer_models.predict import check_predict_outputs
     from maskgen.io import atomic_write
 
-    check_predict_outputs(paths, output, annotate)  # every output against every input, before any work
+    # every output against every input (the model's file included), before any work
+    check_predict_outputs(paths, output, annotate, models=_model_inputs(checkpoint, weights, onnx_path))
     if output is not None:
         check_writable(output)
     if annotate is not None:
         check_writable(annotate, "--annotate", folder=True)
     from fer_models.predict import expand_inputs
 
-    if not expand_inputs(paths):
+    found = expand_inputs(paths)
+    if not found:
         raise BadInput(f"{', '.join(paths)}: no picture or FER2013-format CSV to predict on")
+    if annotate is not None:  # a bad CSV stops the command before any picture is annotated, not after
+        from maskgen.dataset import read_fer_csv
+
+        for path, _ in found:
+            if path.name.lower().endswith((".csv", ".csv.gz")):
+                read_fer_csv(path)
     if onnx_path is not None:
         if checkpoint is not None or weights is not None:
             raise click.UsageError("give one of --checkpoint, --weights and --onnx")
@@ -609,7 +638,7 @@ def predict_command(paths: tuple[str, ...], checkpoint: str | None, weights: str
 @click.option("-n", "count", type=click.IntRange(min=1, max=64), default=8, show_default=True, help="Faces drawn.")
 @click.option("--subset", type=click.Choice(["Training", "PublicTest", "PrivateTest", "all"]), default="PrivateTest",
               show_default=True, help="Rows to draw from (by Usage).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Which faces are drawn.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Which faces are drawn.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
 def explain_command(checkpoint: str | None, weights: str | None, data: str, masked: str, count: int, subset: str,
                     seed: int, output: str) -> None:
@@ -617,7 +646,12 @@ def explain_command(checkpoint: str | None, weights: str | None, data: str, mask
     share of Grad-CAM inside the mask and the eye regions."""
     from fer_models.explain import explain_rows, plot_explanations
 
-    _check_outputs([("--checkpoint", checkpoint), ("--data", data), ("--masked", masked)], [("-o", output, False)])
+    from maskgen.smfer import sidecar_paths
+
+    sidecar, manifest = sidecar_paths(masked)
+    _check_outputs([*_model_inputs(checkpoint, weights), ("--data", data), ("--masked", masked),
+                    ("--masked's sidecar", str(sidecar)), ("--masked's manifest", str(manifest))],
+                   [("-o", output, False)])
     state, _ = _load_model_state(checkpoint, weights)
     model, config = state.build_model(), state.train_config()
     fer, smfer, params, rows = _twin_rows(data, masked, subset)

@@ -124,7 +124,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
     ``<checkpoint dir>/eval-<csv name>-<split>-<subset>``.
     Returns the report dict (see :func:`fer_models.metrics.classification_report`).
     """
-    from fer_models.metrics import classification_report, write_report
+    from fer_models.metrics import classification_report, report_files, write_report
+
+    from maskgen.cli_errors import check_output_paths
+    from maskgen.paths import Output
 
     placement = resolve(device, amp)
     model, ckpt = load_model(checkpoint, placement)
@@ -133,6 +136,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
     tta = tta or config.tta
     if tta not in TTA_CHOICES:
         raise ValueError(f"tta must be one of {TTA_CHOICES}, got {tta!r}")
+    name = Path(data).name.split(".")[0]
+    out = Path(out) if out is not None else Path(checkpoint).parent / f"eval-{name}-{split}-{subset}"
+    # before the scoring: no report file is an input, lies in an input folder, or is a folder / link / FIFO
+    check_output_paths([("--checkpoint", checkpoint), ("--data", data)],
+                       [Output("the report's " + path.name, path) for path in report_files(out).values()])
     keep_freed_memory()
     tensors = load_dataset(data)
     if subset == "all":
@@ -151,8 +159,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
     x, y = tensors.subset(rows)
     result = evaluate(model, x, y, None, batch_size, config.channels_last, placement=placement, tta=tta)
     report = classification_report(y.numpy(), result["preds"], ckpt.class_names)
-    name = Path(data).name.split(".")[0]
-    out = Path(out) if out is not None else Path(checkpoint).parent / f"eval-{name}-{split}-{subset}"
     title = (f"{config.model} ({Path(checkpoint).name}, epoch {ckpt.epoch}) on {Path(data).name} "
              f"[{split}/{subset}]" + ("" if tta == "none" else f", TTA {tta}"))
     extra = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "subset": subset,

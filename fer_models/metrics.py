@@ -143,12 +143,18 @@ def save_figure(fig: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+def report_files(out_dir: str | os.PathLike) -> dict[str, Path]:
+    """The files :func:`write_report` writes in ``out_dir``, by kind (json, txt, png)."""
+    out = Path(out_dir)
+    return {"json": out / REPORT_JSON, "txt": out / REPORT_TXT, "png": out / REPORT_PNG}
+
+
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike, title: str = "",
                  extra: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write ``metrics.json`` (report + ``extra``), ``metrics.txt`` and ``confusion.png`` to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / REPORT_JSON, "txt": out / REPORT_TXT, "png": out / REPORT_PNG}
+    paths = report_files(out)
     with atomic_write(paths["json"]) as tmp:
         tmp.write_text(json.dumps({**(extra or {}), **report}, indent=2) + "\n")
     with atomic_write(paths["txt"]) as tmp:

@@ -147,7 +147,9 @@ def annotation_record(folder: str | os.PathLike):
 
 
 def check_predict_outputs(paths: Iterable[str | os.PathLike], output: str | os.PathLike | None = None,
-                          annotate: str | os.PathLike | None = None) -> list[tuple[Path, Path, Path | None]]:
+                          annotate: str | os.PathLike | None = None,
+                          models: Iterable[tuple[str, str | os.PathLike | None]] = ()
+                          ) -> list[tuple[Path, Path, Path | None]]:
     """Before any work: the inputs (``expand_inputs``) with each picture's --annotate file (None for CSVs
     or without ``annotate``), after checking every output (:mod:`maskgen.paths`).
 
@@ -155,6 +157,7 @@ def check_predict_outputs(paths: Iterable[str | os.PathLike], output: str | os.P
     folder, or (``annotate``) holding an input; two pictures with one annotated name; ``output`` being one
     of the annotated files; and an existing annotated file that an earlier run did not write (listed
     in ``ANNOTATE/.fer-models-annotated.json`` with the same sha256): the user's own files are never replaced.
+    ``models``: (option, path) of the model files read (checkpoint, ONNX, shipped weights), inputs too.
     """
     from maskgen.paths import Output, PathError, check_outputs, check_targets
 
@@ -162,7 +165,7 @@ def check_predict_outputs(paths: Iterable[str | os.PathLike], output: str | os.P
     files = expand_inputs(paths)
     outs = ([Output("-o", Path(output))] if output is not None else []) + \
            ([Output("--annotate", Path(annotate), folder=True)] if annotate is not None else [])
-    check_outputs([("input", p) for p in paths], outs)
+    check_outputs([("input", p) for p in paths] + list(models), outs)
     if annotate is None:
         return [(path, rel, None) for path, rel in files]
     folder = Path(annotate)

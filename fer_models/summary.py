@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,8 +41,6 @@ DEFAULT_WARMUP = 2
 FLOPS_PER_MAC = 2
 #: Heading of the section that ``write_section`` replaces in docs/results.md.
 SECTION_HEADING = "## Model cost"
-#: Permissions of a newly created results file (mkstemp would give 0o600).
-DEFAULT_FILE_MODE = 0o644
 
 #: Sizes given by the paper for comparison: (params, FLOPs as printed there).
 PAPER_REFERENCE: dict[str, tuple[float, float | None]] = {
@@ -268,19 +265,32 @@ def replace_section(text: str, section: str, heading: str = SECTION_HEADING) -> 
     return "".join(lines[:start]) + section + ("\n" if tail else "") + "".join(tail)
 
 
+def check_section_file(path: str | os.PathLike, option: str = "--write") -> None:
+    """Before the measurements: ``path`` can take a section (:func:`write_section`): a markdown file (``.md``),
+    absent or a regular file of UTF-8 text (never a symlink, FIFO or folder).
+
+    Raises:
+        ValueError: naming ``option``, the file and the problem.
+    """
+    from maskgen.paths import check_write_target
+
+    path = Path(path)
+    if path.suffix.lower() != ".md":
+        raise ValueError(f"{option} {path}: a section goes into a markdown file (.md)")
+    check_write_target(path, option)
+    if path.exists():
+        try:
+            path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{option} {path}: not UTF-8 text, so not a markdown file a section can go into") from None
+
+
 def write_section(path: Path, section: str, heading: str = SECTION_HEADING) -> None:
     """Replace (or append) ``heading``'s section in the markdown file ``path``, atomically."""
+    from maskgen.io import atomic_write
+
     path = Path(path)
-    text = path.read_text() if path.exists() else "# Results\n\n"
-    mode = path.stat().st_mode & 0o777 if path.exists() else DEFAULT_FILE_MODE
-    new_text = replace_section(text, section, heading)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(new_text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    check_section_file(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Results\n\n"
+    with atomic_write(path) as tmp:
+        tmp.write_text(replace_section(text, section, heading), encoding="utf-8")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,7 @@ def run_files(config: TrainConfig) -> tuple[list[tuple[str, str]], list[tuple[st
     folder besides the run's own checkpoint (``--data``, ``--twin``, the FER+ votes, ``--init`` and
     ``--distill`` when they name files), and (what, path) of every file it writes in ``config.out``."""
     from fer_models.labels import parse_labels_option
-    from fer_models.metrics import REPORT_JSON, REPORT_PNG, REPORT_TXT
+    from fer_models.metrics import report_files
 
     inputs = [("--data", str(config.data))]
     if config.twin is not None:
@@ -70,9 +71,9 @@ def run_files(config: TrainConfig) -> tuple[list[tuple[str, str]], list[tuple[st
         if source is not None and Path(source).exists():
             inputs.append((option, str(source)))
     out = Path(config.out)
-    names = [CHECKPOINT_NAME, BEST_NAME, LOG_NAME, CONFIG_NAME,
-             *(f"{TEST_DIR}/{name}" for name in (REPORT_JSON, REPORT_TXT, REPORT_PNG))]
-    return inputs, [(f"the run's {name}", out / name) for name in names]
+    files = [out / name for name in (CHECKPOINT_NAME, BEST_NAME, LOG_NAME, CONFIG_NAME)]
+    files += report_files(out / TEST_DIR).values()
+    return inputs, [(f"the run's {path.relative_to(out)}", path) for path in files]
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -138,6 +139,22 @@ def _read_log(path: Path, completed: int) -> list[str]:
     return [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= completed]
 
 
+#: settings that name files: ``./fer.csv``, ``fer.csv`` and its absolute path are one setting
+_PATH_SETTINGS = {"data", "twin", "init", "distill"}
+
+
+def _same_setting(key: str, before: Any, now: Any) -> bool:
+    """Whether a resumed run's setting ``key`` is the one it started with (file settings by the file named)."""
+    if before == now:
+        return True
+    if key == "labels" and isinstance(before, str) and isinstance(now, str):  # ferplus=VOTES.csv
+        (a_source, _, a_path), (b_source, _, b_path) = before.partition("="), now.partition("=")
+        return a_source == b_source and os.path.realpath(a_path) == os.path.realpath(b_path)
+    if key in _PATH_SETTINGS and isinstance(before, str) and isinstance(now, str):
+        return os.path.realpath(before) == os.path.realpath(now)
+    return False
+
+
 def _check_resume(saved: Checkpoint, config: TrainConfig, data_sha256: str) -> None:
     """Refuse to resume a run with other settings, other data, or a state this engine cannot continue."""
     where = saved.path or CHECKPOINT_NAME
@@ -147,7 +164,11 @@ def _check_resume(saved: Checkpoint, config: TrainConfig, data_sha256: str) -> N
     now = dataclasses.asdict(config)
     before = dataclasses.asdict(config_from_state(saved.config))
     mutable = RESUME_MUTABLE if config.schedule == "step" else RESUME_MUTABLE - {"epochs"}
-    diff = [k for k in now if k not in mutable and before.get(k) != now[k]]
+    # not compared as text: the run folder (the checkpoint was found in it) and, when the checkpoint has the
+    # data's checksum, the data and its twin (the checksum below decides: the same bytes under another path
+    # continue the run)
+    skip = {"out"} | ({"data", "twin"} if saved.data_sha256 is not None else set())
+    diff = [k for k in now if k not in mutable and k not in skip and not _same_setting(k, before.get(k), now[k])]
     if diff:
         detail = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in diff)
         extra = " (the cosine schedule is laid out over --epochs, so it cannot change)" if "epochs" in diff else ""

@@ -455,6 +455,65 @@ def test_train_refusals_name_the_options(inputs: Inputs, args: list[str], line: 
     assert not Path("r").exists()
 
 
+@pytest.mark.parametrize("command", [
+    lambda i, o: ["predict", str(i.fer), "--checkpoint", str(i.checkpoint), "-o", o],
+    lambda i, o: ["export", "--checkpoint", str(i.checkpoint), "-o", o],
+    lambda i, o: ["explain", "--checkpoint", str(i.checkpoint), "--data", str(i.fer), "--masked", str(i.smfer),
+                  "-o", o],
+])
+def test_an_output_never_replaces_the_model_it_uses(inputs: Inputs, command) -> None:
+    """predict -o CK.pt replaced the checkpoint it was scoring with (exit 0)."""
+    before = inputs.snapshot()
+    result = invoke("fer-models", command(inputs, str(inputs.checkpoint)))
+    assert "it would overwrite the input" in assert_refused(result, "fer-models", inputs.checkpoint)
+    assert inputs.snapshot() == before
+
+
+@pytest.mark.parametrize("target", ["smfer2013.meta.csv", "smfer2013.manifest.json"])
+def test_explain_never_replaces_the_masked_sets_sidecar(inputs: Inputs, target: str) -> None:
+    sidecar = inputs.root / target
+    sidecar.write_text("row_id\n")
+    before = inputs.snapshot()
+    result = invoke("fer-models", ["explain", "--checkpoint", str(inputs.checkpoint), "--data", str(inputs.fer),
+                                   "--masked", str(inputs.smfer), "--subset", "all", "-o", str(sidecar)])
+    assert_refused(result, "fer-models", sidecar)
+    assert inputs.snapshot() == before
+
+
+def test_evaluate_report_never_replaces_its_data(inputs: Inputs) -> None:
+    """--data DIR/metrics.txt --out DIR: the report's metrics.txt was the data file."""
+    folder = inputs.root / "ev"
+    folder.mkdir()
+    data = folder / "metrics.txt"
+    data.write_bytes(inputs.fer.read_bytes())
+    before = inputs.snapshot()
+    result = invoke("fer-models", ["evaluate", "--checkpoint", str(inputs.checkpoint), "--data", str(data),
+                                   "--subset", "all", "--out", str(folder)])
+    assert "it would overwrite the input" in assert_refused(result, "fer-models", data)
+    assert inputs.snapshot() == before
+
+
+def test_benchmark_build_keeps_its_data_folder_to_itself(inputs: Inputs) -> None:
+    result = invoke("fer-models", ["benchmark", "--fer", str(inputs.fer), "--build", "--out", "bb", "--budget",
+                                   "smoke", "--tables", "2", "--limit", "0", "--write", "bb/data/smfer2013-seed0.csv"])
+    assert "where --build writes SMFER2013" in assert_refused(result, "fer-models")
+    assert not Path("bb/data").exists()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: (root / "t.csv").write_text("a,b\n"), "markdown file (.md)"),
+    (lambda root: (root / "t.md").symlink_to(root / "fer2013.csv"), "is a symlink"),
+    (lambda root: (root / "t.md").write_bytes(b"\xff\xfe"), "not UTF-8 text"),
+])
+def test_summary_write_is_checked_before_the_measurements(inputs: Inputs, make, message: str) -> None:
+    make(inputs.root)
+    target = next(p for p in inputs.root.iterdir() if p.name.startswith("t."))
+    before = inputs.snapshot()
+    result = invoke("fer-models", ["summary", "--write", str(target)])
+    assert message in assert_refused(result, "fer-models", target)
+    assert inputs.snapshot() == before and (target.is_symlink() or target.is_file())
+
+
 def test_a_file_that_is_no_checkpoint_is_one_line(inputs: Inputs) -> None:
     """A CSV as --init made torch's legacy unpickler raise IndexError (a traceback)."""
     result = invoke("fer-models", ["train", "--data", str(inputs.fer), "--out", "r", "--init", str(inputs.fer),

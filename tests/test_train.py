@@ -343,6 +343,22 @@ def test_resume_refuses_changed_data(csv_path: Path, tmp_path: Path) -> None:
     assert (out / "checkpoint.pt").read_bytes() == before
 
 
+def test_resume_takes_the_same_files_under_other_names(csv_path: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--out ./run, an absolute path or a copy of the data with the same bytes continue the run (they were
+    refused as 'a different configuration', the paths compared as text); other settings still refuse."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data.csv"
+    data.write_bytes(csv_path.read_bytes())
+    main(config(Path("data.csv"), Path("run"), recipe="default", epochs=3, max_steps_per_epoch=1), stop_after=1)
+    main(config(Path("./data.csv"), tmp_path / "run", recipe="default", epochs=3, max_steps_per_epoch=1),
+         resume=True, stop_after=2)
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(data.read_bytes())
+    main(config(copy, Path("./run"), recipe="default", epochs=3, max_steps_per_epoch=1), resume=True)
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 3
+
+
 def test_single_class_training_data_is_refused(tmp_path: Path) -> None:
     lines = tmp_path / "one.csv"
     rows = ["emotion,pixels,Usage"] + [f"3,{' '.join(['7'] * 48 * 48)},{USAGE_CYCLE[i % 6]}" for i in range(24)]

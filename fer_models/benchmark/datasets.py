@@ -7,6 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def build_folder(out: str | Path) -> Path:
+    """The folder ``--build`` makes its datasets in (theirs alone: no other output may be written there)."""
+    return Path(out) / "data"
+
+
 def build_datasets(fer: str | Path, out: Path, seed: int = 0, jobs: int | None = None,
                    echo: Callable[[str], None] = print) -> dict[str, str]:
     """SMFER2013 and MFER2013 made from ``fer`` with maskgen (seed ``seed``) under ``out/data``; reused if there."""
@@ -16,7 +21,7 @@ def build_datasets(fer: str | Path, out: Path, seed: int = 0, jobs: int | None =
 
     from maskgen.io import file_sha256, manifest_path
 
-    folder = out / "data"
+    folder = build_folder(out)
     folder.mkdir(parents=True, exist_ok=True)
     smfer, mfer = folder / f"smfer2013-seed{seed}.csv", folder / f"mfer2013-seed{seed}.csv"
     fer_sha = file_sha256(fer)
@@ -35,4 +40,4 @@ def build_datasets(fer: str | Path, out: Path, seed: int = 0, jobs: int | None =
     return {"fer2013": str(fer), "smfer2013": str(smfer), "mfer2013": str(mfer)}
 
 
-__all__ = ["build_datasets"]
+__all__ = ["build_datasets", "build_folder"]
