@@ -34,7 +34,8 @@ from fer_models.benchmark.spec import (
 )
 
 __all__ = ["BUDGETS", "DATASETS", "MODEL_OVERRIDES", "PAPER_ACCURACY", "PAPER_COST", "PROTOCOLS", "RECORDS_FORMAT",
-           "TABLE1_MODELS", "TABLE3_MODELS", "TABLE3_SEEDS", "TABLES", "Budget", "GridContext", "Run", "benchmark", "check_request",
-           "build_datasets", "datasets_needed", "duplicate_test_rows", "execute_run", "grid", "load_records",
-           "load_result", "model_costs", "output_files", "param_count", "plot_tables", "render_tables", "result_path", "run_config",
-           "run_grid", "same_data", "save_records", "score", "table_runs"]
+           "TABLE1_MODELS", "TABLE3_MODELS", "TABLE3_SEEDS", "TABLES", "Budget", "GridContext", "Run", "benchmark",
+           "check_request", "build_datasets", "datasets_needed", "duplicate_test_rows", "execute_run", "grid",
+           "load_records", "load_result", "model_costs", "output_files", "param_count", "plot_tables",
+           "render_tables", "result_path", "run_config", "run_grid", "same_data", "save_records", "score",
+           "table_runs"]

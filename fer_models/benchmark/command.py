@@ -56,6 +56,8 @@ def check_request(out: str | Path, budget: str, recipe: str, tables: Sequence[st
     Raises:
         ValueError: naming the option and what is wrong.
     """
+    if not tables:
+        raise ValueError(f"--tables: no table given; expected some of {', '.join(TABLES)}")
     for t in tables:
         if t not in TABLES:
             raise ValueError(f"unknown table {t!r}; expected one of {', '.join(TABLES)}")
