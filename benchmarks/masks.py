@@ -62,24 +62,48 @@ def speed(csv_path: Path, rows: int, seed: int, repeats: int) -> None:
         print(f"  {name:10s} median {np.median(ts) * 1e3:.3f} ms  p95 {np.percentile(ts, 95) * 1e3:.3f} ms")
 
 
+#: the sidecar columns each command reads
+QA_COLUMNS = ("status", "fit", "mask", "qa_passed", "qa_nose_covered", "qa_mouth_covered", "qa_eyes_visible",
+              "qa_chin_covered")
+RECHECK_COLUMNS = ("row_id", "fit", "qa_passed", "params")
+
+
+def read_sidecar(sidecar: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a build-smfer sidecar CSV; ValueError naming the file and the missing column(s) when
+    it is not one (a FER2013 CSV given in its place), or the line whose qa_passed is not empty, 0 or 1."""
+    with open(sidecar, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in columns if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{sidecar}: not a build-smfer sidecar: no {', '.join(missing)} column "
+                             "(give the .meta.csv that maskgen build-smfer writes beside its output)")
+        rows = []
+        for row in reader:
+            row = {k: (v or "") for k, v in row.items() if k is not None}  # a short line: its missing cells empty
+            if row.get("qa_passed", "") not in ("", "0", "1"):
+                raise ValueError(f"{sidecar} line {reader.line_num}: qa_passed {row['qa_passed'][:20]!r} is not "
+                                 "empty, 0 or 1")
+            rows.append((reader.line_num, row))
+    return rows
+
+
 def qa(sidecar: Path) -> None:
     """Pass rates of the QA check per fit and per (fit, mask), from a build-smfer sidecar CSV."""
     total: Counter = Counter()
     passed: Counter = Counter()
     status: Counter = Counter()
     fails: Counter = Counter()
-    with open(sidecar, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            status[row["status"]] += 1
-            if row["qa_passed"] == "":
-                continue
-            for key in (("all", row["fit"]), (row["mask"], row["fit"])):
-                total[key] += 1
-                passed[key] += int(row["qa_passed"])
-            if row["qa_passed"] == "0":
-                why = [k for k in ("nose_covered", "mouth_covered", "eyes_visible", "chin_covered")
-                       if row[f"qa_{k}"] == "1"]
-                fails[(row["fit"], ",".join(why))] += 1
+    for _, row in read_sidecar(sidecar, QA_COLUMNS):
+        status[row["status"]] += 1
+        if row["qa_passed"] == "":
+            continue
+        for key in (("all", row["fit"]), (row["mask"], row["fit"])):
+            total[key] += 1
+            passed[key] += int(row["qa_passed"])
+        if row["qa_passed"] == "0":
+            why = [k for k in ("nose_covered", "mouth_covered", "eyes_visible", "chin_covered")
+                   if row[f"qa_{k}"] == "1"]
+            fails[(row["fit"], ",".join(why))] += 1
     print(f"sidecar: {sidecar}")
     print(f"status: {dict(status)}")
     print("| mask | fit | rows | QA passed |")
@@ -107,19 +131,36 @@ def recheck(sidecar: Path, csv_path: Path) -> None:
     from maskgen.pipeline import apply_mask
     from maskgen.points import LANDMARK_GROUPS
 
-    with open(sidecar, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["qa_passed"] != ""]
-    total = Counter(r["fit"] for r in rows)
-    failed = [r for r in rows if r["qa_passed"] == "0"]
+    rows = [(line, r) for line, r in read_sidecar(sidecar, RECHECK_COLUMNS) if r["qa_passed"] != ""]
+    total = Counter(r["fit"] for _, r in rows)
     images = read_fer_csv(csv_path).images
+    failed = []
+    for line, r in rows:
+        if r["qa_passed"] != "0":
+            continue
+        where = f"{sidecar} line {line}"
+        try:
+            k = int(r["row_id"])
+        except ValueError:
+            raise ValueError(f"{where}: row_id {r['row_id'][:40]!r} is not an integer") from None
+        if not 0 <= k < len(images):
+            raise ValueError(f"{where}: row_id {k} outside the {len(images)} rows of {csv_path}")
+        if r["fit"] not in ("correct", "nose_exposed", "chin_only"):
+            raise ValueError(f"{where}: unknown fit {r['fit'][:40]!r}")
+        try:
+            params = MaskParams.from_dict(json.loads(r["params"]))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{where}: params are not a mask's parameters ({' '.join(str(exc).split())[:80]})") \
+                from None
+        failed.append((k, params, r))
     det = get_detector()
     mouth, eyes = LANDMARK_GROUPS["mouth"], LANDMARK_GROUPS["eyes"]
     rescued: Counter = Counter()
     unverifiable: Counter = Counter()
-    for r in failed:
-        img = images[int(r["row_id"])]
+    for k, params, r in failed:
+        img = images[k]
         pts = det.for_crop(img).points.astype(np.float64)
-        _, alpha = apply_mask(img, pts, MaskParams.from_dict(json.loads(r["params"])))
+        _, alpha = apply_mask(img, pts, params)
         h, w = alpha.shape
 
         def inside(xy: np.ndarray) -> np.ndarray:
@@ -147,7 +188,7 @@ def recheck(sidecar: Path, csv_path: Path) -> None:
     print("|---|---:|---:|---:|---:|")
     for fit in sorted(total):
         n = total[fit]
-        f = sum(1 for r in failed if r["fit"] == fit)
+        f = sum(1 for _, _, r in failed if r["fit"] == fit)
         print(f"| {fit} | {n} | {(n - f) / n:.2%} | {(n - f + rescued[fit]) / n:.2%} | {unverifiable[fit]} |")
 
 
@@ -157,7 +198,7 @@ def main() -> None:
     s = sub.add_parser("speed")
     s.add_argument("csv", type=Path)
     s.add_argument("--rows", type=at_least(1), default=2000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=at_least(0), default=0)
     s.add_argument("--repeats", type=at_least(1), default=3)
     q = sub.add_parser("qa")
     q.add_argument("sidecar", type=Path)

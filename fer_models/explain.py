@@ -70,22 +70,53 @@ def regions(fer_image: np.ndarray, params_json: str) -> tuple[np.ndarray, np.nda
 
 def read_sidecar_params(masked_csv: str | Path, rows: int) -> list[str | None]:
     """Per row of an SMFER2013 file, its mask's parameters (JSON text) from the ``.meta.csv`` sidecar, or None
-    where the row was not masked (error, kept)."""
+    where the row was not masked (error, kept).
+
+    Raises:
+        FileNotFoundError: no sidecar beside ``masked_csv``.
+        ValueError: naming the sidecar (and its line): no ``row_id`` / ``status`` / ``params`` column, a row_id
+            that is not an integer, outside the rows or given twice, a masked row whose params are not a
+            mask's parameters, or fewer rows than ``masked_csv`` (a truncated sidecar).
+    """
     import csv
 
+    from maskgen.fits import MaskParams
     from maskgen.smfer import sidecar_paths
 
     meta_path, _ = sidecar_paths(masked_csv)
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path}: the sidecar of {masked_csv} is needed for the mask regions")
     params: list[str | None] = [None] * rows
+    seen = [False] * rows
     with open(meta_path, newline="", encoding="utf-8") as fh:
-        for rec in csv.DictReader(fh):
-            k = int(rec["row_id"])
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("row_id", "status", "params") if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{meta_path}: not a build-smfer sidecar: no {', '.join(missing)} column "
+                             f"(the .meta.csv that maskgen build-smfer writes beside {masked_csv})")
+        for rec in reader:
+            where = f"{meta_path} line {reader.line_num}"
+            text = (rec["row_id"] or "").strip()
+            try:
+                k = int(text)
+            except ValueError:
+                raise ValueError(f"{where}: row_id {text[:40]!r} is not an integer") from None
             if not 0 <= k < rows:
-                raise ValueError(f"{meta_path}: row_id {k} outside the {rows} rows of {masked_csv}")
-            if rec.get("status", "").startswith("masked") and rec.get("params"):
+                raise ValueError(f"{where}: row_id {k} outside the {rows} rows of {masked_csv}")
+            if seen[k]:
+                raise ValueError(f"{where}: row_id {k} given twice")
+            seen[k] = True
+            if (rec["status"] or "").startswith("masked") and rec["params"]:
+                try:
+                    MaskParams.from_dict(json.loads(rec["params"]))
+                except (ValueError, TypeError, AttributeError) as exc:
+                    reason = " ".join(str(exc).split())[:80]
+                    raise ValueError(f"{where}: row_id {k}: params are not a mask's parameters ({reason})") from None
                 params[k] = rec["params"]
+    if not all(seen):
+        first = seen.index(False)
+        raise ValueError(f"{meta_path}: {sum(seen)} rows for the {rows} rows of {masked_csv} (truncated?): "
+                         f"no row_id {first}")
     return params
 
 

@@ -39,6 +39,11 @@ def _split_names(text: str | None) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
 
 
+#: every --seed: numpy's generators take no negative seed (a build would leave every row unmasked)
+SEED = click.IntRange(min=0)
+#: every -j/--jobs: 0 = all cores; the upper limit (MAX_JOBS_PER_CPU per CPU) is checked by maskgen.parallel.check_jobs
+JOBS = click.IntRange(min=0)
+
 #: help of every command's --styles
 STYLES_HELP = "Comma-separated mask styles to sample from [default: classic]; see `maskgen list-masks`."
 
@@ -93,9 +98,10 @@ def main() -> None:
 @click.argument("input_csv", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output CSV [default: smfer2013.csv next to the input]; for a folder input, the output folder.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Base seed; row i draws from numpy default_rng([seed, i]).")
-@click.option("-j", "--jobs", type=int, default=0, show_default=True, help="Worker processes (0 = all cores).")
+@click.option("-j", "--jobs", type=JOBS, default=0, show_default=True,
+              help="Worker processes (0 = all cores; at most 4 per CPU).")
 @click.option("--masks", "mask_names", metavar="NAMES",
               help="Comma-separated mask types to sample from [default: all built-in]; see `maskgen list-masks`.")
 @click.option("--mask-spec", "mask_specs", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -142,10 +148,11 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
     left behind on failure or Ctrl-C.
     """
     from maskgen.cli_errors import check_writable
-    from maskgen.parallel import DEFAULT_CHUNK_SIZE
+    from maskgen.parallel import DEFAULT_CHUNK_SIZE, check_jobs
     from maskgen.pipeline import BuildConfig
     from maskgen.smfer import build_smfer
 
+    check_jobs(jobs, backend, scheduler)  # too many workers for this machine, before any work
     if output is not None:
         check_writable(output, "-o", folder=input_csv.is_dir())
     if metadata_path is not None:
@@ -240,9 +247,11 @@ def list_masks_cmd() -> None:
 @main.command("demo")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=Path), default=Path("maskgen-demo"),
               show_default=True, help="Folder for the demo files.")
-@click.option("-n", "--rows", type=int, default=64, show_default=True, help="Faces to use (at most 100).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-j", "--jobs", type=int, default=0, show_default=True, help="Worker processes (0 = all cores).")
+@click.option("-n", "--rows", type=click.IntRange(1, 100), default=64, show_default=True,
+              help="Faces to use (at most 100: maskgen.demo.LFW_FACES).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("-j", "--jobs", type=JOBS, default=0, show_default=True,
+              help="Worker processes (0 = all cores; at most 4 per CPU).")
 def demo_cmd(outdir: Path, rows: int, seed: int, jobs: int) -> None:
     """Run the whole pipeline on a small built-in example.
 
@@ -253,7 +262,9 @@ def demo_cmd(outdir: Path, rows: int, seed: int, jobs: int) -> None:
     """
     from maskgen.cli_errors import check_writable
     from maskgen.demo import check_demo_outputs, run_demo
+    from maskgen.parallel import check_jobs
 
+    check_jobs(jobs)
     check_demo_outputs(outdir)
     check_writable(outdir, "-o", folder=True)
     paths = run_demo(outdir, rows=rows, seed=seed, jobs=jobs)
@@ -266,7 +277,7 @@ def demo_cmd(outdir: Path, rows: int, seed: int, jobs: int) -> None:
 @click.argument("smfer_csv", metavar="SMFER", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output CSV [default: mfer2013.csv next to FER]; for folders, the output folder.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for class under/oversampling.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for class under/oversampling.")
 @click.option("--balance", type=click.Choice(["pairs", "none"]), default="pairs", show_default=True,
               help="pairs: each used face once unmasked and once masked (equal masked/unmasked counts per "
                    "class); none: all unmasked rows plus every masked row.")
@@ -310,7 +321,7 @@ def build_mfer_cmd(fer_csv: Path, smfer_csv: Path, output: Path | None, seed: in
 @click.argument("data_csv", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--split", "splits", type=click.Choice(SPLIT_KINDS), multiple=True,
               help="Split(s) to audit; may be repeated [default: usage, paper, grouped].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the paper / grouped split.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the paper / grouped split.")
 @click.option("--near-threshold", type=float, default=2.0, show_default=True,
               help="Near duplicate: mean absolute pixel difference (grey levels) at most this.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -351,7 +362,7 @@ PREVIEW_MAX_PIXELS = 100_000_000
 @click.option("-n", "--rows", type=click.IntRange(min=1), default=64, show_default=True, help="Random rows to show.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("preview.png"),
               show_default=True, help="Contact sheet to write (.png, or another picture type by its suffix).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed for choosing rows and for masking them (same as build-smfer --seed).")
 @click.option("--landmarks", "draw_landmarks", is_flag=True, help="Draw the 68 landmarks on the originals.")
 @click.option("--masks", "mask_names", metavar="NAMES", help="Comma-separated mask types [default: all].")
@@ -400,7 +411,7 @@ def preview_cmd(input_csv: Path, rows: int, output: Path, seed: int, draw_landma
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the masked photos (same relative names as the inputs).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--masks", "mask_names", metavar="NAMES", help="Comma-separated mask types [default: all].")
 @click.option("--mask-spec", "mask_specs", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Custom mask spec file (JSON/TOML + RGBA PNG) to register; may be repeated.")

@@ -19,6 +19,14 @@ DEMO_LABEL = 6
 DEMO_RECORD = ".maskgen-demo.json"
 
 
+def check_rows(rows: object, option: str = "-n/--rows") -> int:
+    """The demo's number of faces, refused (ValueError naming ``option``) unless an integer from 1 to
+    :data:`LFW_FACES`."""
+    if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or not 1 <= rows <= LFW_FACES:
+        raise ValueError(f"{option} must be an integer from 1 to {LFW_FACES}, got {rows!r}")
+    return int(rows)
+
+
 def lfw_faces(rows: int = LFW_FACES) -> np.ndarray:
     """(rows, 48, 48) uint8 real face crops: scikit-image's LFW subset, upscaled from 25x25."""
     try:
@@ -27,8 +35,7 @@ def lfw_faces(rows: int = LFW_FACES) -> np.ndarray:
         raise RuntimeError('the demo needs scikit-image: pip install "maskgen[demo]"') from exc
     import cv2
 
-    if not 1 <= rows <= LFW_FACES:
-        raise ValueError(f"rows must be 1..{LFW_FACES}, got {rows}")
+    check_rows(rows, "rows")
     faces = lfw_subset()[:rows]
     return np.stack([
         cv2.resize(np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8), (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
@@ -87,11 +94,16 @@ def run_demo(outdir: str | Path, rows: int = 64, seed: int = 0, jobs: int | None
     Files of the demo's names in ``outdir`` are replaced only if an earlier run wrote them
     (:func:`check_demo_outputs`, before any work).
     """
+    from maskgen.parallel import check_jobs
     from maskgen.pipeline import BuildConfig
     from maskgen.io import write_image
     from maskgen.preview import contact_sheet
+    from maskgen.pipeline import check_seed
     from maskgen.smfer import build_smfer
 
+    check_rows(rows)
+    check_seed(seed)
+    check_jobs(jobs)
     outdir = Path(outdir)
     files = demo_files(outdir)
     record = check_demo_outputs(outdir)

@@ -29,6 +29,9 @@ DEFAULT_CHUNK_SIZE = 256
 BACKENDS = ("loky", "threading", "sequential", "dask")
 #: seconds to wait for a dask scheduler given by address before giving up with one line
 SCHEDULER_TIMEOUT_S = 10.0
+#: the most worker processes (or threads) per CPU that a local backend may start: more is a typo
+#: (``-j 1000``), not a speed-up, and each loky / dask worker is a process holding its own models
+MAX_JOBS_PER_CPU = 4
 
 
 def default_jobs() -> int:
@@ -46,19 +49,46 @@ def chunk_ranges(n: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[tuple[int
     return [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
 
 
+def check_jobs(jobs: int | None, backend: str = "loky", scheduler: str | None = None) -> int:
+    """The number of workers ``jobs`` asks for (None or <= 0: all cores), checked before any work.
+
+    Raises:
+        ValueError: an unknown backend, a scheduler without backend "dask", or (backends that start workers
+            on this machine: loky, threading, dask without ``scheduler``) more than :data:`MAX_JOBS_PER_CPU`
+            workers per CPU this process may use, naming ``--jobs`` and the CPU count.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if scheduler is not None and backend != "dask":
+        raise ValueError("a scheduler address goes with backend 'dask'")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer))):
+        raise ValueError(f"--jobs must be an integer, got {jobs!r}")
+    cpus = default_jobs()
+    n_jobs = cpus if not jobs or jobs <= 0 else int(jobs)
+    local = backend in ("loky", "threading") or (backend == "dask" and scheduler is None)
+    if local and n_jobs > MAX_JOBS_PER_CPU * cpus:
+        raise ValueError(f"--jobs {n_jobs}: more than {MAX_JOBS_PER_CPU} workers per CPU (this process may use "
+                         f"{cpus} CPU{'s' if cpus != 1 else ''}: at most {MAX_JOBS_PER_CPU * cpus}); "
+                         "use 0 for one worker per CPU")
+    return n_jobs
+
+
 def map_chunks(func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], *, jobs: int | None = None,
                backend: str = "loky", scheduler: str | None = None) -> Iterator[T]:
     """Yield ``func(*args)`` for each ``args`` in ``chunks``, in order.
 
     ``jobs`` None or <= 0 means all cores; ``jobs == 1`` or backend "sequential" runs in
     this process (no pickling, easiest to debug). ``scheduler``: address of a running dask
-    scheduler (backend "dask" only; default: a local cluster for this call).
+    scheduler (backend "dask" only; default: a local cluster for this call). The options are
+    checked (:func:`check_jobs`) when this is called, before the first chunk runs.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if scheduler is not None and backend != "dask":
-        raise ValueError("a scheduler address goes with backend 'dask'")
-    n_jobs = default_jobs() if not jobs or jobs <= 0 else int(jobs)
+    n_jobs = check_jobs(jobs, backend, scheduler)
+    return _map_chunks(func, chunks, n_jobs, backend, scheduler)
+
+
+def _map_chunks(func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], n_jobs: int, backend: str,
+                scheduler: str | None) -> Iterator[T]:
+    """:func:`map_chunks` once its options are checked."""
     if backend == "dask":
         yield from _map_dask(func, chunks, n_jobs, scheduler)
         return

@@ -39,6 +39,14 @@ SIDECAR_COLUMNS = (
 )
 
 
+def check_seed(seed: object, option: str = "seed") -> int:
+    """``seed`` as an int, refused (ValueError naming ``option``) unless it is a non-negative integer: numpy's
+    generators take no negative seed, and a build would leave every row unmasked with that error."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{option} must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """What a build samples from; identical in every worker.
@@ -70,6 +78,7 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if self.on_implausible not in ("mask", "keep"):
             raise ValueError(f"on_implausible must be 'mask' or 'keep', not {self.on_implausible!r}")
+        check_seed(self.seed)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -20,7 +21,7 @@ import numpy as np
 from maskgen.dataset import FerTable, read_fer_csv, write_fer_csv
 from maskgen.io import (atomic_write, build_fields, build_id, build_recipe, csv_stem, file_sha256, manifest,
                         manifest_path, write_json)
-from maskgen.parallel import DEFAULT_CHUNK_SIZE, chunk_ranges, default_jobs, gather_rows, map_chunks
+from maskgen.parallel import DEFAULT_CHUNK_SIZE, check_jobs, chunk_ranges, gather_rows, map_chunks
 from maskgen.paths import Output, check_outputs
 from maskgen.pipeline import SIDECAR_COLUMNS, STATUSES, BuildConfig, mask_chunk, resolve_masks
 
@@ -38,6 +39,22 @@ def sidecar_paths(out_path: str | Path) -> tuple[Path, Path]:
     out = Path(out_path)
     stem = csv_stem(out)
     return out.with_name(f"{stem}.meta.csv"), manifest_path(out)
+
+
+def input_companions(input_path: str | Path) -> list[tuple[str, Path]]:
+    """(role, path) of the files that travel with an input CSV and exist: its sidecar and manifest by
+    :func:`sidecar_paths`, and the sidecar its manifest records. No output may replace them (``build-smfer
+    smfer.csv -o smfer.csv.gz`` would write smfer.meta.csv and smfer.manifest.json, the input's own)."""
+    path = Path(input_path)
+    meta, manifest_file = sidecar_paths(path)
+    found = [("input's sidecar", meta), ("input's manifest", manifest_file)]
+    try:
+        recorded = json.loads(manifest_file.read_text(encoding="utf-8")).get("metadata")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, str) and recorded:
+        found.append(("input's sidecar", Path(recorded)))
+    return [(role, p) for role, p in found if p.is_file()]
 
 
 @dataclass
@@ -80,13 +97,14 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    n_jobs = check_jobs(jobs, backend, scheduler)
     input_path = Path(input_path)
     out = Path(output_path) if output_path is not None else default_output(input_path)
     meta_path, manifest_file = sidecar_paths(out)
     if metadata_path is not None:
         meta_path = Path(metadata_path)
-    # every output against every input and each other, before any work (maskgen.paths)
-    check_outputs([("input", input_path), ("--landmarks", config.landmarks),
+    # every output against every input (its sidecar and manifest included) and each other, before any work
+    check_outputs([("input", input_path), *input_companions(input_path), ("--landmarks", config.landmarks),
                    *(("--mask-spec", s) for s in config.mask_specs)],
                   [Output("-o", out), Output("--metadata" if metadata_path is not None else "sidecar", meta_path),
                    Output("manifest", manifest_file)])
@@ -103,7 +121,6 @@ def build_smfer(input_path: str | Path, output_path: str | Path | None = None, *
     n = len(table)
     ranges = chunk_ranges(n, chunk_size)
     tasks = [(table.images[a:b], np.arange(a, b), config) for a, b in ranges]
-    n_jobs = jobs if jobs and jobs > 0 else default_jobs()
     with tqdm(total=n, unit="row", desc=f"masking ({n_jobs} jobs)", disable=not progress, smoothing=0.1) as bar:
         images, records = gather_rows(
             n, map_chunks(mask_chunk, tasks, jobs=n_jobs, backend=backend, scheduler=scheduler), table.images.shape[1:],

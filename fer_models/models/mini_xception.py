@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from fer_models.layers import SPATIAL_KERNEL, SeparableConv2d, channel_hidden_width, make_attention
-from fer_models.models._registry import DEFAULT_NUM_CLASSES, register_model
+from fer_models.models._registry import DEFAULT_NUM_CLASSES, check_int_list, check_positive_ints, register_model
 
 #: Block widths of the reference Mini-Xception.
 MINI_XCEPTION_WIDTHS: tuple[int, ...] = (16, 32, 64, 128)
@@ -104,11 +104,8 @@ class MiniXception(nn.Module):
         input_size: int | None = None,
     ) -> None:
         super().__init__()
-        widths = tuple(int(w) for w in widths)
-        if not widths or min(widths) < 1:
-            raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths}")
-        if stem_width < 1 or in_chans < 1 or num_classes < 1:
-            raise ValueError("stem_width, in_chans and num_classes must be positive")
+        widths = check_int_list("widths", widths)
+        check_positive_ints(stem_width=stem_width, in_chans=in_chans, num_classes=num_classes)
         if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int)
                                        or not 5 <= input_size <= MAX_INPUT_SIZE):
             raise ValueError(f"input_size must be an int from 5 to {MAX_INPUT_SIZE} or None, got {input_size!r}")
@@ -177,12 +174,12 @@ def analytic_cost(
     return params, macs
 
 
-def _mini_xception(num_classes: int, attention: str | None, paper: bool, **kwargs) -> MiniXception:
+def _mini_xception(num_classes: int, fixed_attention: str | None, paper: bool, **kwargs) -> MiniXception:
     if "attention" in kwargs:
         raise TypeError("this model fixes `attention`; use `mini_xception(attention=...)` instead")
     if paper:
         kwargs.setdefault("widths", PAPER_WIDTHS)
-    return MiniXception(num_classes=num_classes, attention=attention, **kwargs)
+    return MiniXception(num_classes=num_classes, attention=fixed_attention, **kwargs)
 
 
 @register_model

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fer_models.models._registry import DEFAULT_NUM_CLASSES, register_model
+from fer_models.models._registry import DEFAULT_NUM_CLASSES, check_positive_ints, register_model
 
 #: (expansion t, out channels c, repeats n, first stride s), as in the paper.
 INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
@@ -77,6 +77,7 @@ class MobileNetV2(nn.Module):
         dropout: float = DROPOUT,
     ) -> None:
         super().__init__()
+        check_positive_ints(num_classes=num_classes, in_chans=in_chans, stem_stride=stem_stride)
         layers: list[nn.Module] = [conv_bn_relu6(in_chans, STEM_CHANNELS, 3, stem_stride)]
         in_ch = STEM_CHANNELS
         for t, c, n, s in INVERTED_RESIDUAL_SETTING:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fer_models.models._registry import DEFAULT_NUM_CLASSES, register_model
+from fer_models.models._registry import DEFAULT_NUM_CLASSES, check_int_list, check_positive_ints, register_model
 
 RESNET18_LAYERS: tuple[int, ...] = (2, 2, 2, 2)
 RESNET_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
@@ -61,8 +61,10 @@ class ResNet(nn.Module):
         stem: str = "imagenet",
     ) -> None:
         super().__init__()
+        layers, widths = check_int_list("layers", layers), check_int_list("widths", widths)
+        check_positive_ints(num_classes=num_classes, in_chans=in_chans)
         if len(layers) != len(widths):
-            raise ValueError("layers and widths must have the same length")
+            raise ValueError(f"layers and widths must have the same length, got {len(layers)} and {len(widths)}")
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         if stem == "imagenet":

@@ -14,10 +14,12 @@ Attention is written out (``q @ k^T``, softmax, ``@ v``) so FLOP counters see it
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from fer_models.models._registry import DEFAULT_NUM_CLASSES, register_model
+from fer_models.models._registry import DEFAULT_NUM_CLASSES, check_int_list, check_positive_ints, register_model
 
 IMG_SIZE = 48
 PATCH_SIZE = 6
@@ -84,7 +86,15 @@ class VisionTransformer(nn.Module):
         pool: str = "cls",
     ) -> None:
         super().__init__()
-        ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+        check_positive_ints(num_classes=num_classes, in_chans=in_chans, img_size=img_size, embed_dim=embed_dim,
+                            depth=depth, num_heads=num_heads)
+        if isinstance(patch_size, int) and not isinstance(patch_size, bool):
+            check_positive_ints(patch_size=patch_size)
+            patch_size = (patch_size, patch_size)
+        ph, pw = check_int_list("patch_size", patch_size, length=2)
+        if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, float)) or not math.isfinite(mlp_ratio) \
+                or int(embed_dim * mlp_ratio) < 1:
+            raise ValueError(f"mlp_ratio must be a positive number (embed_dim x mlp_ratio >= 1), got {mlp_ratio!r:.40}")
         if img_size % ph or img_size % pw:
             raise ValueError(f"img_size {img_size} is not divisible by patch_size {(ph, pw)}")
         if pool not in POOLS:
