@@ -343,7 +343,7 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
 
     if (checkpoint is None) == (weights is None):
         raise click.UsageError("give exactly one of --checkpoint and --weights")
-    _check_outputs([*_model_inputs(checkpoint, weights), ("--data", data)], [("--out", out, True)])
+    _check_outputs(_with_companions([*_model_inputs(checkpoint, weights), ("--data", data)]), [("--out", out, True)])
     if threads is not None:
         torch.set_num_threads(threads)
     if weights is not None:
@@ -482,6 +482,18 @@ def _model_inputs(checkpoint: str | None, weights: str | None, onnx: str | None 
     return inputs
 
 
+def _with_companions(inputs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """``inputs`` and the sidecar and manifest beside each input CSV (``maskgen.smfer.input_companions``): no
+    output may replace them either (``predict sm.csv -o sm.meta.csv`` would)."""
+    from maskgen.smfer import input_companions
+
+    out = list(inputs)
+    for role, path in inputs:
+        if path is not None and str(path).lower().endswith((".csv", ".csv.gz")) and Path(path).is_file():
+            out += [(f"{role} {path}'s {what.split()[-1]}", str(p)) for what, p in input_companions(path)]
+    return out
+
+
 def _load_model_state(checkpoint: str | None, weights: str | None) -> tuple[Checkpoint, Path]:
     """(the checkpoint, its file) of exactly one of --checkpoint / --weights."""
     from fer_models.checkpoint import checkpoint_path, load_checkpoint
@@ -521,7 +533,7 @@ def export_command(checkpoint: str | None, weights: str | None, output: str, che
     from maskgen.io import atomic_write, file_sha256
 
     int8_output = str(Path(output).with_suffix(".int8.onnx")) if int8_csv is not None else None
-    _check_outputs([*_model_inputs(checkpoint, weights), ("--check", check_csv), ("--int8", int8_csv)],
+    _check_outputs(_with_companions([*_model_inputs(checkpoint, weights), ("--check", check_csv), ("--int8", int8_csv)]),
                    [("-o", output, False), ("the int8 copy", int8_output, False)])
     state, path = _load_model_state(checkpoint, weights)
     calib = None
@@ -591,7 +603,9 @@ def predict_command(paths: tuple[str, ...], checkpoint: str | None, weights: str
     from maskgen.io import atomic_write
 
     # every output against every input (the model's file included), before any work
-    check_predict_outputs(paths, output, annotate, models=_model_inputs(checkpoint, weights, onnx_path))
+    check_predict_outputs(paths, output, annotate,
+                          models=_with_companions([*_model_inputs(checkpoint, weights, onnx_path),
+                                                   *(("input", p) for p in paths)]))
     if output is not None:
         check_writable(output)
     if annotate is not None:
@@ -649,8 +663,8 @@ def explain_command(checkpoint: str | None, weights: str | None, data: str, mask
     from maskgen.smfer import sidecar_paths
 
     sidecar, manifest = sidecar_paths(masked)
-    _check_outputs([*_model_inputs(checkpoint, weights), ("--data", data), ("--masked", masked),
-                    ("--masked's sidecar", str(sidecar)), ("--masked's manifest", str(manifest))],
+    _check_outputs(_with_companions([*_model_inputs(checkpoint, weights), ("--data", data), ("--masked", masked),
+                                     ("--masked's sidecar", str(sidecar)), ("--masked's manifest", str(manifest))]),
                    [("-o", output, False)])
     state, _ = _load_model_state(checkpoint, weights)
     model, config = state.build_model(), state.train_config()

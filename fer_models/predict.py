@@ -174,6 +174,9 @@ def check_predict_outputs(paths: Iterable[str | os.PathLike], output: str | os.P
     check_targets(pairs, "--annotate", may_replace=annotation_record(folder).may_replace)
     if output is not None and any(Path(output).resolve() == t.resolve() for _, t in pairs):
         raise PathError(f"-o {output} is one of the --annotate pictures: give it another name")
+    if output is not None and Path(output).resolve() == (folder / ANNOTATED_RECORD).resolve():
+        raise PathError(f"-o {output} is the --annotate folder's record of the pictures it wrote "
+                        f"({ANNOTATED_RECORD}); give it another name")
     return planned
 
 

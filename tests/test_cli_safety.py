@@ -480,6 +480,29 @@ def test_explain_never_replaces_the_masked_sets_sidecar(inputs: Inputs, target: 
     assert inputs.snapshot() == before
 
 
+@pytest.mark.parametrize("companion", ["smfer2013.meta.csv", "smfer2013.manifest.json"])
+@pytest.mark.parametrize("command", [
+    lambda i, o: ["predict", str(i.smfer), "--weights", "fer2013", "-o", o],
+    lambda i, o: ["export", "--weights", "fer2013", "--check", str(i.smfer), "-o", o],
+])
+def test_an_output_never_replaces_an_input_csvs_sidecar(inputs: Inputs, companion: str, command) -> None:
+    """predict sm.csv -o sm.meta.csv replaced the input's sidecar (exit 0)."""
+    target = inputs.root / companion
+    target.write_text("kept\n")
+    before = inputs.snapshot()
+    result = invoke("fer-models", command(inputs, str(target)))
+    assert "it would overwrite the input" in assert_refused(result, "fer-models", target)
+    assert inputs.snapshot() == before
+
+
+def test_predict_output_never_replaces_the_annotate_record(inputs: Inputs) -> None:
+    record = Path("ann") / ".fer-models-annotated.json"
+    result = invoke("fer-models", ["predict", str(inputs.photos), "--weights", "fer2013", "--annotate", "ann",
+                                   "-o", str(record)])
+    assert "record of the pictures it wrote" in assert_refused(result, "fer-models", record)
+    assert not Path("ann").exists()
+
+
 def test_evaluate_report_never_replaces_its_data(inputs: Inputs) -> None:
     """--data DIR/metrics.txt --out DIR: the report's metrics.txt was the data file."""
     folder = inputs.root / "ev"
