@@ -35,8 +35,16 @@ def _parse_fits(text: str | None) -> dict[str, float] | None:
         raise click.BadParameter(str(exc), param_hint="--fit") from None
 
 
-def _split_names(text: str | None) -> tuple[str, ...] | None:
-    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
+def _split_names(text: str | None, option: str = "--masks") -> tuple[str, ...] | None:
+    """``--masks a,b`` -> ("a", "b"); None when not given. An empty entry (``--masks ','``, ``a,,b``) is refused:
+    no names would silently mean every mask."""
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise click.BadParameter(f"an empty mask name in {text!r} (two commas in a row?); give mask names, or leave "
+                                 "the option out for all masks (see `maskgen list-masks`)", param_hint=option)
+    return names
 
 
 #: every --seed: numpy's generators take no negative seed (a build would leave every row unmasked)
@@ -64,8 +72,11 @@ def _spec_pictures(mask_specs: tuple[str, ...]) -> list[tuple[str, Path]]:
     """(role, path) of the RGBA picture each --mask-spec file names: an input like the spec itself, which no
     output may replace (``preview -o mymask.png``). A spec that cannot be read names none here; loading it
     later says what is wrong with it."""
+    from maskgen.paths import check_input_file
+
     found = []
     for spec in map(Path, mask_specs):
+        check_input_file(spec, "--mask-spec")  # a FIFO would block the read forever
         try:
             text = spec.read_text(encoding="utf-8")
             if spec.suffix.lower() == ".toml":
@@ -178,6 +189,7 @@ def build_smfer_cmd(input_csv: Path, output: Path | None, seed: int, jobs: int, 
         click.echo(f"  masks:     {json.dumps(folder.mask_counts)}")
         click.echo(f"  QA passed: {folder.qa_passed}/{folder.faces} faces")
         click.echo(f"  sidecar:   {folder.metadata}")
+        _warn_none_masked(folder.status_counts, "pictures", folder.metadata)
         return
     if photo_mode or list_file or resume:
         raise ValueError("--photo, --list and --resume are for folder inputs")
@@ -226,6 +238,18 @@ def _print_report(report) -> None:
         from maskgen.cli_errors import warn
 
         warn(f"{errors} rows could not be masked and were kept unchanged; their error text is in {report.metadata}")
+    _warn_none_masked(report.status_counts, "rows", report.metadata)
+
+
+def _warn_none_masked(status_counts: dict[str, int], what: str, metadata: str) -> None:
+    """A build that masked nothing (every row / picture unreadable, without a face, or kept) still writes its
+    outputs and exits 0 (the sidecar says why for each), but says so: its output is a copy of its input."""
+    from maskgen.cli_errors import warn
+
+    total = sum(status_counts.values())
+    if total and not any(s.startswith("masked") for s, n in status_counts.items() if n):
+        warn(f"none of the {total} {what} was masked (status {json.dumps(status_counts)}): the output is a copy of "
+             f"the input; see {metadata} for why")
 
 
 @main.command("list-masks")
@@ -338,7 +362,10 @@ def audit_cmd(data_csv: Path, splits: tuple[str, ...], seed: int, near_threshold
         from maskgen.cli_errors import check_output_paths
         from maskgen.paths import Output
 
-        check_output_paths([("input", data_csv)], [Output("--json", json_path)])
+        from maskgen.smfer import input_companions
+
+        # nor the input's sidecar or manifest (audit sm.csv --json sm.meta.csv overwrote it)
+        check_output_paths([("input", data_csv), *input_companions(data_csv)], [Output("--json", json_path)])
     table = read_fer_csv(data_csv)
     kinds = splits or (("usage",) if table.usage is not None else ()) + ("paper", "grouped")
     result = audit(table, kinds, seed, near_threshold=near_threshold)

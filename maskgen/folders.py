@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from maskgen.imageops import to_gray
-from maskgen.io import IMAGE_SUFFIXES, ImageTooLargeError, atomic_write, file_sha256, manifest, read_image, write_image, write_json
+from maskgen.io import (IMAGE_SUFFIXES, ImageTooLargeError, OutputRecord, atomic_write, file_sha256, manifest, read_image,
+                        write_image, write_json)
 from maskgen.parallel import default_jobs, map_chunks
-from maskgen.paths import Output, check_outputs, check_targets, read_list, walk
+from maskgen.paths import Output, PathError, check_outputs, check_targets, check_write_target, read_list, walk
 from maskgen.pipeline import SIDECAR_COLUMNS, BuildConfig, landmark_source, mask_face, resolve_masks
 from maskgen.photo import path_key  # the one key of a picture, shared with mask-image
 
-__all__ = ["FOLDER_SIDECAR_COLUMNS", "MFER_INDEX_NAME", "MODES", "FolderItem", "FolderMixReport", "FolderReport",
+__all__ = ["FOLDER_SIDECAR_COLUMNS", "MFER_INDEX_NAME", "MFER_RECORD", "MODES", "FolderItem", "FolderMixReport", "FolderReport",
            "build_folder", "build_mfer_folder", "masked_name", "path_key", "read_list_file", "scan_folder"]
 
 MODES = ("crop", "photo")
@@ -236,6 +237,23 @@ def _check_contents(saved: dict[str, Any], state: dict[str, Any], sums: dict[str
                          f"contents_sha256 differs); start a new build in another folder")
 
 
+def _read_build_json(path: Path, ours: Any) -> dict[str, Any] | None:
+    """A build record (state file or manifest) in the output folder: None if absent; refused, naming the file,
+    if it cannot be read as one (``ours(dict)`` says whether its keys are those maskgen writes)."""
+    if not path.exists():
+        return None
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"not JSON ({exc})"
+        raise ValueError(f"{path}: {reason}; it is not a build record of maskgen build-smfer: remove it or "
+                         "choose another folder") from None
+    if not isinstance(found, dict) or not ours(found):
+        raise ValueError(f"{path} was not written by maskgen build-smfer (not its build record): remove it or "
+                         "choose another folder")
+    return found
+
+
 def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = BuildConfig(), mode: str = "crop",
                  list_file: str | Path | None = None, jobs: int | None = None,
                  chunk_size: int = DEFAULT_FOLDER_CHUNK, backend: str = "loky", scheduler: str | None = None, resume: bool = False,
@@ -261,10 +279,24 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
     items = read_list_file(list_file, src) if list_file else scan_folder(src)
     if not items:
         raise ValueError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    # no symlink / FIFO among the outputs, and outside a build of ours (unfinished or finished) no existing file
-    ours = (out / STATE_NAME).is_file() or (out / MANIFEST_NAME).is_file()
+    # the build's own files too: regular files or absent, and replaced only within a build of ours (unfinished or
+    # finished; each read and checked here, before any work)
+    state_path, partial_path = out / STATE_NAME, out / PARTIAL_NAME
+    meta_path, manifest_path = out / META_NAME, out / MANIFEST_NAME
+    for path in (state_path, partial_path, meta_path, manifest_path):
+        check_write_target(path, "-o")
+    saved = _read_build_json(state_path, lambda d: "items_sha256" in d and "mode" in d)
+    finished = _read_build_json(manifest_path, lambda d: str(d.get("tool", "")).startswith("maskgen build-smfer (folder)"))
+    ours = saved is not None or finished is not None
+    if not ours:
+        for path in (partial_path, meta_path):
+            if path.exists():
+                raise PathError(f"-o {out}: {path} exists and was not written by maskgen build-smfer: remove it or "
+                                "choose another folder")
+    # no symlink / FIFO among the outputs, none led into the input by a symlinked folder, and outside a build of
+    # ours no existing file
     check_targets(((src / i.path, out / i.path) for i in items), "output",
-                  may_replace=None if ours else (lambda _: False))
+                  may_replace=None if ours else (lambda _: False), inputs=[("input", src)])
     config = resolve_masks(config)
     if config.landmarks is not None:
         from maskgen.landmarks.supplied import check_keys, read_landmarks_file
@@ -273,11 +305,8 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
     state = _state(config, mode, items, str(list_file) if list_file else None)
     sums = _picture_sums(src, items)  # contents, not only names (#28): checked on --resume
     state["contents_sha256"] = _contents_digest(sums)
-    state_path, partial_path = out / STATE_NAME, out / PARTIAL_NAME
-    meta_path, manifest_path = out / META_NAME, out / MANIFEST_NAME
     done: dict[str, dict[str, str]] = {}
-    if state_path.is_file():  # an unfinished build
-        saved = json.loads(state_path.read_text())
+    if saved is not None:  # an unfinished build
         if not resume:
             raise ValueError(f"{out} holds an unfinished build: pass --resume to continue it, or choose another folder")
         _check_contents(saved, state, sums, src, out)
@@ -285,10 +314,9 @@ def build_folder(src: str | Path, out: str | Path, *, config: BuildConfig = Buil
         if diff:
             raise ValueError(f"--resume with a different configuration or image list ({', '.join(diff)})")
         done = _read_partial(partial_path, out)
-    elif manifest_path.is_file():  # a finished build
+    elif finished is not None:  # a finished build
         if not resume:
             raise ValueError(f"{out} already holds a finished build ({manifest_path}); choose another folder")
-        finished = json.loads(manifest_path.read_text())
         _check_contents(finished, state, sums, src, out)
         diff = sorted(k for k in {*state, "styles"} if finished.get(k) != state.get(k))
         if diff:
@@ -362,6 +390,25 @@ def masked_name(rel: str) -> str:
     return f"{stem}{MASKED_TAG}.{ext}" if dot else f"{rel}{MASKED_TAG}"
 
 
+#: the -o folder's record of the files build-mfer wrote there (:class:`maskgen.io.OutputRecord`)
+MFER_RECORD = ".maskgen-build-mfer.json"
+
+
+def _check_same_source(src: Path, masked: Path, rows: list[dict[str, str]]) -> None:
+    """The build in ``masked`` was made from these pictures of ``src`` (not another folder with the same names):
+    its manifest's ``contents_sha256`` against the digest of ``src``'s pictures, when the manifest records it."""
+    try:
+        found = json.loads((masked / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no manifest, or not one: nothing recorded to compare
+        return
+    recorded = found.get("contents_sha256") if isinstance(found, dict) else None
+    if not isinstance(recorded, str):
+        return
+    if _contents_digest(_picture_sums(src, [FolderItem(r["path"]) for r in rows])) != recorded:
+        raise ValueError(f"{masked} was built from other pictures than those of {src} (same names, other bytes: "
+                         f"contents_sha256 in {masked / MANIFEST_NAME} differs); give the folder it was built from")
+
+
 def build_mfer_folder(src: str | Path, masked: str | Path, out: str | Path) -> FolderMixReport:
     """MFER-style mix of a folder dataset: every picture that ``masked`` (a finished folder build
     of ``src``) masked, once unmasked and once masked, side by side under ``out``.
@@ -371,34 +418,60 @@ def build_mfer_folder(src: str | Path, masked: str | Path, out: str | Path) -> F
     ``source`` (the original's path: a face and its twin share it, so the ``grouped`` split keeps
     them together) and ``masked`` flag. Pictures the build left unmasked (errors, ``kept``, photos
     with no face) are left out, so masked and unmasked counts are equal in every class and split.
+    An existing file in ``out`` is replaced only if an earlier build-mfer wrote it (:data:`MFER_RECORD`).
 
     Raises:
-        ValueError: ``masked`` is not a finished build of ``src`` (no sidecar, or another picture list).
+        ValueError: ``masked`` is not a finished build of ``src`` (no sidecar, another picture list, or other
+            pictures under the same names), it masked no picture, a picture of ``src`` is named like another's
+            masked twin, or an output would replace a file build-mfer did not write or lie in an input folder.
     """
     src, masked, out = Path(src), Path(masked), Path(out)
     meta = masked / META_NAME
     if not meta.is_file():
         raise ValueError(f"{masked} is not a finished folder build (no {META_NAME}); run build-smfer on {src} first")
+    check_outputs([("input", src), ("build", masked)], [Output("-o", out, folder=True)])
     items = {i.path: i for i in scan_folder(src)}
     with open(meta, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
+    if rows and not {"path", "status"} <= set(rows[0]):
+        raise ValueError(f"{meta}: not a build-smfer sidecar (needs 'path' and 'status' columns)")
     unknown = [r["path"] for r in rows if r["path"] not in items]
     if unknown:
         raise ValueError(f"{meta} lists {unknown[0]}, which is not a picture of {src}: not a build of this folder")
-    check_outputs([("input", src), ("build", masked)], [Output("-o", out, folder=True)])
-    used = [r for r in rows if r["status"].startswith("masked") and (masked / r["path"]).is_file()]
+    _check_same_source(src, masked, rows)
+    used = sorted((r for r in rows if r["status"].startswith("masked") and (masked / r["path"]).is_file()),
+                  key=lambda r: r["path"])
+    if not used:
+        status = dict(sorted(Counter(r["status"] for r in rows).items()))
+        raise ValueError(f"{masked}: the build masked none of its {len(rows)} pictures (status {json.dumps(status)}): "
+                         "an MFER mix of it would hold no picture")
+    names = {r["path"] for r in used}
+    for r in used:
+        if masked_name(r["path"]) in names:
+            raise ValueError(f"{src / masked_name(r['path'])} is named like the masked twin of {src / r['path']} "
+                             f"(NAME{MASKED_TAG}): both would be written to {out / masked_name(r['path'])}; rename it")
+    record = OutputRecord(out, MFER_RECORD, "maskgen build-mfer")
+    copies = [(from_path, to_rel, r, flag) for r in used
+              for flag, from_path, to_rel in ((0, src / r["path"], r["path"]),
+                                              (1, masked / r["path"], masked_name(r["path"])))]
+    check_targets([*((f, out / rel) for f, rel, _, _ in copies), (meta, out / MFER_INDEX_NAME)], "-o",
+                  may_replace=record.may_replace, inputs=[("input", src), ("build", masked)])
     index = []
-    for r in sorted(used, key=lambda r: r["path"]):
-        item = items[r["path"]]
-        for flag, from_path, to_rel in ((0, src / item.path, item.path), (1, masked / item.path, masked_name(item.path))):
+    try:
+        for from_path, to_rel, r, flag in copies:
+            item = items[r["path"]]
             with atomic_write(out / to_rel) as tmp:
                 tmp.write_bytes(from_path.read_bytes())
+            record.add(out / to_rel)
             index.append({"path": to_rel, "source": item.path, "masked": flag, "split": item.split, "label": item.label})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["path", "source", "masked", "split", "label"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(index)
-    with atomic_write(out / MFER_INDEX_NAME) as tmp:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["path", "source", "masked", "split", "label"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(index)
+        with atomic_write(out / MFER_INDEX_NAME) as tmp:
+            tmp.write_text(buf.getvalue(), encoding="utf-8")
+        record.add(out / MFER_INDEX_NAME)
+    finally:  # what this run wrote, so that a rerun may replace it (and nothing else)
+        record.save()
     return FolderMixReport(output=str(out), index=str(out / MFER_INDEX_NAME), sources=len(used), pictures=len(index),
                            skipped_unmasked=len(rows) - len(used))

@@ -217,6 +217,7 @@ class OutputRecord:
         self.folder, self.path, self.tool = Path(folder), Path(folder) / name, tool
         self.files: dict[str, str] = {}
         self.written: dict[str, str] = {}
+        check_write_target(self.path, "record")  # a symlink, FIFO (a read would block forever) or folder: before any work
         if not self.path.exists():
             return
         try:
@@ -293,10 +294,18 @@ def check_image_size(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS
 
 
 def _imread(path: str | os.PathLike) -> np.ndarray | None:
-    """cv2.imread(IMREAD_UNCHANGED); OpenCV's own errors (its pixel limit, for a format whose header
-    Pillow does not read) become a ValueError naming the file."""
+    """The file's bytes read by Python, decoded by ``cv2.imdecode(IMREAD_UNCHANGED)``; a file that cannot be
+    read and OpenCV's own errors (its pixel limit, for a format whose header Pillow does not read) become a
+    ValueError naming the file."""
+    try:  # Python reads the bytes: any file name (cv2.imread(str(path)) crashed on names that are not UTF-8)
+        with open(path, "rb") as fh:
+            data = np.frombuffer(fh.read(), np.uint8)
+    except OSError as exc:  # a per-picture status, as OpenCV's "cannot read" was
+        raise ValueError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    if data.size == 0:
+        return None
     try:
-        return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         raise ValueError(f"cannot read image {path}: {' '.join(str(exc.err).split())}") from None
 

@@ -130,6 +130,10 @@ def load_mask_spec(path: str | Path, *, register: bool = True, _builtin: bool = 
     ``colors``, ``patterns``.  See docs/masks.md.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block the read forever
+        from maskgen.paths import describe
+
+        raise MaskSpecError(f"mask spec {path} is {describe(path.resolve()) or 'not a regular file'}, not a regular file")
     if not path.is_file():
         raise MaskSpecError(f"mask spec {path} not found")
     try:
@@ -142,6 +146,14 @@ def load_mask_spec(path: str | Path, *, register: bool = True, _builtin: bool = 
         raise MaskSpecError(f"mask spec {path}: cannot parse: {e}") from None
     if not isinstance(spec, dict):
         raise MaskSpecError(f"mask spec {path}: top level must be a table/object")
+    for key, kind, ok in (("image", "a file name (text)", lambda v: isinstance(v, str) and v.strip()),
+                          ("anchors", "a table of anchors", lambda v: isinstance(v, dict)),
+                          ("name", "text", lambda v: isinstance(v, str)),
+                          ("colors", "a list", lambda v: isinstance(v, list)),
+                          ("patterns", "a list of pattern names",
+                           lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v))):
+        if key in spec and not ok(spec[key]):
+            raise MaskSpecError(f"mask spec {path}: {key!r} must be {kind}, got {spec[key]!r}")
     name = spec.get("name", path.stem)
     if name in _PROTECTED and not _builtin:  # every command refuses it (build-smfer used to skip it silently)
         raise MaskSpecError(f"mask spec {path}: {name!r} is the name of a built-in mask; give yours another name")

@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-__all__ = ["InputFile", "ListEntry", "Output", "PathError", "check_outputs", "check_targets", "check_write_target",
-           "describe", "is_inside", "normalize_entry", "read_list", "walk"]
+__all__ = ["InputFile", "ListEntry", "Output", "PathError", "check_input_file", "check_outputs", "check_targets",
+           "check_write_target", "describe", "is_inside", "normalize_entry", "printable", "read_list", "walk"]
 
 
 class PathError(ValueError):
@@ -69,6 +69,33 @@ def check_write_target(path: str | os.PathLike, role: str = "output") -> None:
         target = f" (to {os.readlink(path)})"
     raise PathError(f"{role} {path} is {kind}{target}: maskgen writes only regular files and never replaces "
                     f"{kind}; name a regular file")
+
+
+def check_input_file(path: str | os.PathLike, role: str = "input") -> None:
+    """Refuse, before reading it, an input file that exists but is not a regular file once links are followed
+    (a FIFO would block the read forever, a device could be endless). A missing file is left to the reader,
+    which names it. Raises :class:`PathError`."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else describe(os.path.realpath(path)) or "not a regular file"
+        raise PathError(f"{role} {printable(path)} is {kind}, not a regular file: maskgen reads only regular files")
+
+
+def printable(path: str | os.PathLike) -> str:
+    """``path`` as text that can always be printed: bytes that are not UTF-8 shown as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _check_name(given: Path, rel: str) -> None:
+    """Refuse a picture whose name is not valid UTF-8 text: sidecars, list files and keys hold names as text."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PathError(f"{printable(given)}: the name '{printable(rel)}' is not valid UTF-8 text; rename it "
+                        "(maskgen records picture names as UTF-8 text)") from None
 
 
 def is_inside(path: Path, folder: Path) -> bool:
@@ -120,6 +147,7 @@ def walk(paths: Iterable[str | os.PathLike], suffixes: Sequence[str], *,
 
     Raises:
         FileNotFoundError: a path that does not exist (naming it).
+        PathError: a file to take whose name is not valid UTF-8 (naming the folder and the name).
     """
     skip = [_resolve(e) for e in exclude]
     out: list[InputFile] = []
@@ -140,6 +168,7 @@ def walk(paths: Iterable[str | os.PathLike], suffixes: Sequence[str], *,
         else:
             raise FileNotFoundError(f"no such file or folder: {given}")
         for item in found:
+            _check_name(given, item.rel)
             if (item.resolved, item.rel) not in seen:
                 seen.add((item.resolved, item.rel))
                 out.append(item)
@@ -178,6 +207,7 @@ def read_list(list_file: str | os.PathLike, root: str | os.PathLike, suffixes: S
             ``suffixes``; each names the list file and line.
     """
     list_file, root = Path(list_file), Path(root)
+    check_input_file(list_file, "--list")
     entries: list[ListEntry] = []
     seen: dict[str, int] = {}
     with open(list_file, newline="", encoding="utf-8") as fh:
@@ -255,14 +285,17 @@ def check_outputs(inputs: Iterable[tuple[str, str | os.PathLike | None]], output
 
 
 def check_targets(pairs: Iterable[tuple[str | os.PathLike, str | os.PathLike]], role: str = "output",
-                  may_replace: Callable[[Path], bool] | None = None) -> None:
+                  may_replace: Callable[[Path], bool] | None = None,
+                  inputs: Iterable[tuple[str, str | os.PathLike | None]] = ()) -> None:
     """Refuse, before any work, per-input output files that clash or cannot be written.
 
     ``pairs``: (source file, the file it will write). Refused: two different sources writing one
     target (``a/x.png`` and ``b/x.png`` into ``out/x.png``); a target that exists and is not a regular
     file; a target that is a source; and, when ``may_replace`` is given, an existing target for which
-    it returns False (a file the command did not make).
+    it returns False (a file the command did not make); and a target that a symlinked folder of the output
+    leads into one of the ``inputs`` folders ((role, path) pairs: ``out/train`` a link to ``src/train``).
     """
+    folders = [(r, Path(p), _resolve(p)) for r, p in inputs if p is not None and Path(p).is_dir()]
     by_target: dict[Path, Path] = {}
     pairs = [(Path(s), Path(t)) for s, t in pairs]
     sources = {_resolve(s): s for s, _ in pairs}
@@ -274,6 +307,10 @@ def check_targets(pairs: Iterable[tuple[str | os.PathLike, str | os.PathLike]], 
             raise PathError(f"{first} and {src} would both write {target}: give their folders separately "
                             f"or rename one")
         check_write_target(target, role)
+        for r, given, at in folders:
+            if is_inside(where, at):
+                raise PathError(f"{role} {target} lies in the {r} folder {given} (through a symlink): "
+                                f"a command never writes into its input")
         if not where.exists():
             continue
         if inodes is None:

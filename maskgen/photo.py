@@ -140,8 +140,10 @@ def check_photo_outputs(files: Sequence[tuple[Path, Path]], outdir: Path, inputs
     """Before any work: ``outdir`` is not an input, inside one or holding one; no two pictures write
     the same ``outdir/<name>`` (``a/x.png b/x.png``); and no existing ``outdir/<name>`` is replaced
     unless an earlier run wrote it (:func:`output_record`). :class:`maskgen.paths.PathError` otherwise."""
-    check_outputs([("input", p) for p in inputs], [Output("-o", outdir, folder=True)])
-    check_targets(((src, outdir / rel) for src, rel in files), "output", may_replace=output_record(outdir).may_replace)
+    roles = [("input", p) for p in inputs]
+    check_outputs(roles, [Output("-o", outdir, folder=True)])
+    check_targets(((src, outdir / rel) for src, rel in files), "output", may_replace=output_record(outdir).may_replace,
+                  inputs=roles)  # nor into an input folder through a symlinked folder of -o
 
 
 def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0,
@@ -166,6 +168,10 @@ def mask_files(paths: Iterable[str | Path], outdir: str | Path, *, seed: int = 0
     outdir = Path(outdir)
     paths = list(paths)
     files = expand_paths(paths)
+    if not files:  # an empty or text-only folder: nothing to do is bad input, not "no face in 0 pictures"
+        from maskgen.paths import PathError, printable
+
+        raise PathError(f"{', '.join(printable(p) for p in paths)}: no pictures ({', '.join(IMAGE_SUFFIXES)}) to mask")
     check_photo_outputs(files, outdir, paths)  # before any picture is read or written
     report = PhotoReport()
     record = output_record(outdir)
