@@ -270,6 +270,10 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
         config.validate()
     except ValueError as exc:
         raise BadInput(_in_option_names(str(exc), click.get_current_context().command)) from None
+    from fer_models.labels import parse_labels_option
+
+    _check_input_files([("--data", data), ("--twin", config.twin), ("--init", config.init), ("--distill", config.distill),
+                        ("--labels", parse_labels_option(config.labels)[1] if config.labels is not None else None)])
     for option, source in (("--init", config.init), ("--distill", config.distill)):
         if source is not None:
             try:
@@ -277,6 +281,9 @@ def train(data: str, out: str, recipe: str, model_kw: tuple[str, ...], compile_:
             except ValueError as exc:
                 raise BadInput(f"{option}: {exc}") from None
     inputs, outputs = run_files(config)  # e.g. --init OUT/best.pt would be overwritten by the run's best.pt
+    from fer_models.data import folder_inputs
+
+    inputs += [*folder_inputs("--data", config.data), *folder_inputs("--twin", config.twin)]
     _check_outputs(inputs, [(what, str(path), False) for what, path in outputs])
     tensors = None
     if config.labels is None:  # FER+ labels replace the classes; they are checked where they are read
@@ -343,6 +350,7 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
 
     if (checkpoint is None) == (weights is None):
         raise click.UsageError("give exactly one of --checkpoint and --weights")
+    _check_input_files([("--checkpoint", checkpoint), ("--data", data)])
     _check_outputs(_with_companions([*_model_inputs(checkpoint, weights), ("--data", data)]), [("--out", out, True)])
     if threads is not None:
         torch.set_num_threads(threads)
@@ -406,6 +414,7 @@ def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool,
     from fer_models.benchmark import benchmark as run_benchmark, build_datasets, check_request
     from fer_models.benchmark.datasets import build_folder
 
+    _check_input_files([("--fer", fer), ("--smfer", smfer), ("--mfer", mfer), ("--beside", beside_path)])
     chosen = [t.strip() for t in tables.split(",") if t.strip()]
     try:  # before any work, --build included; the default output files too (OUT/paper_tables.md may be an input)
         files, _ = check_request(out, budget, recipe, chosen, write=write_path, records=records_path, only=only,
@@ -471,6 +480,17 @@ def _check_outputs(inputs: list[tuple[str, str | None]], outputs: list[tuple[str
                        folders_may_hold_inputs=True)
 
 
+def _check_input_files(inputs: list[tuple[str, str | None]]) -> None:
+    """Before anything reads them: each input file named (option, path; folders and absent paths are left to
+    their readers) is a regular file once links are followed (:func:`maskgen.paths.check_input_file`): a FIFO
+    blocked its read forever or was called a missing file, a device never ends."""
+    from maskgen.paths import check_input_file
+
+    for role, path in inputs:
+        if path is not None and not Path(path).is_dir():
+            check_input_file(path, role)
+
+
 def _model_inputs(checkpoint: str | None, weights: str | None, onnx: str | None = None) -> list[tuple[str, str | None]]:
     """The model files a command reads, as (option, path) inputs for the output checks: an output must
     never replace the checkpoint, the ONNX file or the shipped weights file it is using."""
@@ -485,11 +505,14 @@ def _model_inputs(checkpoint: str | None, weights: str | None, onnx: str | None 
 def _with_companions(inputs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
     """``inputs`` and the sidecar and manifest beside each input CSV (``maskgen.smfer.input_companions``): no
     output may replace them either (``predict sm.csv -o sm.meta.csv`` would)."""
-    from maskgen.smfer import input_companions
+    from maskgen.paths import check_input_file
+    from maskgen.smfer import input_companions, sidecar_paths
 
     out = list(inputs)
     for role, path in inputs:
         if path is not None and str(path).lower().endswith((".csv", ".csv.gz")) and Path(path).is_file():
+            # input_companions reads the manifest (the sidecar it records): a FIFO there blocked forever
+            check_input_file(sidecar_paths(path)[1], f"{role} {path}'s manifest")
             out += [(f"{role} {path}'s {what.split()[-1]}", str(p)) for what, p in input_companions(path)]
     return out
 
@@ -533,6 +556,7 @@ def export_command(checkpoint: str | None, weights: str | None, output: str, che
     from maskgen.io import atomic_write, file_sha256
 
     int8_output = str(Path(output).with_suffix(".int8.onnx")) if int8_csv is not None else None
+    _check_input_files([("--checkpoint", checkpoint), ("--check", check_csv), ("--int8", int8_csv)])
     _check_outputs(_with_companions([*_model_inputs(checkpoint, weights), ("--check", check_csv), ("--int8", int8_csv)]),
                    [("-o", output, False), ("the int8 copy", int8_output, False)])
     state, path = _load_model_state(checkpoint, weights)
@@ -602,7 +626,8 @@ def predict_command(paths: tuple[str, ...], checkpoint: str | None, weights: str
     from fer_models.predict import check_predict_outputs
     from maskgen.io import atomic_write
 
-    # every output against every input (the model's file included), before any work
+    # every input file a regular file (a FIFO blocked), every output against every input, before any work
+    _check_input_files([("--checkpoint", checkpoint), ("--onnx", onnx_path), *(("input", p) for p in paths)])
     check_predict_outputs(paths, output, annotate,
                           models=_with_companions([*_model_inputs(checkpoint, weights, onnx_path),
                                                    *(("input", p) for p in paths)]))
@@ -663,6 +688,8 @@ def explain_command(checkpoint: str | None, weights: str | None, data: str, mask
     from maskgen.smfer import sidecar_paths
 
     sidecar, manifest = sidecar_paths(masked)
+    _check_input_files([("--checkpoint", checkpoint), ("--data", data), ("--masked", masked),
+                        ("--masked's sidecar", str(sidecar)), ("--masked's manifest", str(manifest))])
     _check_outputs(_with_companions([*_model_inputs(checkpoint, weights), ("--data", data), ("--masked", masked),
                                      ("--masked's sidecar", str(sidecar)), ("--masked's manifest", str(manifest))]),
                    [("-o", output, False)])

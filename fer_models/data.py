@@ -138,6 +138,16 @@ def load_image_folder(path: str | os.PathLike) -> FerTensors:
                       usage=np.array(usage, dtype=object) if has_usage else None, groups=groups, path=root)
 
 
+def folder_inputs(role: str, path: str | os.PathLike | None) -> list[tuple[str, str]]:
+    """(role, picture) of every picture an image folder ``path`` is read from, for the output checks (a picture
+    may be a symlink to a file outside the folder: an output must not replace it); [] for a file or None."""
+    from maskgen.folders import scan_folder
+
+    if path is None or not Path(path).is_dir():
+        return []
+    return [(f"{role} picture", str(Path(path) / item.path)) for item in scan_folder(path)]
+
+
 def load_dataset(path: str | os.PathLike) -> FerTensors:
     """A FER2013-format CSV (:func:`load_fer_tensors`) or an image folder (:func:`load_image_folder`)."""
     return load_image_folder(path) if Path(path).is_dir() else load_fer_tensors(path)
@@ -291,5 +301,5 @@ def class_weights(labels: torch.Tensor, num_classes: int = len(EMOTIONS)) -> tor
 
 __all__ = [
     "SIDE", "SPLITS", "SUBSETS", "USAGE_SPLIT", "AugmentConfig", "FerTensors", "augment_batch",
-    "class_weights", "load_dataset", "load_fer_tensors", "load_image_folder", "random_erase", "sample_affine", "split_indices", "to_float",
+    "class_weights", "folder_inputs", "load_dataset", "load_fer_tensors", "load_image_folder", "random_erase", "sample_affine", "split_indices", "to_float",
 ]

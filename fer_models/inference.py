@@ -124,6 +124,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
     ``<checkpoint dir>/eval-<csv name>-<split>-<subset>``.
     Returns the report dict (see :func:`fer_models.metrics.classification_report`).
     """
+    from fer_models.data import folder_inputs
     from fer_models.metrics import classification_report, report_files, write_report
 
     from maskgen.cli_errors import check_output_paths
@@ -139,7 +140,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
     name = Path(data).name.split(".")[0]
     out = Path(out) if out is not None else Path(checkpoint).parent / f"eval-{name}-{split}-{subset}"
     # before the scoring: no report file is an input, lies in an input folder, or is a folder / link / FIFO
-    check_output_paths([("--checkpoint", checkpoint), ("--data", data)],
+    check_output_paths([("--checkpoint", checkpoint), ("--data", data), *folder_inputs("--data", data)],
                        [Output("the report's " + path.name, path) for path in report_files(out).values()])
     keep_freed_memory()
     tensors = load_dataset(data)

@@ -159,13 +159,23 @@ def check_predict_outputs(paths: Iterable[str | os.PathLike], output: str | os.P
     in ``ANNOTATE/.fer-models-annotated.json`` with the same sha256): the user's own files are never replaced.
     ``models``: (option, path) of the model files read (checkpoint, ONNX, shipped weights), inputs too.
     """
-    from maskgen.paths import Output, PathError, check_outputs, check_targets
+    from maskgen.paths import Output, PathError, check_input_file, check_outputs, check_targets, printable
 
     paths = [Path(p) for p in paths]
+    for p in paths:  # a FIFO given was "no such file or folder" (walk skips one inside a folder)
+        if not p.is_dir():
+            check_input_file(p, "input")
     files = expand_inputs(paths)
+    for path, _ in files:  # records name each file as text: a folder named in bytes that are not UTF-8 failed the
+        try:               # output after every picture was scored ("'utf-8' codec can't encode ...")
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:
+            raise PathError(f"{printable(path)}: the name is not valid UTF-8 text; rename it (predict records "
+                            "file names as UTF-8 text)") from None
     outs = ([Output("-o", Path(output))] if output is not None else []) + \
            ([Output("--annotate", Path(annotate), folder=True)] if annotate is not None else [])
-    check_outputs([("input", p) for p in paths] + list(models), outs)
+    # each file found is an input too: a picture in a folder may be a symlink to a file outside it (-o that file)
+    check_outputs([("input", p) for p in paths] + [("input", path) for path, _ in files] + list(models), outs)
     if annotate is None:
         return [(path, rel, None) for path, rel in files]
     folder = Path(annotate)

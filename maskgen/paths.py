@@ -81,7 +81,7 @@ def check_input_file(path: str | os.PathLike, role: str = "input") -> None:
         return
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else describe(os.path.realpath(path)) or "not a regular file"
-        raise PathError(f"{role} {printable(path)} is {kind}, not a regular file: maskgen reads only regular files")
+        raise PathError(f"{role} {printable(path)} is {kind}, not a regular file: only regular files are read")
 
 
 def printable(path: str | os.PathLike) -> str:

@@ -48,10 +48,12 @@ def input_companions(input_path: str | Path) -> list[tuple[str, Path]]:
     path = Path(input_path)
     meta, manifest_file = sidecar_paths(path)
     found = [("input's sidecar", meta), ("input's manifest", manifest_file)]
-    try:
-        recorded = json.loads(manifest_file.read_text(encoding="utf-8")).get("metadata")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
+    recorded = None
+    if manifest_file.is_file():  # never open a FIFO there: the read would block
+        try:
+            recorded = json.loads(manifest_file.read_text(encoding="utf-8")).get("metadata")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
     if isinstance(recorded, str) and recorded:
         found.append(("input's sidecar", Path(recorded)))
     return [(role, p) for role, p in found if p.is_file()]
