@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import gzip
+import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +98,38 @@ def checksums(root: Path) -> dict[str, str]:
     import hashlib
 
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class Unblock:
+    """A watchdog for a command that may block reading the FIFO ``fifo``: after ``after`` seconds it opens the
+    FIFO for writing, so a stuck read ends (``fired`` is then True and the test fails) instead of hanging the
+    run. ``after`` is long: a command that is merely slow on a loaded machine must not count as blocked."""
+
+    def __init__(self, fifo: Path, after: float = 30.0) -> None:
+        self.fifo, self.fired, self.stop = fifo, False, threading.Event()
+        threading.Thread(target=self._run, args=(after,), daemon=True).start()
+
+    def _run(self, after: float) -> None:
+        if self.stop.wait(after):
+            return
+        self.fired = True
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
+                return
+            except OSError:  # no reader yet
+                time.sleep(0.05)
+
+    def __enter__(self) -> "Unblock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+
+
+def fifo(path: Path) -> Path:
+    """A FIFO at ``path`` (its folder made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path

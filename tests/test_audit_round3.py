@@ -11,15 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import USAGE_CYCLE, fer_csv_text, random_faces
+from conftest import Unblock, fifo, USAGE_CYCLE, fer_csv_text, random_faces
 from maskgen import folders
 from maskgen.cli import main
 from maskgen.io import write_image
@@ -223,37 +221,8 @@ def test_a_picture_name_that_is_not_utf8(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ 5. FIFOs, records
-class Unblock:
-    """Opens ``fifo`` for writing after ``after`` seconds, so a command stuck reading it ends (and the test
-    fails, ``fired``) instead of hanging the test run."""
-
-    def __init__(self, fifo: Path, after: float = 4.0) -> None:
-        self.fifo, self.fired, self.stop = fifo, False, threading.Event()
-        threading.Thread(target=self._run, args=(after,), daemon=True).start()
-
-    def _run(self, after: float) -> None:
-        if self.stop.wait(after):
-            return
-        self.fired = True
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
-                return
-            except OSError:  # no reader yet
-                time.sleep(0.05)
-
-    def __enter__(self) -> "Unblock":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
 
 
-def fifo(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.mkfifo(path)
-    return path
 
 
 @pytest.mark.parametrize("case", ["mask-image record", "demo record", "--list", "--mask-spec"])

@@ -5,15 +5,13 @@ the same checks for evaluate / train image folders. Every case is refused before
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import fer_csv_text, random_faces
+from conftest import Unblock, fifo, fer_csv_text, random_faces
 from fer_models.cli import main
 from maskgen.io import write_image
 
@@ -31,31 +29,6 @@ def one_error_line(result, *needles: str) -> str:
     return lines[0]
 
 
-class Unblock:
-    """Opens ``fifo`` for writing after ``after`` seconds, so a command stuck reading it ends (and the test fails,
-    ``fired``) instead of hanging the test run."""
-
-    def __init__(self, fifo: Path, after: float = 3.0) -> None:
-        self.fifo, self.fired, self.stop = fifo, False, threading.Event()
-        threading.Thread(target=self._run, args=(after,), daemon=True).start()
-
-    def _run(self, after: float) -> None:
-        if self.stop.wait(after):
-            return
-        self.fired = True
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
-                return
-            except OSError:  # no reader yet
-                time.sleep(0.05)
-
-    def __enter__(self) -> "Unblock":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
 
 
 def picture(path: Path, value: int = 128) -> Path:
@@ -69,10 +42,6 @@ def faces_csv(path: Path, n: int = 14) -> Path:
     return path
 
 
-def fifo(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.mkfifo(path)
-    return path
 
 
 CASES = ["evaluate --data", "evaluate --checkpoint", "predict input", "predict --onnx", "predict --checkpoint",
