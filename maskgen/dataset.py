@@ -81,7 +81,8 @@ class FerTable:
 def _read_text(path: Path) -> str:
     """Whole file as text; gzip detected by magic bytes; clear errors for bad gzip/encoding."""
     if not path.is_file():
-        raise FerFormatError(path, "no such file")
+        raise FerFormatError(path, "no such file" if not path.exists() else
+                             "not a regular file (a folder, FIFO or device): only regular files are read")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:

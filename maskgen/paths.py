@@ -165,6 +165,9 @@ def walk(paths: Iterable[str | os.PathLike], suffixes: Sequence[str], *,
         elif given.is_file():
             resolved = _resolve(given)
             found = [InputFile(given, resolved, given.name, resolved.parent)]
+        elif given.exists():
+            raise PathError(f"{printable(given)} is not a regular file or a folder (a FIFO or device): only "
+                            "regular files are read")
         else:
             raise FileNotFoundError(f"no such file or folder: {given}")
         for item in found:

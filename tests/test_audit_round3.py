@@ -300,3 +300,22 @@ def test_masks_with_an_empty_name_is_refused(tmp_path: Path, value: str) -> None
     result = run("mask-image", photo, "--masks", value, "-o", tmp_path / "x")
     assert result.exit_code == 2 and "--masks" in result.output and "empty mask name" in result.output, result.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("args", [["build-smfer", "{pipe}", "-o", "o.csv"],
+                                  ["build-smfer", "{csv}", "-o", "o.csv", "--landmarks", "{pipe}"],
+                                  ["mask-image", "{pipe}", "-o", "out"]])
+def test_a_fifo_input_is_named_as_such_not_as_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       args: list[str]) -> None:
+    """A FIFO given as the input CSV, the landmarks or a picture was reported as 'no such file' / 'not found'."""
+    from maskgen.cli import main as maskgen_main
+
+    monkeypatch.chdir(tmp_path)
+    pipe = fifo(tmp_path / "pipe.csv")
+    csv = tmp_path / "fer.csv"
+    csv.write_text(fer_csv_text(random_faces(4), [0, 1, 2, 3], ["Training"] * 4))
+    with Unblock(pipe) as guard:
+        result = CliRunner().invoke(maskgen_main, [a.format(pipe=pipe, csv=csv) for a in args])
+    assert not guard.fired
+    assert result.exit_code == 2 and "not a regular file" in result.output, result.output
+    assert "no such file" not in result.output and "not found" not in result.output

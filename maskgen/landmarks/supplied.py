@@ -158,7 +158,8 @@ def read_landmarks_file(path: str | os.PathLike, image_size: tuple[int, int] | N
     """
     path = Path(path)
     if not path.is_file():
-        raise LandmarksFileError(f"landmarks file {path} not found")
+        raise LandmarksFileError(f"landmarks file {path} " + ("not found" if not path.exists() else
+                                 "is not a regular file (a folder, FIFO or device): only regular files are read"))
     try:  # checked first, so that a binary file is named (csv would raise a bare UnicodeDecodeError mid-read)
         path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
