@@ -37,6 +37,16 @@ if TYPE_CHECKING:
     from fer_models.checkpoint import Checkpoint
 
 
+def _threads_option(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """--threads checked as it is parsed: at most 4 per CPU (a huge count crashed torch; one line, exit 2)."""
+    from maskgen.parallel import check_threads
+
+    try:
+        return check_threads(value)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
 @click.group(name="fer-models", cls=SafeGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="fer-models")
 def main() -> None:
@@ -48,6 +58,7 @@ def main() -> None:
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
+    callback=_threads_option,
     default=None,
     help="torch intra-op threads (default: torch's default, stated in the output).",
 )
@@ -246,7 +257,8 @@ _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 @click.option("--cuda-graph", "cuda_graph", type=click.Choice(CUDA_GRAPH_CHOICES), default="auto", show_default=True,
               help="Capture the training step in one CUDA graph and replay it (auto: whenever training runs on "
                    "CUDA; off: eager steps). If capture fails, training goes on eagerly and says why.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads (default: torch's).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, callback=_threads_option,
+              help="torch intra-op threads (default: torch's).")
 @click.option("--max-steps-per-epoch", type=click.IntRange(min=1), default=None, help="Cap steps per epoch (smoke runs).")
 @click.option("--resume", is_flag=True, help="Continue OUT/checkpoint.pt (same options; see docs/training.md).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -339,7 +351,8 @@ def _check_training_classes(data: str, labels: np.ndarray) -> None:
 @click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default="auto", show_default=True,
               help=_AMP_HELP)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, callback=_threads_option,
+              help="torch intra-op threads.")
 def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str | None, subset: str,
              out: str | None, batch_size: int, tta: str | None, device: str, amp: str, threads: int | None) -> None:
     """Accuracy, per-class / macro precision, recall, F1 and a confusion matrix of a checkpoint on a CSV."""
@@ -401,7 +414,7 @@ def evaluate(checkpoint: str | None, weights: str | None, data: str, split: str 
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train this many runs at once, each in its own worker process and resumable run folder, with "
                    "the torch threads divided among them (see --threads).")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=click.IntRange(min=1), default=None, callback=_threads_option,
               help="torch threads of each run (default: torch's, divided by --parallel). On a CPU a run's last "
                    "bits depend on its thread count: the same --threads gives the same tables whatever --parallel.")
 def benchmark(fer: str | None, smfer: str | None, mfer: str | None, build: bool, build_seed: int,

@@ -141,6 +141,9 @@ class TrainConfig:
         self._validate_twin_options()
         if self.threads is not None and self.threads < 1:
             raise ValueError("threads must be >= 1")
+        from maskgen.parallel import check_threads
+
+        check_threads(self.threads)  # a huge count crashed torch.set_num_threads (a segmentation fault)
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ValueError("max_steps_per_epoch must be >= 1")
         from fer_models.models import list_models

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,34 @@ def check_image_size(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS
     return width, height
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved = 0
+
+
+@contextlib.contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """OpenCV's own log lines off while decoding (a truncated picture is reported once, as a ValueError or a
+    status, not also as OpenCV's ``[ WARN:0@...]`` line); counted, so concurrent threads restore it once."""
+    global _quiet_depth, _quiet_saved
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None or not hasattr(logging, "setLogLevel"):  # an OpenCV build without it: nothing to quiet
+        yield
+        return
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_saved = logging.getLogLevel()
+            logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                logging.setLogLevel(_quiet_saved)
+
+
 def _imread(path: str | os.PathLike) -> np.ndarray | None:
     """The file's bytes read by Python, decoded by ``cv2.imdecode(IMREAD_UNCHANGED)``; a file that cannot be
     read and OpenCV's own errors (its pixel limit, for a format whose header Pillow does not read) become a
@@ -305,7 +334,8 @@ def _imread(path: str | os.PathLike) -> np.ndarray | None:
     if data.size == 0:
         return None
     try:
-        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        with _opencv_quiet():  # its log lines ('PNG input buffer is incomplete') broke the one-line error
+            return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         raise ValueError(f"cannot read image {path}: {' '.join(str(exc.err).split())}") from None
 

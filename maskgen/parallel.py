@@ -49,6 +49,22 @@ def chunk_ranges(n: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[tuple[int
     return [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
 
 
+def check_threads(threads: int | None, option: str = "--threads") -> int | None:
+    """``threads`` (None: the library's default) if at most :data:`MAX_JOBS_PER_CPU` per CPU this process may use.
+
+    Raises:
+        ValueError: more, naming ``option`` and the CPU count (torch.set_num_threads(10**8) crashed the
+            process with a segmentation fault; a number past 64 bits was an 'Overflow' without its option).
+    """
+    if threads is None:
+        return None
+    cpus = default_jobs()
+    if threads > MAX_JOBS_PER_CPU * cpus:
+        raise ValueError(f"{option} {threads}: more than {MAX_JOBS_PER_CPU} threads per CPU (this process may use "
+                         f"{cpus} CPU{'s' if cpus != 1 else ''}: at most {MAX_JOBS_PER_CPU * cpus})")
+    return threads
+
+
 def check_jobs(jobs: int | None, backend: str = "loky", scheduler: str | None = None) -> int:
     """The number of workers ``jobs`` asks for (None or <= 0: all cores), checked before any work.
 
