@@ -205,6 +205,9 @@ def main(config: TrainConfig, resume: bool = False, data: FerTensors | None = No
     ckpt_path = out / CHECKPOINT_NAME
     if not resume and ckpt_path.exists():
         raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue, or choose another --out")
+    if not resume and (out / BEST_NAME).exists():  # a trained model whose resumable checkpoint was removed
+        raise FileExistsError(f"{out / BEST_NAME} exists (a trained model; this run would replace it): choose "
+                              "another --out")
     saved = Checkpoint.load(ckpt_path) if resume else None
     data_sha256 = run_checksum(config)
     if saved is not None:

@@ -88,6 +88,11 @@ def test_resume_guards(csv_path: Path, tmp_path: Path) -> None:
         main(config(csv_path, tmp_path / "none", epochs=1), resume=True)
     with pytest.raises(ValueError, match="unknown model"):
         main(config(csv_path, tmp_path / "bad", model="no_such_model"))
+    (out / "checkpoint.pt").unlink()  # a finished run kept for its best.pt only: never trained over
+    best = (out / "best.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="a trained model; this run would replace it"):
+        main(config(csv_path, out, epochs=1, max_steps_per_epoch=1))
+    assert (out / "best.pt").read_bytes() == best
 
 
 def test_checkpoint_is_plain_weights_only(csv_path: Path, tmp_path: Path) -> None:
