@@ -133,3 +133,13 @@ def fifo(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     os.mkfifo(path)
     return path
+
+
+def error_line(result, *needles: str, prog: str) -> str:
+    """The CliRunner ``result`` was refused: exit 2 and one ``PROG: error:`` line holding every needle; returns it."""
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error:"), result.output
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

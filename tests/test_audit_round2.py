@@ -12,7 +12,6 @@ Every case is refused before any real work, so the file runs in seconds.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import USAGE_CYCLE, fer_csv_text, random_faces
+from conftest import USAGE_CYCLE, checksums, fer_csv_text, random_faces
 from maskgen.cli import main as maskgen_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,12 +30,6 @@ def write_fer(path: Path, n: int = 10, seed: int = 0) -> Path:
     path.write_text(fer_csv_text(random_faces(n, seed), [i % 7 for i in range(n)],
                                  [USAGE_CYCLE[i % len(USAGE_CYCLE)] for i in range(n)]))
     return path
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` -> sha256 of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def refused(result, *named: str) -> str:
@@ -64,7 +57,7 @@ def test_build_smfer_never_writes_the_inputs_sidecar_or_manifest(tmp_path: Path)
     (tmp_path / "smfer.meta.csv").write_text("row_id,status\n0,masked\n")
     (tmp_path / "smfer.manifest.json").write_text('{"metadata": "' + str(tmp_path / "kept.meta.csv") + '"}\n')
     (tmp_path / "kept.meta.csv").write_text("row_id,status\n0,kept\n")
-    before = snapshot(tmp_path)
+    before = checksums(tmp_path)
     line = refused(maskgen("build-smfer", src, "-o", tmp_path / "smfer.csv.gz", "-j", "1", "--quiet"),
                    "smfer.meta.csv", "input's sidecar")
     assert "overwrite" in line
@@ -73,16 +66,16 @@ def test_build_smfer_never_writes_the_inputs_sidecar_or_manifest(tmp_path: Path)
                     "-j", "1", "--quiet"), "kept.meta.csv")
     # the manifest alone (no sidecar beside the input)
     (tmp_path / "smfer.meta.csv").unlink()
-    before = snapshot(tmp_path)
+    before = checksums(tmp_path)
     refused(maskgen("build-smfer", src, "-o", tmp_path / "smfer.csv.gz", "-j", "1", "--quiet"),
             "smfer.manifest.json", "input's manifest")
-    assert snapshot(tmp_path) == before
+    assert checksums(tmp_path) == before
 
     from maskgen.smfer import build_smfer
 
     with pytest.raises(ValueError, match="input's manifest"):
         build_smfer(src, tmp_path / "smfer.csv.gz", jobs=1, progress=False)
-    assert snapshot(tmp_path) == before
+    assert checksums(tmp_path) == before
 
 
 # ------------------------------------------------------------------------------------------------ 2
@@ -95,7 +88,7 @@ def test_negative_seed_is_refused_by_every_maskgen_command(tmp_path: Path) -> No
     import numpy as np
 
     photo = write_image(tmp_path / "face.png", np.full((64, 64, 3), 128, np.uint8))
-    before = snapshot(tmp_path)
+    before = checksums(tmp_path)
     for args in (["build-smfer", fer, "-o", tmp_path / "s.csv", "-j", "1", "--quiet"],
                  ["demo", "-o", tmp_path / "demo", "-n", "4", "-j", "1"],
                  ["mask-image", photo, "-o", tmp_path / "masked"],
@@ -103,7 +96,7 @@ def test_negative_seed_is_refused_by_every_maskgen_command(tmp_path: Path) -> No
                  ["build-mfer", fer, smfer, "-o", tmp_path / "m.csv"],
                  ["audit", fer]):
         refused(maskgen(*args, "--seed", "-1"), "--seed")
-    assert snapshot(tmp_path) == before
+    assert checksums(tmp_path) == before
 
 
 def test_negative_seed_is_refused_by_the_python_api(tmp_path: Path) -> None:
@@ -112,7 +105,7 @@ def test_negative_seed_is_refused_by_the_python_api(tmp_path: Path) -> None:
     from maskgen.smfer import build_smfer
 
     fer = write_fer(tmp_path / "fer.csv")
-    before = snapshot(tmp_path)
+    before = checksums(tmp_path)
     with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
         build_smfer(fer, tmp_path / "s.csv", config=BuildConfig(seed=-1), jobs=1, progress=False)
     with pytest.raises(ValueError, match="seed"):
@@ -120,7 +113,7 @@ def test_negative_seed_is_refused_by_the_python_api(tmp_path: Path) -> None:
                     jobs=1, progress=False)
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         run_demo(tmp_path / "demo", rows=4, seed=-1, jobs=1)
-    assert snapshot(tmp_path) == before and not (tmp_path / "demo").exists()
+    assert checksums(tmp_path) == before and not (tmp_path / "demo").exists()
 
 
 # ------------------------------------------------------------------------------------------------ 3
@@ -148,14 +141,14 @@ def test_too_many_jobs_are_refused_before_any_work(tmp_path: Path, two_cpus: int
     assert ran == []
 
     fer = write_fer(tmp_path / "fer.csv")
-    before = snapshot(tmp_path)
+    before = checksums(tmp_path)
     refused(maskgen("build-smfer", fer, "-o", tmp_path / "s.csv", "-j", str(limit + 1), "--quiet"),
             "--jobs", f"{two_cpus} CPUs")
     refused(maskgen("build-smfer", tmp_path, "-o", tmp_path.parent / "out-folder", "-j", str(limit + 1), "--quiet"),
             "--jobs")
     refused(maskgen("demo", "-o", tmp_path / "demo", "-n", "4", "-j", str(limit + 1)), "--jobs")
     refused(maskgen("build-smfer", fer, "-o", tmp_path / "s.csv", "-j", "-3", "--quiet"), "--jobs")
-    assert snapshot(tmp_path) == before and not (tmp_path.parent / "out-folder").exists()
+    assert checksums(tmp_path) == before and not (tmp_path.parent / "out-folder").exists()
 
     from maskgen.demo import run_demo
     from maskgen.smfer import build_smfer
@@ -164,7 +157,7 @@ def test_too_many_jobs_are_refused_before_any_work(tmp_path: Path, two_cpus: int
         build_smfer(fer, tmp_path / "s.csv", jobs=limit + 1, progress=False)
     with pytest.raises(ValueError, match="--jobs"):
         run_demo(tmp_path / "demo", rows=4, jobs=limit + 1)
-    assert snapshot(tmp_path) == before and not (tmp_path / "demo").exists()
+    assert checksums(tmp_path) == before and not (tmp_path / "demo").exists()
 
 
 # ------------------------------------------------------------------------------------------------ 4

@@ -11,13 +11,14 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import Unblock, fifo, USAGE_CYCLE, fer_csv_text, random_faces
+from conftest import Unblock, error_line, fifo, USAGE_CYCLE, fer_csv_text, random_faces
 from maskgen import folders
 from maskgen.cli import main
 from maskgen.io import write_image
@@ -34,18 +35,11 @@ def tree(root: Path) -> dict[str, str]:
     return out
 
 
+one_error_line = partial(error_line, prog="maskgen")  # refused: exit 2, one "maskgen: error:" line
+
+
 def run(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_error_line(result, *needles: str) -> str:
-    """The run was refused: exit 2 and one ``maskgen: error:`` line holding every needle."""
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("maskgen: error:"), result.output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def picture(path: Path, value: int = 128, size: int = 48) -> Path:

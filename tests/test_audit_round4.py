@@ -5,28 +5,23 @@ the same checks for evaluate / train image folders. Every case is refused before
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import Unblock, fifo, fer_csv_text, random_faces
+from conftest import Unblock, error_line, fifo, fer_csv_text, random_faces
 from fer_models.cli import main
 from maskgen.io import write_image
 
 
+one_error_line = partial(error_line, prog="fer-models")  # refused: exit 2, one "fer-models: error:" line
+
+
 def run(*args):
     return CliRunner().invoke(main, [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args])
-
-
-def one_error_line(result, *needles: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("fer-models: error:"), result.output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 
